@@ -1,0 +1,90 @@
+"""Why a running job was stopped, and the token a sync job reads it from."""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+
+from .errors import AsyncJobsError
+
+
+class CancelReason(enum.StrEnum):
+    """Why a running job's cancel scope was cancelled."""
+
+    CANCELLED = "cancelled"  # cancel_job(): the job ends `cancelled`
+    REQUEUED = "requeued"  # requeue_job(): the job runs again from its first attempt
+    DELETED = "deleted"  # delete_job(): the job is gone
+    SHUTDOWN = "shutdown"  # the worker stops: the job is queued again, attempt not counted
+    TIMEOUT = "timeout"  # the job ran past its timeout: a failed attempt
+    CLAIM_LOST = "claim_lost"  # the claim connection died: the job may already run elsewhere
+
+
+class Interrupted(AsyncJobsError):
+    """Raised by `CancelToken.raise_if_cancelled()` once the job has been stopped."""
+
+    def __init__(self, reason: CancelReason) -> None:
+        self.reason = reason
+        super().__init__(f"job interrupted: {reason.value}")
+
+
+class CancelToken:
+    """Set the moment a running job is stopped, for code that can't see CancelledError.
+
+    A sync job (run in a thread) asks for one by a parameter annotated `CancelToken`; it is
+    set by the same pushed message that cancels async jobs, with no storage round trip.
+    Deeper code needs no asyncjobs types: pass it `token.event`, a `threading.Event`.
+    """
+
+    __slots__ = ("_callbacks", "_lock", "_reason", "event")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._reason: CancelReason | None = None
+        self._callbacks: list[Callable[[CancelReason], object]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job has been stopped."""
+        return self.event.is_set()
+
+    @property
+    def reason(self) -> CancelReason | None:
+        """Why the job was stopped, or None while it may go on."""
+        return self._reason
+
+    def raise_if_cancelled(self) -> None:
+        """Raise `Interrupted` if the job has been stopped."""
+        if self._reason is not None:
+            raise Interrupted(self._reason)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job is stopped or `timeout` passes; True if it was stopped.
+
+        `token.wait(5)` is an interruptible `time.sleep(5)`.
+        """
+        return self.event.wait(timeout)
+
+    def on_cancel(self, callback: Callable[[CancelReason], object]) -> None:
+        """Call `callback(reason)` when the job is stopped (at once if it already is).
+
+        It runs on the thread that stops the job (the worker's event loop): keep it short.
+        """
+        with self._lock:
+            if self._reason is None:
+                self._callbacks.append(callback)
+                return
+            reason = self._reason
+        callback(reason)
+
+    def cancel(self, reason: CancelReason) -> None:
+        """Set the token (the worker does this; tests of job code may too). Idempotent."""
+        with self._lock:
+            if self._reason is not None:
+                return
+            self._reason = reason
+            callbacks, self._callbacks = self._callbacks, []
+        self.event.set()
+        for callback in callbacks:
+            callback(reason)

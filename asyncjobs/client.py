@@ -1,0 +1,246 @@
+"""The client: enqueue jobs, read them, and cancel, requeue or delete them from anywhere."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, overload
+
+import anyio
+import asyncpg
+
+from .connections import create_pool
+from .errors import JobCancelled, JobFailed, JobNotFound, WaitTimeout
+from .job import Job, JobState, WorkerInfo
+from .listener import Listener
+from .migrations import check, migrate
+from .serialization import encode_arguments
+from .sql import Channels, Queries
+from .tasks import JobOptions, P, Task, TaskCall
+
+if TYPE_CHECKING:
+    from .app import App
+
+
+class Client:
+    """Enqueues and controls jobs. Use as `async with app.client() as client:`."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.sql = Queries.for_schema(app.schema)
+        self.channels = Channels.for_schema(app.schema)
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._dsn = ""
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._listening: anyio.Event | None = None
+        self._waiters: dict[int, set[anyio.Event]] = {}
+
+    async def __aenter__(self) -> Client:
+        async with contextlib.AsyncExitStack() as stack:
+            self._dsn = await stack.enter_async_context(self.app.database())
+            self._pool = await create_pool(self._dsn, min_size=1, max_size=4)
+            stack.push_async_callback(self._pool.close)
+            async with self._pool.acquire() as conn:
+                if self.app.auto_migrate:
+                    await migrate(conn, self.app.schema)
+                else:
+                    await check(conn, self.app.schema)
+            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(self._task_group.cancel_scope.cancel)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The client's connection pool (autocommit connections)."""
+        if self._pool is None:
+            raise RuntimeError("use the client inside `async with app.client() as client:`")
+        return self._pool
+
+    # -- enqueue --------------------------------------------------------------------
+
+    @overload
+    async def enqueue(self, task: Task[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> int: ...
+    @overload
+    async def enqueue(self, task: str, /, *args: Any, **kwargs: Any) -> int: ...
+
+    async def enqueue(self, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any) -> int:
+        """Enqueue one job; return its id. Per-call options: `task.options(...)`."""
+        (job_id,) = await self._insert(self.pool, [self._call(task, args, kwargs)])
+        return job_id
+
+    @overload
+    async def enqueue_tx(
+        self, conn: asyncpg.Connection, task: Task[P, Any], /, *args: P.args, **kwargs: P.kwargs
+    ) -> int: ...
+    @overload
+    async def enqueue_tx(
+        self, conn: asyncpg.Connection, task: str, /, *args: Any, **kwargs: Any
+    ) -> int: ...
+
+    async def enqueue_tx(
+        self, conn: asyncpg.Connection, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any
+    ) -> int:
+        """Enqueue on your own connection, inside your transaction: the job exists (and
+        workers hear of it) only if your transaction commits."""
+        (job_id,) = await self._insert(conn, [self._call(task, args, kwargs)])
+        return job_id
+
+    async def enqueue_many(self, calls: Iterable[TaskCall]) -> list[int]:
+        """Enqueue many jobs in one round trip: `enqueue_many(t.call(1), t.call(2))`."""
+        return await self._insert(self.pool, list(calls))
+
+    async def enqueue_many_tx(self, conn: asyncpg.Connection, calls: Iterable[TaskCall]) -> list[int]:
+        """`enqueue_many` on your own connection, inside your transaction."""
+        return await self._insert(conn, list(calls))
+
+    def _call(self, task: Task[Any, Any] | str, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskCall:
+        if isinstance(task, str):
+            registered = self.app.tasks.get(task)
+            if registered is None:
+                # A producer need not import the task's code; the worker that runs it
+                # reports an unknown name on the job itself.
+                encoded_args, encoded_kwargs = encode_arguments(task, args, kwargs)
+                return TaskCall(task, encoded_args, encoded_kwargs, JobOptions())
+            task = registered
+        if not isinstance(task, Task):
+            raise TypeError(f"enqueue needs a task or a task name, got {task!r}")
+        return task.call(*args, **kwargs)
+
+    async def _insert(self, conn: asyncpg.Connection | asyncpg.Pool, calls: list[TaskCall]) -> list[int]:
+        if not calls:
+            return []
+        for call in calls:
+            if not isinstance(call, TaskCall):
+                raise TypeError(f"enqueue_many takes task.call(...) items, got {call!r}")
+        ids: list[int] = await conn.fetchval(
+            self.sql.enqueue,
+            [c.task for c in calls],
+            [c.options.queue for c in calls],
+            [c.options.priority for c in calls],
+            [c.args.decode() for c in calls],
+            [c.kwargs.decode() for c in calls],
+            [c.options.max_attempts for c in calls],
+            [c.options.timeout for c in calls],
+            [c.options.run_at for c in calls],
+            [c.options.delay for c in calls],
+        )
+        return ids
+
+    # -- read -----------------------------------------------------------------------
+
+    async def get(self, job_id: int) -> Job:
+        """The job's current state, attempts, result and errors; JobNotFound if none."""
+        row = await self.pool.fetchrow(self.sql.get_job, job_id)
+        if row is None:
+            raise JobNotFound(f"no job {job_id}: it never existed or was deleted")
+        return Job.from_row(row)
+
+    async def list_jobs(self, state: JobState | str | None = None, limit: int = 50) -> list[Job]:
+        """The newest jobs, optionally of one state."""
+        state_name = JobState(state).value if state is not None else None
+        rows = await self.pool.fetch(self.sql.list_jobs, state_name, limit)
+        return [Job.from_row(row) for row in rows]
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Every worker process that is running (or died less than a minute ago)."""
+        return [WorkerInfo(**dict(row)) for row in await self.pool.fetch(self.sql.list_workers)]
+
+    # -- control --------------------------------------------------------------------
+
+    async def cancel(self, job_id: int) -> bool:
+        """Cancel a job; a running attempt stops at once. False if it had already finished."""
+        old = self._found(job_id, await self.pool.fetchval(self.sql.cancel_job, job_id))
+        return not JobState(old).finished
+
+    async def requeue(self, job_id: int) -> bool:
+        """Run the job again from attempt 1, now; a running attempt stops at once.
+        Returns True (JobNotFound if there is no such job)."""
+        self._found(job_id, await self.pool.fetchval(self.sql.requeue_job, job_id))
+        return True
+
+    async def delete(self, job_id: int) -> bool:
+        """Delete a job and its record; a running attempt stops at once.
+        Returns True (JobNotFound if there is no such job)."""
+        self._found(job_id, await self.pool.fetchval(self.sql.delete_job, job_id))
+        return True
+
+    def _found(self, job_id: int, old_state: str | None) -> str:
+        if old_state is None:
+            raise JobNotFound(f"no job {job_id}: it never existed or was deleted")
+        return old_state
+
+    async def stop_workers(self, grace: float = 0.0) -> int:
+        """Stop every running worker, on every machine; return how many were asked.
+
+        Each takes no new jobs, gives running ones `grace` seconds, then requeues the rest
+        (attempt not counted) and exits.
+        """
+        stopped: int = await self.pool.fetchval(self.sql.stop_workers, float(grace))
+        return stopped
+
+    # -- wait -----------------------------------------------------------------------
+
+    async def wait(self, job_id: int, timeout: float | None = None) -> Any:
+        """Wait for a job to finish and return its result.
+
+        Raises JobFailed or JobCancelled for those outcomes, JobNotFound if it is (or gets)
+        deleted, WaitTimeout after `timeout` seconds. Woken by NOTIFY, not by polling.
+        """
+        await self._ensure_listening()
+        with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+            while True:
+                woken = anyio.Event()
+                self._waiters.setdefault(job_id, set()).add(woken)
+                try:
+                    job = await self.get(job_id)
+                    if job.state is JobState.SUCCEEDED:
+                        return job.result
+                    if job.state is JobState.FAILED:
+                        raise JobFailed(job_id, job.error)
+                    if job.state is JobState.CANCELLED:
+                        raise JobCancelled(job_id)
+                    await woken.wait()
+                finally:
+                    waiters = self._waiters.get(job_id, set())
+                    waiters.discard(woken)
+                    if not waiters:
+                        self._waiters.pop(job_id, None)
+        assert scope.cancelled_caught
+        raise WaitTimeout(f"job {job_id} did not finish within {timeout}s; it goes on")
+
+    async def _ensure_listening(self) -> None:
+        if self._listening is None:
+            if self._task_group is None:
+                raise RuntimeError("use the client inside `async with app.client() as client:`")
+            self._listening = anyio.Event()
+            listener = Listener(
+                self._dsn, {self.channels.done: self._on_done}, on_connect=self._wake_all
+            )
+            await self._task_group.start(listener.run)
+            self._listening.set()
+        await self._listening.wait()
+
+    def _on_done(self, payload: str) -> None:
+        for part in payload.split(","):
+            for event in self._waiters.get(int(part), ()):
+                event.set()
+
+    async def _wake_all(self) -> None:
+        # Reconnected: a done message may have been missed, so every waiter re-reads.
+        for events in self._waiters.values():
+            for event in events:
+                event.set()

@@ -1,0 +1,119 @@
+"""Opening PostgreSQL connections: DSN resolution, JSON codecs, keepalives, clear errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+import orjson
+
+from .errors import ConfigurationError, ConnectionFailed
+
+DSN_ENV = "ASYNCJOBS_DSN"
+
+# A dead host (no FIN, no RST) is noticed by the kernel within about
+# KEEPIDLE + KEEPINTVL * KEEPCNT seconds; the connection then fails, which for a claim
+# connection cancels its jobs at once (their rows are back in the queue by then).
+_KEEPALIVE = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 2, "TCP_KEEPCNT": 3}
+_SERVER_KEEPALIVE = {
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+}
+
+
+def resolve_dsn(dsn: str | None) -> str | None:
+    """The DSN to use: the argument, else $ASYNCJOBS_DSN, else None (embedded PostgreSQL)."""
+    return dsn or os.environ.get(DSN_ENV) or None
+
+
+def redact(dsn: str) -> str:
+    """The DSN with its password hidden, for messages and logs."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", dsn)
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    # Callers pass bytes they already encoded (to report what can't be encoded by name);
+    # binary jsonb is a version byte followed by the JSON text.
+    return b"\x01" + (value if isinstance(value, bytes) else orjson.dumps(value))
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
+async def setup_connection(conn: asyncpg.Connection) -> None:
+    """Per-connection setup: binary jsonb through orjson, TCP keepalives on our side."""
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb, format="binary"
+    )
+    transport = getattr(conn, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in _KEEPALIVE.items():
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+def server_settings(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Session settings for every asyncjobs connection."""
+    settings = {"application_name": "asyncjobs", **_SERVER_KEEPALIVE}
+    settings.update(extra or {})
+    return settings
+
+
+def _failure(dsn: str, exc: BaseException) -> Exception:
+    where = redact(dsn)
+    if isinstance(exc, (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)):
+        hint = "check the user and password in the DSN"
+    elif isinstance(exc, asyncpg.InvalidCatalogNameError):
+        hint = "create the database first, or name an existing one in the DSN"
+    elif isinstance(exc, (asyncpg.ClientConfigurationError, ValueError)):
+        return ConfigurationError(
+            f"invalid PostgreSQL DSN {where!r}: {exc}; expected "
+            "postgresql://user:password@host:port/database"
+        )
+    else:
+        hint = (
+            "is PostgreSQL running and reachable there? Set ASYNCJOBS_DSN (or App(dsn=...)) "
+            "to your server, or unset it to use the embedded PostgreSQL"
+        )
+    return ConnectionFailed(f"cannot connect to PostgreSQL at {where}: {exc or type(exc).__name__}; {hint}")
+
+
+async def connect(
+    dsn: str, *, settings: Mapping[str, str] | None = None, timeout: float = 10.0
+) -> asyncpg.Connection:
+    """Open one set-up connection, or raise ConnectionFailed/ConfigurationError."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=timeout, server_settings=server_settings(settings))
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        raise _failure(dsn, exc) from exc
+    try:
+        await setup_connection(conn)
+    except BaseException:
+        conn.terminate()
+        raise
+    return conn
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
+    """Open a pool of set-up autocommit connections, or raise ConnectionFailed."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=setup_connection,
+            server_settings=server_settings(),
+            timeout=10.0,
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        raise _failure(dsn, exc) from exc
+    assert pool is not None
+    return pool

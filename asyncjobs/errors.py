@@ -1,0 +1,54 @@
+"""Every error asyncjobs raises; each says what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class AsyncJobsError(Exception):
+    """Base class of every error asyncjobs raises."""
+
+
+class ConfigurationError(AsyncJobsError, ValueError):
+    """An option or setting is invalid."""
+
+
+class ConnectionFailed(AsyncJobsError, ConnectionError):
+    """PostgreSQL could not be reached with the configured DSN."""
+
+
+class MigrationError(AsyncJobsError):
+    """The database schema is missing, too old, or newer than this asyncjobs."""
+
+
+class SerializationError(AsyncJobsError, TypeError):
+    """A job's arguments or result cannot be stored as JSON."""
+
+
+class UnknownTaskError(AsyncJobsError, LookupError):
+    """No task is registered under the given name."""
+
+
+class JobNotFound(AsyncJobsError, LookupError):
+    """No job has the given id (it never existed, or it was deleted)."""
+
+
+class JobFailed(AsyncJobsError):
+    """The job ended in `failed`; `error` holds its last error."""
+
+    def __init__(self, job_id: int, error: dict[str, object] | None) -> None:
+        self.job_id = job_id
+        self.error = error or {}
+        kind = self.error.get("type", "Error")
+        message = self.error.get("message", "")
+        super().__init__(f"job {job_id} failed: {kind}: {message}")
+
+
+class JobCancelled(AsyncJobsError):
+    """The job ended in `cancelled` (by a client, the CLI or SQL) before it succeeded."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} was cancelled")
+
+
+class WaitTimeout(AsyncJobsError, TimeoutError):
+    """`Client.wait()` gave up before the job finished; the job itself goes on."""

@@ -1,0 +1,143 @@
+"""The fetch loop: claims jobs when a slot is free and something is due, and starts them.
+
+It wakes on NOTIFY from enqueue, on a freed slot, at the next due run_at, and on a slow
+fallback poll; it never claims more than the free slots.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+import anyio
+import asyncpg
+
+from .claims import Claim, ClaimConnections
+from .errors import AsyncJobsError
+from .job_runner import RunningJob
+from .sql import Queries
+
+logger = logging.getLogger("asyncjobs.fetcher")
+
+
+class Fetcher:
+    """Claims jobs for one worker."""
+
+    def __init__(
+        self,
+        *,
+        sql: Queries,
+        pool: asyncpg.Pool,
+        claims: ClaimConnections,
+        worker_id: uuid.UUID,
+        queues: Sequence[str],
+        free_slots: Callable[[], int],
+        launch: Callable[[RunningJob], None],
+        on_claim_lost: Callable[[Claim], None],
+        poll_interval: float,
+        batch_size: int,
+    ) -> None:
+        self._sql = sql
+        self._pool = pool
+        self._claims = claims
+        self._worker_id = worker_id
+        self._queues = list(queues)
+        self._free_slots = free_slots
+        self._launch = launch
+        self._on_claim_lost = on_claim_lost
+        self._poll_interval = poll_interval
+        self._batch_size = batch_size
+        self._wake = anyio.Event()
+        self._due_at = math.inf  # wall-clock epoch of the next known due job
+
+    def wake(self, due_at: float | None = None) -> None:
+        """Something may be claimable (now, or at epoch `due_at`)."""
+        if due_at is not None:
+            self._due_at = min(self._due_at, due_at)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Claim and start jobs until cancelled."""
+        backoff = 0.05
+        while True:
+            # A fresh event before claiming: a wake during the claim is not lost.
+            self._wake = anyio.Event()
+            timeout = math.inf
+            try:
+                free = self._free_slots()
+                if free > 0:
+                    want = min(free, self._batch_size)
+                    got = await self.claim(want)
+                    if got == want:
+                        continue
+                    timeout = await self._until_next_due()
+                backoff = 0.05
+            except (AsyncJobsError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("fetch failed (retrying in %.2fs): %s", backoff, exc)
+                timeout = backoff
+                backoff = min(backoff * 2, 5.0)
+            with anyio.move_on_after(timeout):
+                await self._wake.wait()
+
+    async def _until_next_due(self) -> float:
+        seconds = await self._pool.fetchval(self._sql.next_due, self._queues)
+        if seconds is not None:
+            self._due_at = min(self._due_at, time.time() + float(seconds))
+        hint = self._due_at - time.time()
+        if hint <= 0:
+            self._due_at = math.inf
+            hint = self._poll_interval
+        return max(0.0, min(self._poll_interval, hint))
+
+    async def claim(self, limit: int) -> int:
+        """Claim up to `limit` due jobs in one held transaction and start them; return how
+        many queue rows were claimed (stale ones included, so the caller claims again)."""
+        conn = await self._claims.acquire()
+        try:
+            await conn.execute("BEGIN")
+            rows = await conn.fetch(self._sql.claim, self._queues, limit)
+        except BaseException:
+            conn.terminate()
+            raise
+        if not rows:
+            await conn.execute("ROLLBACK")
+            self._claims.release(conn)
+            return 0
+        claim = Claim(conn, self._claims, self._on_claim_lost)
+        job_ids = [row["job_id"] for row in rows]
+        entries = [row["id"] for row in rows]
+        try:
+            started = await self._pool.fetch(
+                self._sql.start_jobs, job_ids, entries, self._worker_id
+            )
+            if len(started) < len(rows):
+                await self._pool.fetch(self._sql.fail_lost_jobs, job_ids, entries)
+        except BaseException:
+            # Nothing ran: put every row back for the next claim.
+            with anyio.CancelScope(shield=True):
+                await claim.end(commit=False)
+            raise
+        for row in started:
+            job = RunningJob(
+                id=row["id"],
+                entry=row["queue_entry"],
+                attempt=row["attempt"],
+                max_attempts=row["max_attempts"],
+                task=row["task"],
+                args=row["args"],
+                kwargs=row["kwargs"],
+                timeout=row["timeout"],
+                queue=row["queue"],
+                claim=claim,
+            )
+            claim.jobs.add(job)
+            self._launch(job)
+        if claim.settled:
+            # Only stale rows (or jobs out of attempts): commit to delete them for good.
+            await claim.end()
+        elif claim.lost:
+            self._on_claim_lost(claim)
+        return len(rows)

@@ -1,0 +1,79 @@
+"""The worker's row in `workers`: registered on start, beaten, removed on a clean exit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+
+import anyio
+import asyncpg
+
+from .sql import Queries
+
+logger = logging.getLogger("asyncjobs.heartbeat")
+
+
+class Heartbeat:
+    """Keeps one worker's row fresh and notices a stop broadcast its listener missed."""
+
+    def __init__(
+        self,
+        *,
+        sql: Queries,
+        pool: asyncpg.Pool,
+        worker_id: uuid.UUID,
+        queues: Sequence[str],
+        concurrency: int,
+        interval: float,
+        running: Callable[[], int],
+        stop: Callable[[float], None],
+    ) -> None:
+        self._sql = sql
+        self._pool = pool
+        self._worker_id = worker_id
+        self._queues = list(queues)
+        self._concurrency = concurrency
+        self._interval = interval
+        self._running = running
+        self._stop = stop
+
+    async def register(self) -> None:
+        """Insert this worker's row (statement `register_worker`)."""
+        await self._pool.execute(
+            self._sql.register_worker,
+            self._worker_id,
+            socket.gethostname(),
+            os.getpid(),
+            self._queues,
+            self._concurrency,
+        )
+
+    async def unregister(self) -> None:
+        """Remove this worker's row; best effort, the row ages out otherwise."""
+        with anyio.move_on_after(2, shield=True):
+            try:
+                await self._pool.execute(self._sql.unregister_worker, self._worker_id)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("cannot remove worker row: %s", exc)
+
+    async def beat(self) -> None:
+        """Refresh the row; stop if a stop broadcast flagged it (statement `heartbeat`)."""
+        row = await self._pool.fetchrow(self._sql.heartbeat, self._worker_id, self._running())
+        if row is None:
+            # Pruned as dead after a long stall (or deleted by hand): exist again.
+            await self.register()
+        elif row["stop_requested"]:
+            self._stop(row["stop_grace"] or 0.0)
+
+    async def run(self) -> None:
+        """Beat every interval until cancelled; prune rows of workers long dead."""
+        while True:
+            await anyio.sleep(self._interval)
+            try:
+                await self.beat()
+                await self._pool.execute(self._sql.prune_workers, max(60.0, 6 * self._interval))
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("heartbeat failed: %s", exc)

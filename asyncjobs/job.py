@@ -1,0 +1,73 @@
+"""What the client reads back about a job."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life. succeeded, failed and cancelled are final."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job will not run again (unless requeued)."""
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    """A snapshot of one job's row."""
+
+    id: int
+    task: str
+    queue: str
+    priority: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    state: JobState
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    run_at: datetime.datetime
+    worker_id: uuid.UUID | None
+    created_at: datetime.datetime
+    started_at: datetime.datetime | None
+    finished_at: datetime.datetime | None
+    result: Any
+    error: dict[str, Any] | None
+    errors: list[dict[str, Any]]
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        """Build from a `get_job`/`list_jobs` row."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in dict(row).items() if k in fields}
+        values["state"] = JobState(values["state"])
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A row of the `workers` table: one running worker process."""
+
+    id: uuid.UUID
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    running: int
+    started_at: datetime.datetime
+    heartbeat_at: datetime.datetime
+    stop_requested_at: datetime.datetime | None

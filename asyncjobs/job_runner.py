@@ -1,0 +1,183 @@
+"""Running one job: its cancel scope, its timeout, its thread if it is sync, its outcome."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import time
+import traceback
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+
+from .cancel import CancelReason, CancelToken, Interrupted
+from .errors import SerializationError, UnknownTaskError
+from .retry import Backoff
+from .serialization import encode_result
+
+if TYPE_CHECKING:
+    from .claims import Claim
+    from .tasks import Task
+
+logger = logging.getLogger("asyncjobs.worker")
+
+OutcomeKind = Literal["succeeded", "failed", "retry", "release", "discard"]
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class RunningJob:
+    """A job this worker runs: who it is, under which claim, and how to stop it."""
+
+    id: int
+    entry: int
+    attempt: int
+    max_attempts: int
+    task: str
+    args: Any
+    kwargs: Any
+    timeout: float | None
+    queue: str
+    claim: Claim
+    scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
+    token: CancelToken = dataclasses.field(default_factory=CancelToken)
+    reason: CancelReason | None = None
+    # A sync job's thread can't be interrupted; after a stop we wait for it, shielded,
+    # unless the worker gives up on it (a forced shutdown).
+    thread_wait: anyio.CancelScope | None = None
+
+    def cancel(self, reason: CancelReason) -> None:
+        """Stop the job now. The first reason is the one that counts."""
+        if self.reason is None:
+            self.reason = reason
+        self.token.cancel(self.reason)
+        self.scope.cancel()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to write for a finished attempt. `discard`: someone else decided; write nothing."""
+
+    kind: OutcomeKind
+    result: bytes | None = None
+    error: dict[str, Any] | None = None
+    delay: float = 0.0
+
+
+def error_record(exc: BaseException, attempt: int) -> dict[str, Any]:
+    """An attempt's error as stored: type, message, traceback, attempt, time."""
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+        "attempt": attempt,
+        "at": datetime.datetime.now(datetime.UTC).isoformat(),
+    }
+
+
+class JobRunner:
+    """Runs jobs for one worker; each in its own cancel scope."""
+
+    def __init__(self, tasks: dict[str, Task[Any, Any]], concurrency: int) -> None:
+        self._tasks = tasks
+        self._threads = anyio.CapacityLimiter(concurrency)
+
+    async def run(self, job: RunningJob) -> Outcome:
+        """Run one attempt of `job` and say what to record; never raises for the job's sake."""
+        started = time.perf_counter()
+        outcome = await self._attempt(job)
+        logger.info(
+            "job %s %s attempt %s/%s: %s in %.3fs%s",
+            job.id,
+            job.task,
+            job.attempt,
+            job.max_attempts,
+            outcome.kind if job.reason is None else f"{outcome.kind} ({job.reason})",
+            time.perf_counter() - started,
+            f" ({outcome.error['type']}: {outcome.error['message']})" if outcome.error else "",
+        )
+        return outcome
+
+    async def _attempt(self, job: RunningJob) -> Outcome:
+        task = self._tasks.get(job.task)
+        if task is None:
+            known = ", ".join(sorted(self._tasks)) or "none"
+            return self._failure(
+                job,
+                UnknownTaskError(
+                    f"no task named {job.task!r} in this worker (it knows: {known}); "
+                    "deploy the code that defines it, or check the name it was enqueued with"
+                ),
+                Backoff(),
+            )
+        try:
+            if not isinstance(job.args, list) or not isinstance(job.kwargs, dict):
+                raise TypeError("stored arguments are not a JSON list and object")
+            call_args, call_kwargs = task.bind(job.args, job.kwargs, job.token)
+        except TypeError as exc:
+            # Corrupt arguments fail the same way every time: no retry.
+            return self._failure(
+                job, TypeError(f"arguments of job {job.id} don't fit {task.name}: {exc}"), None
+            )
+        if job.timeout is not None:
+            job.scope.deadline = anyio.current_time() + job.timeout
+        try:
+            with job.scope:
+                if task.is_async:
+                    result = await task.fn(*call_args, **call_kwargs)
+                else:
+                    result = await self._run_in_thread(job, task, call_args, call_kwargs)
+                return self._success(job, task.name, result)
+        except Exception as exc:
+            if job.reason is None and not (job.scope.cancel_called and job.timeout is not None):
+                return self._failure(job, exc, task.backoff)
+        # Stopped: by a state change, the shutdown, the timeout, or a lost claim.
+        return self._stopped(job, task.backoff)
+
+    async def _run_in_thread(
+        self, job: RunningJob, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any]
+    ) -> Any:
+        done = anyio.Event()
+
+        def target() -> Any:
+            try:
+                return task.fn(*args, **kwargs)
+            finally:
+                anyio.from_thread.run_sync(done.set)
+
+        try:
+            return await anyio.to_thread.run_sync(
+                target, abandon_on_cancel=True, limiter=self._threads
+            )
+        except anyio.get_cancelled_exc_class():
+            job.token.cancel(job.reason or CancelReason.TIMEOUT)
+            with anyio.CancelScope(shield=True) as job.thread_wait:
+                await done.wait()
+            raise
+
+    def _success(self, job: RunningJob, task: str, result: Any) -> Outcome:
+        try:
+            return Outcome("succeeded", result=encode_result(task, result))
+        except SerializationError as exc:
+            return self._failure(job, exc, None)
+
+    def _stopped(self, job: RunningJob, backoff: Backoff) -> Outcome:
+        if job.reason is None:
+            job.reason = CancelReason.TIMEOUT
+            job.token.cancel(CancelReason.TIMEOUT)
+        if job.reason is CancelReason.TIMEOUT:
+            return self._failure(
+                job, TimeoutError(f"job exceeded its timeout of {job.timeout}s"), backoff
+            )
+        if job.reason is CancelReason.SHUTDOWN:
+            return Outcome("release")
+        return Outcome("discard")
+
+    def _failure(self, job: RunningJob, exc: BaseException, backoff: Backoff | None) -> Outcome:
+        """Retry with `backoff` while attempts remain; fail at once when it is None."""
+        if isinstance(exc, Interrupted) and job.reason is not None:
+            return self._stopped(job, backoff or Backoff())
+        error = error_record(exc, job.attempt)
+        if backoff is not None and job.attempt < job.max_attempts:
+            return Outcome("retry", error=error, delay=backoff.delay(job.attempt))
+        return Outcome("failed", error=error)

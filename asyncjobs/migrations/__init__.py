@@ -1,0 +1,89 @@
+"""Numbered schema migrations, applied in order under an advisory lock."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from importlib import resources
+
+import asyncpg
+
+from ..errors import MigrationError
+from ..sql import render
+
+_FILE = re.compile(r"(\d{4})_(\w+)\.sql")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered migration file."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def available() -> list[Migration]:
+    """Every migration shipped with this asyncjobs, oldest first."""
+    found = []
+    for entry in resources.files(__package__).iterdir():
+        match = _FILE.fullmatch(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text()))
+    return sorted(found, key=lambda m: m.version)
+
+
+async def migrate(conn: asyncpg.Connection, schema: str) -> list[int]:
+    """Bring `schema` up to date; return the versions applied now.
+
+    Safe to call from many processes at once: a transaction-scoped advisory lock keyed by
+    the schema serializes them, and each one sees what the others applied.
+    """
+    migrations = available()
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"asyncjobs:{schema}")
+        await conn.execute(render("CREATE SCHEMA IF NOT EXISTS {schema}", schema))
+        await conn.execute(
+            render(
+                "CREATE TABLE IF NOT EXISTS {schema}.migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())",
+                schema,
+            )
+        )
+        applied = {
+            row["version"]
+            for row in await conn.fetch(render("SELECT version FROM {schema}.migrations", schema))
+        }
+        newest = migrations[-1].version
+        if applied and max(applied) > newest:
+            raise MigrationError(
+                f"schema {schema!r} is at version {max(applied)}, newer than this asyncjobs "
+                f"knows ({newest}): upgrade asyncjobs on this machine"
+            )
+        done = []
+        for migration in migrations:
+            if migration.version in applied:
+                continue
+            await conn.execute(render(migration.sql, schema))
+            await conn.execute(
+                render("INSERT INTO {schema}.migrations (version, name) VALUES ($1, $2)", schema),
+                migration.version,
+                migration.name,
+            )
+            done.append(migration.version)
+        return done
+
+
+async def check(conn: asyncpg.Connection, schema: str) -> None:
+    """Raise MigrationError unless `schema` has every migration applied."""
+    newest = available()[-1].version
+    exists = await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".migrations')
+    current = None
+    if exists:
+        current = await conn.fetchval(render("SELECT max(version) FROM {schema}.migrations", schema))
+    if current != newest:
+        raise MigrationError(
+            f"schema {schema!r} is at version {current or 'none'}, asyncjobs needs {newest}: "
+            "run `asyncjobs migrate` (or leave migrate=True, the default)"
+        )

@@ -1,0 +1,216 @@
+"""Tasks: the functions jobs run, their default options, and calls ready to enqueue."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import inspect
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from .cancel import CancelToken
+from .errors import ConfigurationError
+from .retry import Backoff
+from .serialization import encode_arguments
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# No whitespace, '@' or ',' : queue names travel in NOTIFY payloads ("emails@<epoch>").
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+_INT32 = 2**31
+
+
+def validate_queue(queue: str) -> str:
+    """Return `queue` if it is a valid queue name, else raise ConfigurationError."""
+    if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
+        raise ConfigurationError(
+            f"invalid queue name {queue!r}: use 1-64 letters, digits, '_', '.', ':' or '-'"
+        )
+    return queue
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobOptions:
+    """How a job is queued and run; a task's defaults, overridable per call."""
+
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 3
+    timeout: float | None = None
+    delay: float | None = None
+    run_at: datetime.datetime | None = None
+
+    def __post_init__(self) -> None:
+        validate_queue(self.queue)
+        if not _is_int(self.priority) or not -_INT32 <= self.priority < _INT32:
+            raise ConfigurationError(f"priority must be a 32-bit integer, got {self.priority!r}")
+        if not _is_int(self.max_attempts) or not 1 <= self.max_attempts < _INT32:
+            raise ConfigurationError(
+                f"max_attempts must be an integer >= 1, got {self.max_attempts!r}"
+            )
+        if self.timeout is not None and (not _is_number(self.timeout) or self.timeout <= 0):
+            raise ConfigurationError(
+                f"timeout must be a number of seconds > 0 or None, got {self.timeout!r}"
+            )
+        if self.delay is not None and (not _is_number(self.delay) or self.delay < 0):
+            raise ConfigurationError(
+                f"delay must be a number of seconds >= 0 or a timedelta, got {self.delay!r}"
+            )
+        if self.run_at is not None:
+            if not isinstance(self.run_at, datetime.datetime):
+                raise ConfigurationError(f"run_at must be a datetime, got {self.run_at!r}")
+            if self.run_at.tzinfo is None or self.run_at.utcoffset() is None:
+                raise ConfigurationError(
+                    f"run_at {self.run_at.isoformat()} has no time zone: pass an aware "
+                    "datetime, e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
+                )
+            if self.delay is not None:
+                raise ConfigurationError("pass delay or run_at, not both")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _seconds(value: float | datetime.timedelta | None) -> float | None:
+    return value.total_seconds() if isinstance(value, datetime.timedelta) else value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskCall:
+    """One job ready to enqueue: a task name, encoded arguments and options."""
+
+    task: str
+    args: bytes
+    kwargs: bytes
+    options: JobOptions
+
+
+def _token_parameter(fn: Callable[..., Any]) -> str | None:
+    """The name of `fn`'s parameter annotated `CancelToken`, if it has one."""
+    for param in inspect.signature(fn).parameters.values():
+        annotation = param.annotation
+        if annotation is CancelToken or (
+            isinstance(annotation, str) and annotation.split(".")[-1] == "CancelToken"
+        ):
+            return param.name
+    return None
+
+
+class Task(Generic[P, R]):
+    """A function registered with `@app.task`; enqueue it with `client.enqueue(task, ...)`."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        options: JobOptions,
+        backoff: Backoff,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.defaults = options
+        self.backoff = backoff
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.token_parameter = _token_parameter(fn)
+        full = inspect.signature(fn)
+        self._full_signature = full
+        # What callers pass: the signature without the token the worker injects.
+        self.signature = full.replace(
+            parameters=[p for p in full.parameters.values() if p.name != self.token_parameter]
+        )
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function directly, in this process (a never-set token if it takes one)."""
+        call_args, call_kwargs = self.bind(args, kwargs, CancelToken())
+        result: R = self.fn(*call_args, **call_kwargs)
+        return result
+
+    def options(
+        self,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        timeout: float | datetime.timedelta | None = None,
+        delay: float | datetime.timedelta | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> Task[P, R]:
+        """This task with other options for the jobs enqueued through it.
+
+        `await client.enqueue(send_email.options(delay=60, priority=5), "a@example.com")`
+        """
+        changes: dict[str, Any] = {
+            "queue": queue,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "timeout": _seconds(timeout),
+            "delay": _seconds(delay),
+            "run_at": run_at,
+        }
+        options = dataclasses.replace(
+            self.defaults, **{k: v for k, v in changes.items() if v is not None}
+        )
+        return Task(self.fn, name=self.name, options=options, backoff=self.backoff)
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> TaskCall:
+        """A job of this task with these arguments, for `client.enqueue_many()`.
+
+        Raises TypeError if the arguments don't fit the task's signature and
+        SerializationError (a TypeError) if they can't be stored as JSON.
+        """
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"task {self.name!r}: {exc}") from None
+        encoded_args, encoded_kwargs = encode_arguments(self.name, args, kwargs)
+        return TaskCall(self.name, encoded_args, encoded_kwargs, self.defaults)
+
+    def bind(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], token: CancelToken
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """The positional and keyword arguments to call `fn` with, the token put in place.
+
+        Raises TypeError when stored arguments don't fit the function (a corrupt row, or a
+        signature changed since the job was enqueued).
+        """
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        if self.token_parameter is not None:
+            values[self.token_parameter] = token
+        call_args: list[Any] = []
+        call_kwargs: dict[str, Any] = {}
+        params = list(self._full_signature.parameters.values())
+        positional = any(p.kind is p.VAR_POSITIONAL for p in params)
+        for param in params:
+            if param.name not in values:
+                continue
+            value = values[param.name]
+            if param.kind is param.VAR_POSITIONAL:
+                call_args.extend(value)
+                positional = False
+            elif param.kind is param.VAR_KEYWORD:
+                call_kwargs.update(value)
+            elif param.kind is param.POSITIONAL_ONLY or (
+                positional and param.kind is param.POSITIONAL_OR_KEYWORD
+            ):
+                call_args.append(value)
+            else:
+                call_kwargs[param.name] = value
+        return call_args, call_kwargs
+
+
+def task_name(fn: Callable[..., Any]) -> str:
+    """The default name of a task: the function's module and qualified name."""
+    return f"{fn.__module__}.{fn.__qualname__}"

@@ -1,0 +1,328 @@
+"""The worker: one task group holding a listener, a fetcher, job runners, a completer and a
+heartbeat; stopped by `stop()`, a stop broadcast, or leaving `async with`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import anyio
+import asyncpg
+from anyio.abc import TaskGroup, TaskStatus
+
+from .cancel import CancelReason
+from .claims import Claim, ClaimConnections
+from .completer import Completer
+from .connections import create_pool
+from .errors import ConfigurationError, ConnectionFailed
+from .fetcher import Fetcher
+from .heartbeat import Heartbeat
+from .job_runner import JobRunner, RunningJob
+from .listener import Listener
+from .migrations import check, migrate
+from .sql import Channels, Queries
+from .tasks import validate_queue
+
+if TYPE_CHECKING:
+    from .app import App
+
+logger = logging.getLogger("asyncjobs.worker")
+
+_CHANGES = {
+    "cancelled": CancelReason.CANCELLED,
+    "requeued": CancelReason.REQUEUED,
+    "deleted": CancelReason.DELETED,
+}
+
+
+class Worker:
+    """Runs an app's jobs: `async with app.worker(...)`, or `await worker.run()`."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        concurrency: int = 10,
+        queues: Sequence[str] | None = None,
+        grace: float = 0.0,
+        poll_interval: float = 5.0,
+        heartbeat_interval: float = 10.0,
+        batch_size: int = 50,
+    ) -> None:
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise ConfigurationError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        if isinstance(queues, str):
+            raise ConfigurationError(f"queues must be a list of names, got the string {queues!r}")
+        if queues is None:
+            queues = sorted({task.defaults.queue for task in app.tasks.values()} or {"default"})
+        if not queues:
+            raise ConfigurationError("queues must name at least one queue")
+        for name, value in (("grace", grace), ("poll_interval", poll_interval)):
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        if heartbeat_interval <= 0 or poll_interval <= 0:
+            raise ConfigurationError("poll_interval and heartbeat_interval must be > 0")
+        self.app = app
+        self.id = uuid.uuid4()
+        self.concurrency = concurrency
+        self.queues = [validate_queue(q) for q in queues]
+        self.grace = float(grace)
+        self.poll_interval = float(poll_interval)
+        self.heartbeat_interval = float(heartbeat_interval)
+        self.batch_size = batch_size
+        self.sql = Queries.for_schema(app.schema)
+        self.channels = Channels.for_schema(app.schema)
+        self.running: dict[int, RunningJob] = {}
+        self._fetcher: Fetcher | None = None
+        # Events need a running event loop: made in run(), so the constructor stays inert.
+        self._stop_requested: anyio.Event | None = None
+        self._force: anyio.Event | None = None
+        self._stopped: anyio.Event | None = None
+        self._idle: anyio.Event | None = None
+        self._stop_calls = 0
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._jobs: TaskGroup | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> Worker:
+        async with contextlib.AsyncExitStack() as stack:
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            await tg.start(self.run)
+            stack.push_async_callback(self._stop_and_wait)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    async def _stop_and_wait(self) -> None:
+        self.stop()
+        assert self._stopped is not None
+        await self._stopped.wait()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop taking jobs; give running ones `grace` seconds (default: the worker's), then
+        interrupt them and queue them again without spending an attempt. A second call
+        skips what is left of the grace."""
+        self._stop_calls += 1
+        if self._stop_calls == 1 and grace is not None:
+            self.grace = float(grace)
+        self._signal_stop()
+
+    def _signal_stop(self) -> None:
+        if self._stop_calls and self._stop_requested is not None:
+            self._stop_requested.set()
+        if self._stop_calls > 1 and self._force is not None:
+            self._force.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was requested."""
+        return self._stop_calls > 0
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until stopped. Connection failures are retried with backoff, each logged with
+        what is wrong; `task_status.started()` comes after the first attempt either way."""
+        self._stop_requested, self._force, self._stopped = anyio.Event(), anyio.Event(), anyio.Event()
+        self._signal_stop()
+        delay = 0.5
+        try:
+            while not self.stopping:
+                try:
+                    await self._serve(task_status)
+                    return
+                except ConnectionFailed as exc:
+                    logger.error("worker cannot start (retrying in %.1fs): %s", delay, exc)
+                    if task_status is not anyio.TASK_STATUS_IGNORED:
+                        task_status.started()
+                        task_status = anyio.TASK_STATUS_IGNORED
+                    with anyio.move_on_after(delay):
+                        await self._stop_requested.wait()
+                    delay = min(delay * 2, 30.0)
+        finally:
+            self._stopped.set()
+
+    async def _serve(self, task_status: TaskStatus[None]) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            dsn = await stack.enter_async_context(self.app.database())
+            pool = await create_pool(dsn, min_size=2, max_size=4)
+            stack.push_async_callback(pool.close)
+            async with pool.acquire() as conn:
+                if self.app.auto_migrate:
+                    await migrate(conn, self.app.schema)
+                else:
+                    await check(conn, self.app.schema)
+            claims = ClaimConnections(dsn)
+            stack.push_async_callback(claims.close)
+            runner = JobRunner(self.app.tasks, self.concurrency)
+            completer = Completer(pool, self.sql.finish_jobs)
+            heartbeat = Heartbeat(
+                sql=self.sql,
+                pool=pool,
+                worker_id=self.id,
+                queues=self.queues,
+                concurrency=self.concurrency,
+                interval=self.heartbeat_interval,
+                running=lambda: len(self.running),
+                stop=self.stop,
+            )
+            self._fetcher = Fetcher(
+                sql=self.sql,
+                pool=pool,
+                claims=claims,
+                worker_id=self.id,
+                queues=self.queues,
+                free_slots=lambda: 0 if self.stopping else self.concurrency - len(self.running),
+                launch=lambda job: self._launch(job, runner, completer),
+                on_claim_lost=self._claim_lost,
+                poll_interval=self.poll_interval,
+                batch_size=self.batch_size,
+            )
+            listener = Listener(
+                dsn,
+                {self.channels.enqueue: self._on_enqueue, self.channels.control: self._on_control},
+                on_connect=lambda: self._resync(pool),
+            )
+            await heartbeat.register()
+            stack.push_async_callback(heartbeat.unregister)
+            logger.info(
+                "worker %s started: queues %s, concurrency %s",
+                self.id,
+                ",".join(self.queues),
+                self.concurrency,
+            )
+            async with anyio.create_task_group() as services:
+                # Listening before the first claim, so no enqueue in between goes unheard.
+                await services.start(listener.run)
+                services.start_soon(completer.run)
+                services.start_soon(heartbeat.run)
+                async with anyio.create_task_group() as jobs:
+                    self._jobs = jobs
+                    fetching = anyio.CancelScope()
+                    jobs.start_soon(self._fetch, fetching)
+                    task_status.started()
+                    assert self._stop_requested is not None
+                    await self._stop_requested.wait()
+                    fetching.cancel()
+                    await self._shutdown()
+                await completer.drain()
+                services.cancel_scope.cancel()
+            logger.info("worker %s stopped", self.id)
+
+    async def _fetch(self, scope: anyio.CancelScope) -> None:
+        assert self._fetcher is not None
+        with scope:
+            await self._fetcher.run()
+
+    async def _shutdown(self) -> None:
+        """Grace, then interrupt what still runs; the job task group then drains."""
+        assert self._force is not None
+        if self.running:
+            logger.info(
+                "worker %s stopping: %s jobs running, grace %.1fs",
+                self.id,
+                len(self.running),
+                self.grace,
+            )
+            with anyio.move_on_after(self.grace):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._wait_idle, tg.cancel_scope)
+                    await self._force.wait()
+                    tg.cancel_scope.cancel()
+        for job in list(self.running.values()):
+            job.cancel(CancelReason.SHUTDOWN)
+        if self.running:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._wait_idle, tg.cancel_scope)
+                await self._force.wait()
+                # Forced: stop waiting for sync jobs' threads to notice their tokens.
+                for job in list(self.running.values()):
+                    if job.thread_wait is not None:
+                        job.thread_wait.cancel()
+                await self._wait_idle(tg.cancel_scope)
+
+    async def _wait_idle(self, scope: anyio.CancelScope) -> None:
+        while self.running:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+        scope.cancel()
+
+    # -- jobs -------------------------------------------------------------------------
+
+    def _launch(self, job: RunningJob, runner: JobRunner, completer: Completer) -> None:
+        assert self._jobs is not None
+        self.running[job.id] = job
+        self._jobs.start_soon(self._run_job, job, runner, completer)
+
+    async def _run_job(self, job: RunningJob, runner: JobRunner, completer: Completer) -> None:
+        try:
+            outcome = await runner.run(job)
+            completer.submit(job, outcome)
+        finally:
+            if self.running.get(job.id) is job:
+                del self.running[job.id]
+            if self._idle is not None and not self.running:
+                self._idle.set()
+            if self._fetcher is not None:
+                self._fetcher.wake()
+
+    def _claim_lost(self, claim: Claim) -> None:
+        if claim.jobs:
+            logger.warning(
+                "claim connection lost: interrupting jobs %s (their rows are back in the queue)",
+                sorted(job.id for job in claim.jobs),
+            )
+        for job in list(claim.jobs):
+            job.cancel(CancelReason.CLAIM_LOST)
+
+    # -- messages ---------------------------------------------------------------------
+
+    def _on_enqueue(self, payload: str) -> None:
+        queue, _, due = payload.partition("@")
+        if queue in self.queues and self._fetcher is not None:
+            self._fetcher.wake(float(due) if due else None)
+
+    def _on_control(self, payload: str) -> None:
+        kind, _, rest = payload.partition(" ")
+        if kind == "stop":
+            grace, _, _target = rest.partition(" ")
+            logger.info("worker %s: stop requested by broadcast", self.id)
+            self.stop(float(grace))
+            return
+        reason = _CHANGES.get(kind)
+        if reason is None:
+            return
+        job_id, _, entry = rest.partition(" ")
+        job = self.running.get(int(job_id))
+        if job is not None and str(job.entry) == entry:
+            job.cancel(reason)
+
+    async def _resync(self, pool: asyncpg.Pool) -> None:
+        """After a (re)connect of the listener: act on what its messages would have said."""
+        if self._fetcher is not None:
+            self._fetcher.wake()
+        jobs = list(self.running.values())
+        if not jobs:
+            return
+        rows = await pool.fetch(self.sql.running_job_states, [job.id for job in jobs])
+        current = {row["id"]: row for row in rows}
+        for job in jobs:
+            row = current.get(job.id)
+            if row is None:
+                job.cancel(CancelReason.DELETED)
+            elif row["state"] == "cancelled":
+                job.cancel(CancelReason.CANCELLED)
+            elif row["queue_entry"] != job.entry or row["attempt"] != job.attempt:
+                job.cancel(CancelReason.REQUEUED)
