@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -11,10 +12,9 @@ from typing import TYPE_CHECKING, Any, overload
 import anyio
 import asyncpg
 
-from .connections import create_pool
-from .errors import JobCancelled, JobFailed, JobNotFound, WaitTimeout
+from .connections import connect, create_pool
+from .errors import ConnectionFailed, JobCancelled, JobFailed, JobNotFound, WaitTimeout
 from .job import Job, JobState, WorkerInfo
-from .listener import Listener
 from .migrations import check, migrate
 from .serialization import encode_arguments
 from .sql import Channels, Queries
@@ -22,6 +22,8 @@ from .tasks import JobOptions, P, Task, TaskCall
 
 if TYPE_CHECKING:
     from .app import App
+
+logger = logging.getLogger("asyncjobs.client")
 
 
 class Client:
@@ -34,8 +36,8 @@ class Client:
         self._stack: contextlib.AsyncExitStack | None = None
         self._pool: asyncpg.Pool | None = None
         self._dsn = ""
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._listening: anyio.Event | None = None
+        self._listen_conn: asyncpg.Connection | None = None
+        self._listen_lock: anyio.Lock | None = None
         self._waiters: dict[int, set[anyio.Event]] = {}
 
     async def __aenter__(self) -> Client:
@@ -48,8 +50,7 @@ class Client:
                     await migrate(conn, self.app.schema)
                 else:
                     await check(conn, self.app.schema)
-            self._task_group = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(self._task_group.cancel_scope.cancel)
+            stack.push_async_callback(self._stop_listening)
             self._stack = stack.pop_all()
         return self
 
@@ -200,9 +201,9 @@ class Client:
         Raises JobFailed or JobCancelled for those outcomes, JobNotFound if it is (or gets)
         deleted, WaitTimeout after `timeout` seconds. Woken by NOTIFY, not by polling.
         """
-        await self._ensure_listening()
         with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
             while True:
+                await self._ensure_listening()
                 woken = anyio.Event()
                 self._waiters.setdefault(job_id, set()).add(woken)
                 try:
@@ -223,24 +224,38 @@ class Client:
         raise WaitTimeout(f"job {job_id} did not finish within {timeout}s; it goes on")
 
     async def _ensure_listening(self) -> None:
-        if self._listening is None:
-            if self._task_group is None:
-                raise RuntimeError("use the client inside `async with app.client() as client:`")
-            self._listening = anyio.Event()
-            listener = Listener(
-                self._dsn, {self.channels.done: self._on_done}, on_connect=self._wake_all
-            )
-            await self._task_group.start(listener.run)
-            self._listening.set()
-        await self._listening.wait()
+        # No background task: asyncpg calls the NOTIFY callback itself, and a lost
+        # connection wakes every waiter, whose next loop reconnects here.
+        if self._listen_lock is None:
+            self._listen_lock = anyio.Lock()
+        async with self._listen_lock:
+            delay = 0.05
+            while self._listen_conn is None or self._listen_conn.is_closed():
+                try:
+                    conn = await connect(self._dsn)
+                    await conn.add_listener(self.channels.done, self._on_done)
+                except (ConnectionFailed, OSError, asyncpg.PostgresError) as exc:
+                    logger.warning("wait: cannot listen (retrying in %.2fs): %s", delay, exc)
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                conn.add_termination_listener(self._listen_lost)
+                self._listen_conn = conn
 
-    def _on_done(self, payload: str) -> None:
+    def _on_done(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         for part in payload.split(","):
             for event in self._waiters.get(int(part), ()):
                 event.set()
 
-    async def _wake_all(self) -> None:
-        # Reconnected: a done message may have been missed, so every waiter re-reads.
+    def _listen_lost(self, _conn: object) -> None:
+        # A done message may have been missed: every waiter re-reads its job.
+        self._listen_conn = None
         for events in self._waiters.values():
             for event in events:
                 event.set()
+
+    async def _stop_listening(self) -> None:
+        conn, self._listen_conn = self._listen_conn, None
+        if conn is not None:
+            conn.remove_termination_listener(self._listen_lost)
+            await conn.close()

@@ -1,0 +1,5 @@
+"""`python -m asyncjobs` is the `asyncjobs` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,336 @@
+"""The `asyncjobs` command: run workers, migrate, enqueue, inspect and control jobs."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+import anyio
+import click
+import orjson
+
+from .app import App
+from .errors import AsyncJobsError
+from .job import Job
+from .worker import Worker
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run `main` on asyncio; an asyncjobs error becomes one line on stderr and exit 1."""
+    try:
+        return anyio.run(main)
+    except AsyncJobsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+def _app_options(fn: Callable[P, T]) -> Callable[P, T]:
+    fn = click.option(
+        "--schema", envvar="ASYNCJOBS_SCHEMA", default=None, help="Schema [$ASYNCJOBS_SCHEMA]."
+    )(fn)
+    fn = click.option(
+        "--dsn",
+        envvar="ASYNCJOBS_DSN",
+        default=None,
+        help="PostgreSQL DSN [$ASYNCJOBS_DSN]; without one, the embedded PostgreSQL.",
+    )(fn)
+    return fn
+
+
+def _make_app(dsn: str | None, schema: str | None) -> App:
+    try:
+        return App(dsn, schema=schema)
+    except AsyncJobsError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def load_app(spec: str) -> App:
+    """Import `module:attribute` and return the App it names."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise click.BadParameter(f"{spec!r} is not MODULE:APP (e.g. myproject.tasks:app)")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise click.BadParameter(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, App):
+        raise click.BadParameter(f"{spec} is a {type(obj).__name__}, not an asyncjobs.App")
+    return obj
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--log-level",
+    default="INFO",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Logging level.",
+)
+def cli(log_level: str) -> None:
+    """asyncjobs: background jobs on PostgreSQL that stop the moment you ask."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@cli.command()
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.option("-c", "--concurrency", default=10, show_default=True, help="Jobs run at once.")
+@click.option("-q", "--queues", default=None, help="Comma-separated queues [the app's tasks'].")
+@click.option(
+    "--grace",
+    default=0.0,
+    show_default=True,
+    help="Seconds running jobs get to finish on SIGTERM/SIGINT before they are requeued.",
+)
+@click.option("--poll-interval", default=5.0, show_default=True, help="Fallback poll, seconds.")
+def worker(
+    app_spec: str, concurrency: int, queues: str | None, grace: float, poll_interval: float
+) -> None:
+    """Run a worker for the App at MODULE:APP until SIGTERM or SIGINT.
+
+    The first signal stops taking jobs and gives running ones --grace seconds; a second
+    signal requeues them at once.
+    """
+    app = load_app(app_spec)
+    queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    try:
+        runner = app.worker(
+            concurrency=concurrency, queues=queue_list, grace=grace, poll_interval=poll_interval
+        )
+    except AsyncJobsError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_on_signals, runner)
+            await runner.run()
+            tg.cancel_scope.cancel()
+
+    _run(main)
+
+
+async def _stop_on_signals(runner: Worker) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            logging.getLogger("asyncjobs.worker").info(
+                "%s: %s", signal.Signals(signum).name,
+                "requeueing running jobs now" if runner.stopping else "stopping",
+            )
+            runner.stop()
+
+
+@cli.command()
+@_app_options
+def migrate(dsn: str | None, schema: str | None) -> None:
+    """Create or upgrade the asyncjobs schema."""
+    app = _make_app(dsn, schema)
+    applied = _run(app.migrate)
+    click.echo(f"applied migrations {applied}" if applied else "schema is up to date")
+
+
+@cli.command()
+@_app_options
+@click.argument("task")
+@click.argument("args", required=False, default="[]")
+@click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments as a JSON object.")
+@click.option("--queue", default="default", show_default=True)
+@click.option("--priority", default=0, show_default=True)
+@click.option("--delay", default=None, type=float, help="Seconds from now.")
+@click.option("--max-attempts", default=3, show_default=True)
+def enqueue(
+    dsn: str | None,
+    schema: str | None,
+    task: str,
+    args: str,
+    kwargs_json: str,
+    queue: str,
+    priority: int,
+    delay: float | None,
+    max_attempts: int,
+) -> None:
+    """Enqueue a job of TASK (its stored name) with ARGS, a JSON array; print its id."""
+    try:
+        positional = orjson.loads(args)
+        keywords = orjson.loads(kwargs_json)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}") from exc
+    if not isinstance(positional, list) or not isinstance(keywords, dict):
+        raise click.BadParameter("ARGS must be a JSON array and --kwargs a JSON object")
+    app = _make_app(dsn, schema)
+    try:
+        named = app.task(name=task, queue=queue, priority=priority, max_attempts=max_attempts)(
+            _unknown_function
+        )
+        named = named.options(delay=delay)
+    except AsyncJobsError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+    async def main() -> int:
+        async with app.client() as client:
+            (job_id,) = await client.enqueue_many([named.call(*positional, **keywords)])
+            return job_id
+
+    click.echo(_run(main))
+
+
+def _unknown_function(*args: Any, **kwargs: Any) -> None:
+    """Stands in for a task whose code this process doesn't have: accepts any arguments."""
+
+
+@cli.group()
+def jobs() -> None:
+    """Inspect and control jobs."""
+
+
+def _job_command(fn: Callable[..., Awaitable[Any]]) -> Callable[..., None]:
+    @_app_options
+    @click.argument("job_id", type=int)
+    @functools.wraps(fn)
+    def command(dsn: str | None, schema: str | None, job_id: int) -> None:
+        app = _make_app(dsn, schema)
+
+        async def main() -> None:
+            async with app.client() as client:
+                await fn(client, job_id)
+
+        _run(main)
+
+    return command
+
+
+def _show(job: Job) -> None:
+    def when(value: datetime.datetime | None) -> str:
+        return value.isoformat(timespec="milliseconds") if value else "-"
+
+    click.echo(f"job {job.id}: {job.task} on {job.queue} (priority {job.priority})")
+    click.echo(f"  state     {job.state.value}, attempt {job.attempt} of {job.max_attempts}")
+    click.echo(f"  args      {orjson.dumps(job.args).decode()} {orjson.dumps(job.kwargs).decode()}")
+    click.echo(f"  created   {when(job.created_at)}")
+    click.echo(f"  run at    {when(job.run_at)}")
+    click.echo(f"  started   {when(job.started_at)}")
+    click.echo(f"  finished  {when(job.finished_at)}")
+    if job.worker_id:
+        click.echo(f"  worker    {job.worker_id}")
+    if job.result is not None:
+        click.echo(f"  result    {orjson.dumps(job.result).decode()}")
+    for error in job.errors:
+        click.echo(f"  error     attempt {error.get('attempt')}: {error.get('type')}: "
+                   f"{error.get('message')}")
+
+
+@jobs.command("show")
+@_job_command
+async def jobs_show(client: Any, job_id: int) -> None:
+    """Show one job: state, attempts, result, every attempt's error."""
+    _show(await client.get(job_id))
+
+
+@jobs.command("cancel")
+@_job_command
+async def jobs_cancel(client: Any, job_id: int) -> None:
+    """Cancel a job; if it is running, it stops at once."""
+    changed = await client.cancel(job_id)
+    click.echo(f"job {job_id} cancelled" if changed else f"job {job_id} had already finished")
+
+
+@jobs.command("requeue")
+@_job_command
+async def jobs_requeue(client: Any, job_id: int) -> None:
+    """Run a job again from its first attempt; a running attempt stops at once."""
+    await client.requeue(job_id)
+    click.echo(f"job {job_id} requeued")
+
+
+@jobs.command("delete")
+@_job_command
+async def jobs_delete(client: Any, job_id: int) -> None:
+    """Delete a job; if it is running, it stops at once."""
+    await client.delete(job_id)
+    click.echo(f"job {job_id} deleted")
+
+
+@jobs.command("list")
+@_app_options
+@click.option("--state", default=None, help="Only jobs in this state.")
+@click.option("--limit", default=20, show_default=True)
+def jobs_list(dsn: str | None, schema: str | None, state: str | None, limit: int) -> None:
+    """List the newest jobs."""
+    app = _make_app(dsn, schema)
+
+    async def main() -> None:
+        async with app.client() as client:
+            try:
+                found = await client.list_jobs(state, limit)
+            except ValueError as exc:
+                raise click.BadParameter(f"unknown state {state!r}") from exc
+            for job in found:
+                click.echo(f"{job.id:>8}  {job.state.value:<10}  {job.attempt}/{job.max_attempts}"
+                           f"  {job.queue:<12}  {job.task}")
+
+    _run(main)
+
+
+@cli.group()
+def workers() -> None:
+    """See and stop running workers."""
+
+
+@workers.command("list")
+@_app_options
+def workers_list(dsn: str | None, schema: str | None) -> None:
+    """List running workers."""
+    app = _make_app(dsn, schema)
+
+    async def main() -> None:
+        async with app.client() as client:
+            for w in await client.workers():
+                state = "stopping" if w.stop_requested_at else "running"
+                click.echo(f"{w.id}  {w.host}:{w.pid}  {state}  {w.running}/{w.concurrency} jobs"
+                           f"  queues {','.join(w.queues)}  heartbeat {w.heartbeat_at:%H:%M:%S}")
+
+    _run(main)
+
+
+@workers.command("stop")
+@_app_options
+@click.option("--grace", default=0.0, show_default=True, help="Seconds for running jobs.")
+def workers_stop(dsn: str | None, schema: str | None, grace: float) -> None:
+    """Stop every running worker, on every machine (e.g. before a deploy)."""
+    app = _make_app(dsn, schema)
+
+    async def main() -> int:
+        async with app.client() as client:
+            return await client.stop_workers(grace)
+
+    click.echo(f"asked {_run(main)} workers to stop")
+
+
+@cli.command()
+def demo() -> None:
+    """Show asyncjobs at work on an embedded PostgreSQL: jobs flowing, a running job
+    cancelled, a killed worker's job picked up by another."""
+    from .demo import run_demo
+
+    _run(run_demo)
+
+
+def main() -> None:
+    """Entry point of the `asyncjobs` command."""
+    cli()

@@ -1,0 +1,262 @@
+"""Enqueue, run, results, retries, failures and bad input, against real PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+import anyio
+import asyncpg
+import pytest
+
+import asyncjobs
+
+
+async def test_enqueue_runs_and_wait_returns_result(app: asyncjobs.App) -> None:
+    @app.task
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    async with app.client() as client, app.worker(concurrency=2):
+        job_id = await client.enqueue(add, 2, b=3)
+        assert await client.wait(job_id, timeout=10) == 5
+        job = await client.get(job_id)
+    assert job.state is asyncjobs.JobState.SUCCEEDED
+    assert job.attempt == 1
+    assert job.args == [2] and job.kwargs == {"b": 3}
+    assert job.started_at is not None and job.finished_at is not None
+
+
+async def test_sync_task_runs_in_a_thread(app: asyncjobs.App) -> None:
+    import threading
+
+    main = threading.get_ident()
+
+    @app.task
+    def where(token: asyncjobs.CancelToken, n: int) -> bool:
+        assert not token.cancelled
+        return threading.get_ident() != main
+
+    async with app.client() as client, app.worker():
+        assert await client.wait(await client.enqueue(where, 1), timeout=10) is True
+
+
+async def test_enqueue_many_is_one_statement_and_keeps_order(
+    app: asyncjobs.App, client: asyncjobs.Client
+) -> None:
+    @app.task
+    async def echo(x: int) -> int:
+        return x
+
+    ids = await client.enqueue_many(echo.call(i) for i in range(500))
+    assert ids == sorted(ids) and len(set(ids)) == 500
+    async with app.worker(concurrency=20):
+        results = [await client.wait(i, timeout=20) for i in ids]
+    assert results == list(range(500))
+
+
+async def test_transactional_enqueue_commits_and_rolls_back_with_the_caller(
+    app: asyncjobs.App, client: asyncjobs.Client, pg_dsn: str
+) -> None:
+    @app.task
+    async def noop() -> None: ...
+
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        async with conn.transaction():
+            kept = await client.enqueue_tx(conn, noop)
+        with pytest.raises(RuntimeError):
+            async with conn.transaction():
+                dropped = await client.enqueue_tx(conn, noop)
+                raise RuntimeError("caller's own work failed")
+    finally:
+        await conn.close()
+    assert (await client.get(kept)).state is asyncjobs.JobState.QUEUED
+    with pytest.raises(asyncjobs.JobNotFound):
+        await client.get(dropped)
+
+
+async def test_failing_job_retries_then_fails_with_every_error(
+    app: asyncjobs.App, client: asyncjobs.Client
+) -> None:
+    @app.task(max_attempts=3, retry=asyncjobs.Backoff(base=0.01))
+    async def broken() -> None:
+        raise ValueError("nope")
+
+    job_id = await client.enqueue(broken)
+    async with app.worker():
+        with pytest.raises(asyncjobs.JobFailed) as failed:
+            await client.wait(job_id, timeout=20)
+    assert failed.value.error["type"] == "ValueError"
+    job = await client.get(job_id)
+    assert job.state is asyncjobs.JobState.FAILED and job.attempt == 3
+    assert [e["attempt"] for e in job.errors] == [1, 2, 3]
+    assert "ValueError: nope" in job.errors[0]["traceback"]
+
+
+async def test_timeout_fails_the_attempt(app: asyncjobs.App, client: asyncjobs.Client) -> None:
+    @app.task(timeout=0.2, max_attempts=1)
+    async def slow() -> None:
+        await anyio.sleep(30)
+
+    job_id = await client.enqueue(slow)
+    async with app.worker():
+        with pytest.raises(asyncjobs.JobFailed, match="timeout"):
+            await client.wait(job_id, timeout=10)
+
+
+async def test_delay_and_priority(app: asyncjobs.App, client: asyncjobs.Client) -> None:
+    order: list[str] = []
+
+    @app.task
+    async def mark(name: str) -> None:
+        order.append(name)
+
+    later = await client.enqueue(mark.options(delay=0.5), "later")
+    assert (await client.get(later)).state is asyncjobs.JobState.SCHEDULED
+    low = await client.enqueue(mark.options(priority=-1), "low")
+    high = await client.enqueue(mark.options(priority=5), "high")
+    async with app.worker(concurrency=1):
+        for job_id in (low, high, later):
+            await client.wait(job_id, timeout=10)
+    assert order == ["high", "low", "later"]
+    job = await client.get(later)
+    assert job.started_at is not None and job.started_at >= job.run_at
+
+
+async def test_unknown_task_fails_that_job_clearly(app: asyncjobs.App, client: asyncjobs.Client) -> None:
+    @app.task(max_attempts=1)
+    async def fine() -> str:
+        return "ok"
+
+    ghost = await client.enqueue("no.such.task", 1)
+    good = await client.enqueue(fine)
+    async with app.worker(queues=["default"]):
+        assert await client.wait(good, timeout=10) == "ok"
+        with pytest.raises(asyncjobs.JobFailed, match="no task named 'no.such.task'"):
+            await client.wait(ghost, timeout=30)
+
+
+async def test_corrupt_arguments_fail_that_job_only(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, schema: str
+) -> None:
+    @app.task
+    async def takes_two(a: int, b: int) -> int:
+        return a + b
+
+    bad = await client.enqueue(takes_two, 1, 2)
+    await admin.execute(f'UPDATE "{schema}".jobs SET args = \'"not a list"\' WHERE id = $1', bad)
+    wrong = await client.enqueue(takes_two, 1, 2)
+    await admin.execute(f'UPDATE "{schema}".jobs SET args = \'[1, 2, 3]\' WHERE id = $1', wrong)
+    good = await client.enqueue(takes_two, 1, 2)
+    async with app.worker():
+        assert await client.wait(good, timeout=10) == 3
+        for job_id in (bad, wrong):
+            with pytest.raises(asyncjobs.JobFailed, match="don't fit"):
+                await client.wait(job_id, timeout=10)
+            assert (await client.get(job_id)).attempt == 1  # not retried
+
+
+async def test_unserializable_arguments_name_the_argument_and_store_nothing(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, schema: str
+) -> None:
+    @app.task
+    async def send(to: str, *, attachment: object) -> None: ...
+
+    with pytest.raises(TypeError, match="argument 'attachment'") as raised:
+        await client.enqueue(send, "a@example.com", attachment=object())
+    assert isinstance(raised.value, asyncjobs.SerializationError)
+    with pytest.raises(TypeError, match="missing a required argument"):
+        await client.enqueue(send, "a@example.com")  # type: ignore[call-arg]
+    assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".jobs') == 0
+
+
+async def test_unserializable_result_fails_the_job(app: asyncjobs.App, client: asyncjobs.Client) -> None:
+    @app.task
+    async def gives_object() -> object:
+        return object()
+
+    job_id = await client.enqueue(gives_object)
+    async with app.worker():
+        with pytest.raises(asyncjobs.JobFailed, match="result of task"):
+            await client.wait(job_id, timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"queue": "has space"}, "invalid queue name"),
+        ({"priority": 2**40}, "priority"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"timeout": -1}, "timeout"),
+        ({"delay": -5}, "delay"),
+        ({"run_at": datetime.datetime(2030, 1, 1)}, "no time zone"),
+    ],
+)
+def test_invalid_options_are_rejected(options: dict[str, object], message: str) -> None:
+    app = asyncjobs.App("postgresql://unused")
+
+    @app.task
+    async def task() -> None: ...
+
+    with pytest.raises(asyncjobs.ConfigurationError, match=message):
+        task.options(**options)  # type: ignore[arg-type]
+
+
+def test_invalid_worker_and_app_settings_are_rejected() -> None:
+    with pytest.raises(asyncjobs.ConfigurationError, match="schema name"):
+        asyncjobs.App("postgresql://unused", schema="Robert'); DROP TABLE")
+    app = asyncjobs.App("postgresql://unused")
+    with pytest.raises(asyncjobs.ConfigurationError, match="concurrency"):
+        app.worker(concurrency=0)
+    with pytest.raises(asyncjobs.ConfigurationError, match="queue name"):
+        app.worker(queues=["ok", "not ok"])
+    with pytest.raises(asyncjobs.ConfigurationError, match="string"):
+        app.worker(queues="emails")  # type: ignore[arg-type]
+
+
+async def test_unreachable_server_and_wrong_dsn_give_clear_errors() -> None:
+    refused = asyncjobs.App("postgresql://postgres@127.0.0.1:1/test")
+    with pytest.raises(asyncjobs.ConnectionFailed, match="cannot connect to PostgreSQL at"):
+        async with refused.client():
+            pass
+    secret = asyncjobs.App("postgresql://bob:hunter2@127.0.0.1:1/test")
+    with pytest.raises(asyncjobs.ConnectionFailed) as raised:
+        async with secret.client():
+            pass
+    assert "hunter2" not in str(raised.value)
+    garbage = asyncjobs.App("not a dsn at all")
+    with pytest.raises(asyncjobs.AsyncJobsError, match="DSN"):
+        async with garbage.client():
+            pass
+
+
+async def test_missing_database_names_the_fix(pg_dsn: str) -> None:
+    base = pg_dsn.split("?")[0].rsplit("/", 1)[0]
+    query = "?" + pg_dsn.split("?", 1)[1] if "?" in pg_dsn else ""
+    missing = asyncjobs.App(f"{base}/no_such_db_here{query}")
+    with pytest.raises(asyncjobs.ConnectionFailed, match="create the database"):
+        async with missing.client():
+            pass
+
+
+async def test_worker_retries_an_unreachable_server_until_stopped(caplog: pytest.LogCaptureFixture) -> None:
+    app = asyncjobs.App("postgresql://postgres@127.0.0.1:1/test")
+    worker = app.worker()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await anyio.sleep(1.2)
+            worker.stop()
+    attempts = [r for r in caplog.records if "worker cannot start" in r.getMessage()]
+    assert len(attempts) >= 2
+
+
+async def test_job_is_a_plain_snapshot(app: asyncjobs.App, client: asyncjobs.Client) -> None:
+    @app.task
+    async def noop() -> None: ...
+
+    job = await client.get(await client.enqueue(noop))
+    assert dataclasses.asdict(job)["task"].endswith("noop")
+    with pytest.raises(asyncjobs.JobNotFound):
+        await client.get(10**12)
