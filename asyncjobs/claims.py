@@ -24,6 +24,8 @@ logger = logging.getLogger("asyncjobs.claims")
 # Managed PostgreSQL often sets idle_in_transaction_session_timeout; it would kill every
 # claim whose job runs longer than that.
 CLAIM_SETTINGS = {"idle_in_transaction_session_timeout": "0", "statement_timeout": "0"}
+# The watcher's lock wait may last as long as the job it waits on.
+WATCH_SETTINGS = {**CLAIM_SETTINGS, "lock_timeout": "0"}
 
 
 class ClaimConnections:
@@ -42,6 +44,11 @@ class ClaimConnections:
                 return conn
         self.opened += 1
         return await connect(self._dsn, settings=CLAIM_SETTINGS)
+
+    async def acquire_watcher(self, settings: dict[str, str]) -> asyncpg.Connection:
+        """A connection for the fetcher's lock wait (see Fetcher._watch)."""
+        self.opened += 1
+        return await connect(self._dsn, settings=settings)
 
     def release(self, conn: asyncpg.Connection) -> None:
         """Give back a connection whose transaction has ended."""
@@ -101,7 +108,7 @@ class Claim:
         try:
             with anyio.CancelScope(shield=True):
                 await self.conn.execute("COMMIT" if commit else "ROLLBACK")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:  # a claim ending badly must never take the worker down
             # The outcomes are written: rows that come back are stale and get dropped.
             logger.warning("claim transaction ended badly: %s", exc)
             self.conn.terminate()

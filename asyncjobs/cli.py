@@ -10,15 +10,17 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import anyio
+import asyncpg
 import click
 import orjson
 
 from .app import App
 from .errors import AsyncJobsError
-from .job import Job
+from .job import Job, JobState
+from .sql import validate_schema
 from .worker import Worker
 
 P = ParamSpec("P")
@@ -26,12 +28,36 @@ T = TypeVar("T")
 
 
 def _run(main: Callable[[], Awaitable[T]]) -> T:
-    """Run `main` on asyncio; an asyncjobs error becomes one line on stderr and exit 1."""
+    """Run `main` on asyncio. An asyncjobs or PostgreSQL error becomes one line on stderr and
+    exit 1, Ctrl-C exit 130: no traceback for what the user can act on from the message."""
     try:
         return anyio.run(main)
-    except AsyncJobsError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    except BaseException as raised:
+        exc = _leaf(raised)
+        if isinstance(exc, click.ClickException):
+            raise exc from None
+        if isinstance(exc, AsyncJobsError):
+            _fail(str(exc))
+        if isinstance(exc, asyncpg.PostgresError):
+            _fail(f"PostgreSQL: {exc}")
+        if isinstance(exc, asyncpg.InterfaceError):
+            _fail(f"lost the connection to PostgreSQL: {exc}")
+        if isinstance(exc, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        raise
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-exception groups, else `exc` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {' '.join(message.split())}", err=True)
+    sys.exit(1)
 
 
 def _app_options(fn: Callable[P, T]) -> Callable[P, T]:
@@ -91,24 +117,58 @@ def cli(log_level: str) -> None:
 
 @cli.command()
 @click.argument("app_spec", metavar="MODULE:APP")
-@click.option("-c", "--concurrency", default=10, show_default=True, help="Jobs run at once.")
+@click.option(
+    "-c",
+    "--concurrency",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Jobs run at once.",
+)
 @click.option("-q", "--queues", default=None, help="Comma-separated queues [the app's tasks'].")
 @click.option(
     "--grace",
     default=0.0,
     show_default=True,
+    type=click.FloatRange(min=0),
     help="Seconds running jobs get to finish on SIGTERM/SIGINT before they are requeued.",
 )
-@click.option("--poll-interval", default=5.0, show_default=True, help="Fallback poll, seconds.")
+@click.option(
+    "--poll-interval",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Fallback poll, seconds.",
+)
+@click.option("--dsn", default=None, help="PostgreSQL DSN, instead of the app's.")
+@click.option("--schema", default=None, help="Schema, instead of the app's.")
 def worker(
-    app_spec: str, concurrency: int, queues: str | None, grace: float, poll_interval: float
+    *,
+    app_spec: str,
+    concurrency: int,
+    queues: str | None,
+    grace: float,
+    poll_interval: float,
+    dsn: str | None,
+    schema: str | None,
 ) -> None:
     """Run a worker for the App at MODULE:APP until SIGTERM or SIGINT.
 
     The first signal stops taking jobs and gives running ones --grace seconds; a second
-    signal requeues them at once.
+    signal requeues them at once. Jobs still running at the end are queued again without
+    spending an attempt. `asyncjobs workers stop` stops every worker the same way.
+
+    An unreachable PostgreSQL is retried with backoff, each failure logged; an invalid DSN
+    exits at once with status 1.
     """
     app = load_app(app_spec)
+    if dsn is not None:
+        app.dsn = dsn
+    if schema is not None:
+        try:
+            app.schema = validate_schema(schema)
+        except AsyncJobsError as exc:
+            raise click.BadParameter(str(exc), param_hint="--schema") from exc
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     try:
         runner = app.worker(
@@ -127,22 +187,30 @@ def worker(
 
 
 async def _stop_on_signals(runner: Worker) -> None:
+    log = logging.getLogger("asyncjobs.worker")
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
-            logging.getLogger("asyncjobs.worker").info(
-                "%s: %s", signal.Signals(signum).name,
-                "requeueing running jobs now" if runner.stopping else "stopping",
-            )
+            action = "requeueing running jobs now" if runner.stopping else "stopping"
+            log.info("%s: %s", signal.Signals(signum).name, action)
             runner.stop()
 
 
 @cli.command()
 @_app_options
 def migrate(dsn: str | None, schema: str | None) -> None:
-    """Create or upgrade the asyncjobs schema."""
+    """Create or upgrade the asyncjobs schema (safe to run from many machines at once)."""
     app = _make_app(dsn, schema)
     applied = _run(app.migrate)
-    click.echo(f"applied migrations {applied}" if applied else "schema is up to date")
+    if applied:
+        versions = ", ".join(str(v) for v in applied)
+        click.echo(f"schema {app.schema!r}: applied migration{_s(applied)} {versions}")
+    else:
+        click.echo(f"schema {app.schema!r} is up to date")
+
+
+def _s(items: Any) -> str:
+    count = items if isinstance(items, int) else len(items)
+    return "" if count == 1 else "s"
 
 
 @cli.command()
@@ -151,10 +219,13 @@ def migrate(dsn: str | None, schema: str | None) -> None:
 @click.argument("args", required=False, default="[]")
 @click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments as a JSON object.")
 @click.option("--queue", default="default", show_default=True)
-@click.option("--priority", default=0, show_default=True)
-@click.option("--delay", default=None, type=float, help="Seconds from now.")
-@click.option("--max-attempts", default=3, show_default=True)
+@click.option("--priority", default=0, show_default=True, type=int)
+@click.option(
+    "--delay", default=None, type=click.FloatRange(min=0), help="Run it this many seconds from now."
+)
+@click.option("--max-attempts", default=3, show_default=True, type=click.IntRange(min=1))
 def enqueue(
+    *,
     dsn: str | None,
     schema: str | None,
     task: str,
@@ -165,26 +236,35 @@ def enqueue(
     delay: float | None,
     max_attempts: int,
 ) -> None:
-    """Enqueue a job of TASK (its stored name) with ARGS, a JSON array; print its id."""
+    """Enqueue a job of TASK (its stored name) with ARGS, a JSON array; print its id.
+
+    Example: asyncjobs enqueue send_email '["a@example.com"]' --kwargs '{"subject": "hi"}'
+    """
     try:
         positional = orjson.loads(args)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="ARGS") from exc
+    try:
         keywords = orjson.loads(kwargs_json)
     except orjson.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}") from exc
-    if not isinstance(positional, list) or not isinstance(keywords, dict):
-        raise click.BadParameter("ARGS must be a JSON array and --kwargs a JSON object")
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--kwargs") from exc
+    if not isinstance(positional, list):
+        raise click.BadParameter("must be a JSON array, e.g. '[1, \"a\"]'", param_hint="ARGS")
+    if not isinstance(keywords, dict):
+        raise click.BadParameter("must be a JSON object, e.g. '{\"a\": 1}'", param_hint="--kwargs")
     app = _make_app(dsn, schema)
     try:
         named = app.task(name=task, queue=queue, priority=priority, max_attempts=max_attempts)(
             _unknown_function
         )
         named = named.options(delay=delay)
-    except AsyncJobsError as exc:
+        call = named.call(*positional, **keywords)
+    except (AsyncJobsError, TypeError) as exc:
         raise click.BadParameter(str(exc)) from exc
 
     async def main() -> int:
         async with app.client() as client:
-            (job_id,) = await client.enqueue_many([named.call(*positional, **keywords)])
+            (job_id,) = await client.enqueue_many([call])
             return job_id
 
     click.echo(_run(main))
@@ -203,16 +283,20 @@ def _job_command(fn: Callable[..., Awaitable[Any]]) -> Callable[..., None]:
     @_app_options
     @click.argument("job_id", type=int)
     @functools.wraps(fn)
-    def command(dsn: str | None, schema: str | None, job_id: int) -> None:
+    def command(dsn: str | None, schema: str | None, job_id: int, **options: Any) -> None:
         app = _make_app(dsn, schema)
 
         async def main() -> None:
             async with app.client() as client:
-                await fn(client, job_id)
+                await fn(client, job_id, **options)
 
         _run(main)
 
     return command
+
+
+def _job_json(job: Job) -> str:
+    return orjson.dumps(job, default=str, option=orjson.OPT_INDENT_2).decode()
 
 
 def _show(job: Job) -> None:
@@ -222,6 +306,8 @@ def _show(job: Job) -> None:
     click.echo(f"job {job.id}: {job.task} on {job.queue} (priority {job.priority})")
     click.echo(f"  state     {job.state.value}, attempt {job.attempt} of {job.max_attempts}")
     click.echo(f"  args      {orjson.dumps(job.args).decode()} {orjson.dumps(job.kwargs).decode()}")
+    if job.timeout is not None:
+        click.echo(f"  timeout   {job.timeout:g}s")
     click.echo(f"  created   {when(job.created_at)}")
     click.echo(f"  run at    {when(job.run_at)}")
     click.echo(f"  started   {when(job.started_at)}")
@@ -231,23 +317,38 @@ def _show(job: Job) -> None:
     if job.result is not None:
         click.echo(f"  result    {orjson.dumps(job.result).decode()}")
     for error in job.errors:
-        click.echo(f"  error     attempt {error.get('attempt')}: {error.get('type')}: "
-                   f"{error.get('message')}")
+        click.echo(
+            f"  error     attempt {error.get('attempt')}: {error.get('type')}: "
+            f"{error.get('message')}"
+        )
 
 
 @jobs.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@click.option("--traceback", "tracebacks", is_flag=True, help="Print each error's traceback.")
 @_job_command
-async def jobs_show(client: Any, job_id: int) -> None:
+async def jobs_show(client: Any, job_id: int, as_json: bool, tracebacks: bool) -> None:
     """Show one job: state, attempts, result, every attempt's error."""
-    _show(await client.get(job_id))
+    job = await client.get(job_id)
+    if as_json:
+        click.echo(_job_json(job))
+        return
+    _show(job)
+    if tracebacks:
+        for error in job.errors:
+            if error.get("traceback"):
+                click.echo(f"\nattempt {error.get('attempt')}:\n{error['traceback'].rstrip()}")
 
 
 @jobs.command("cancel")
 @_job_command
 async def jobs_cancel(client: Any, job_id: int) -> None:
     """Cancel a job; if it is running, it stops at once."""
-    changed = await client.cancel(job_id)
-    click.echo(f"job {job_id} cancelled" if changed else f"job {job_id} had already finished")
+    if await client.cancel(job_id):
+        click.echo(f"job {job_id} cancelled")
+    else:
+        state = (await client.get(job_id)).state.value
+        click.echo(f"job {job_id} had already finished ({state}): nothing to cancel")
 
 
 @jobs.command("requeue")
@@ -268,21 +369,36 @@ async def jobs_delete(client: Any, job_id: int) -> None:
 
 @jobs.command("list")
 @_app_options
-@click.option("--state", default=None, help="Only jobs in this state.")
-@click.option("--limit", default=20, show_default=True)
-def jobs_list(dsn: str | None, schema: str | None, state: str | None, limit: int) -> None:
+@click.option(
+    "--state",
+    default=None,
+    type=click.Choice([s.value for s in JobState]),
+    help="Only jobs in this state.",
+)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+def jobs_list(
+    dsn: str | None, schema: str | None, state: str | None, limit: int, as_json: bool
+) -> None:
     """List the newest jobs."""
     app = _make_app(dsn, schema)
 
     async def main() -> None:
         async with app.client() as client:
-            try:
-                found = await client.list_jobs(state, limit)
-            except ValueError as exc:
-                raise click.BadParameter(f"unknown state {state!r}") from exc
+            found = await client.list_jobs(state, limit)
+        if as_json:
             for job in found:
-                click.echo(f"{job.id:>8}  {job.state.value:<10}  {job.attempt}/{job.max_attempts}"
-                           f"  {job.queue:<12}  {job.task}")
+                click.echo(orjson.dumps(job, default=str).decode())
+            return
+        if not found:
+            click.echo(f"no {state} jobs" if state else "no jobs")
+            return
+        click.echo(f"{'ID':>8}  {'STATE':<10}  {'TRIES':<5}  {'QUEUE':<12}  TASK")
+        for job in found:
+            tries = f"{job.attempt}/{job.max_attempts}"
+            click.echo(
+                f"{job.id:>8}  {job.state.value:<10}  {tries:<5}  {job.queue:<12}  {job.task}"
+            )
 
     _run(main)
 
@@ -295,31 +411,48 @@ def workers() -> None:
 @workers.command("list")
 @_app_options
 def workers_list(dsn: str | None, schema: str | None) -> None:
-    """List running workers."""
+    """List running workers (and those that died in the last minute)."""
     app = _make_app(dsn, schema)
 
     async def main() -> None:
         async with app.client() as client:
-            for w in await client.workers():
-                state = "stopping" if w.stop_requested_at else "running"
-                click.echo(f"{w.id}  {w.host}:{w.pid}  {state}  {w.running}/{w.concurrency} jobs"
-                           f"  queues {','.join(w.queues)}  heartbeat {w.heartbeat_at:%H:%M:%S}")
+            found = await client.workers()
+        if not found:
+            click.echo("no workers")
+        for w in found:
+            state = "stopping" if w.stop_requested_at else "running"
+            click.echo(
+                f"{w.id}  {w.host}:{w.pid}  {state}  {w.running}/{w.concurrency} jobs"
+                f"  queues {','.join(w.queues)}"
+                f"  heartbeat {w.heartbeat_at.isoformat(timespec='seconds')}"
+            )
 
     _run(main)
 
 
 @workers.command("stop")
 @_app_options
-@click.option("--grace", default=0.0, show_default=True, help="Seconds for running jobs.")
+@click.option(
+    "--grace",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds running jobs get to finish before they are requeued.",
+)
 def workers_stop(dsn: str | None, schema: str | None, grace: float) -> None:
-    """Stop every running worker, on every machine (e.g. before a deploy)."""
+    """Stop every running worker, on every machine (e.g. before a deploy).
+
+    Each takes no new jobs, gives running ones --grace seconds, then queues the rest
+    again (attempt not counted) and exits.
+    """
     app = _make_app(dsn, schema)
 
     async def main() -> int:
         async with app.client() as client:
             return await client.stop_workers(grace)
 
-    click.echo(f"asked {_run(main)} workers to stop")
+    stopped = _run(main)
+    click.echo(f"asked {stopped} worker{_s(stopped)} to stop")
 
 
 @cli.command()

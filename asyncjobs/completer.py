@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import asyncpg
 
+from .connections import DATABASE_ERRORS
 from .claims import Claim
 from .job_runner import Outcome, RunningJob
 from .serialization import dumps
@@ -56,7 +57,7 @@ class Completer:
             batch = self._pending[:MAX_BATCH]
             try:
                 await self.finish_jobs(batch)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
                 logger.warning("cannot write outcomes (retrying in %.2fs): %s", delay, exc)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -15,6 +15,17 @@ from .errors import ConfigurationError, ConnectionFailed
 
 DSN_ENV = "ASYNCJOBS_DSN"
 
+# What a database that is down, restarting or unreachable can raise: the worker's loops
+# log these and retry with backoff, so no hiccup of the server takes a worker down.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    ConnectionFailed,
+)
+
 # A dead host (no FIN, no RST) is noticed by the kernel within about
 # KEEPIDLE + KEEPINTVL * KEEPCNT seconds; the connection then fails, which for a claim
 # connection cancels its jobs at once (their rows are back in the queue by then).

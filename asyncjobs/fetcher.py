@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 import anyio
 import asyncpg
 
-from .claims import Claim, ClaimConnections
-from .errors import AsyncJobsError
+from .claims import WATCH_SETTINGS, Claim, ClaimConnections
+from .connections import DATABASE_ERRORS
 from .job_runner import RunningJob
 from .sql import Queries
 
@@ -52,6 +52,7 @@ class Fetcher:
         self._batch_size = batch_size
         self._wake = anyio.Event()
         self._due_at = math.inf  # wall-clock epoch of the next known due job
+        self._watching = False
 
     def wake(self, due_at: float | None = None) -> None:
         """Something may be claimable (now, or at epoch `due_at`)."""
@@ -62,25 +63,55 @@ class Fetcher:
     async def run(self) -> None:
         """Claim and start jobs until cancelled."""
         backoff = 0.05
-        while True:
-            # A fresh event before claiming: a wake during the claim is not lost.
-            self._wake = anyio.Event()
-            timeout = math.inf
-            try:
-                free = self._free_slots()
-                if free > 0:
-                    want = min(free, self._batch_size)
-                    got = await self.claim(want)
-                    if got == want:
-                        continue
-                    timeout = await self._until_next_due()
-                backoff = 0.05
-            except (AsyncJobsError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("fetch failed (retrying in %.2fs): %s", backoff, exc)
-                timeout = backoff
-                backoff = min(backoff * 2, 5.0)
-            with anyio.move_on_after(timeout):
-                await self._wake.wait()
+        async with anyio.create_task_group() as tg:
+            while True:
+                # A fresh event before claiming: a wake during the claim is not lost.
+                self._wake = anyio.Event()
+                timeout = math.inf
+                try:
+                    free = self._free_slots()
+                    if free > 0:
+                        want = min(free, self._batch_size)
+                        got = await self.claim(want)
+                        if got == want:
+                            continue
+                        timeout = await self._until_next_due()
+                        if not self._watching:
+                            self._watching = True
+                            tg.start_soon(self._watch)
+                    backoff = 0.05
+                except DATABASE_ERRORS as exc:
+                    logger.warning("fetch failed (retrying in %.2fs): %s", backoff, exc)
+                    timeout = backoff
+                    backoff = min(backoff * 2, 5.0)
+                with anyio.move_on_after(timeout):
+                    await self._wake.wait()
+
+    async def _watch(self) -> None:
+        """Wait, in PostgreSQL, for a due row that another worker holds; wake when it is free.
+
+        A claim that rolls back (its worker died) sends no NOTIFY. So while this worker is
+        idle it queues for the lock on the first held due row (FOR UPDATE without SKIP
+        LOCKED): PostgreSQL grants it the moment the holder's transaction ends. A commit
+        deletes the row and the wait moves on to the next held row; a rollback hands us the
+        row, and the fetcher claims it (and the rest of the dead claim) at once.
+        """
+        conn = None
+        try:
+            conn = await self._claims.acquire_watcher(WATCH_SETTINGS)
+            async with conn.transaction():
+                row = await conn.fetchrow(self._sql.watch_held, self._queues)
+            self._claims.release(conn)
+            conn = None
+            if row is not None:
+                self.wake()
+        except DATABASE_ERRORS as exc:
+            logger.debug("watch ended: %s", exc)
+        finally:
+            if conn is not None:
+                conn.terminate()
+            # Rearmed by the next idle round; a row that just came free is claimed first.
+            self._watching = False
 
     async def _until_next_due(self) -> float:
         seconds = await self._pool.fetchval(self._sql.next_due, self._queues)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import anyio
 import asyncpg
 
+from .connections import DATABASE_ERRORS
 from .sql import Queries
 
 logger = logging.getLogger("asyncjobs.heartbeat")
@@ -56,7 +57,7 @@ class Heartbeat:
         with anyio.move_on_after(2, shield=True):
             try:
                 await self._pool.execute(self._sql.unregister_worker, self._worker_id)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
                 logger.warning("cannot remove worker row: %s", exc)
 
     async def beat(self) -> None:
@@ -75,5 +76,5 @@ class Heartbeat:
             try:
                 await self.beat()
                 await self._pool.execute(self._sql.prune_workers, max(60.0, 6 * self._interval))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
                 logger.warning("heartbeat failed: %s", exc)

@@ -14,8 +14,7 @@ import anyio
 import asyncpg
 from anyio.abc import TaskStatus
 
-from .connections import connect
-from .errors import AsyncJobsError
+from .connections import DATABASE_ERRORS, connect
 
 logger = logging.getLogger("asyncjobs.listener")
 
@@ -49,7 +48,7 @@ class Listener:
             lost = anyio.Event()
             try:
                 conn = await connect(self._dsn)
-            except (AsyncJobsError, OSError) as exc:
+            except DATABASE_ERRORS as exc:
                 logger.warning("listener cannot connect (retrying in %.1fs): %s", delay, exc)
             else:
                 try:
@@ -66,7 +65,7 @@ class Listener:
                     await lost.wait()
                     self.reconnects += 1
                     logger.warning("listener connection lost; reconnecting")
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                except DATABASE_ERRORS as exc:
                     logger.warning("listener failed (retrying in %.1fs): %s", delay, exc)
                 finally:
                     self.connection = None

@@ -45,6 +45,16 @@ DELETE FROM {schema}.queue
                LIMIT $2 FOR UPDATE SKIP LOCKED)
 RETURNING id, job_id;
 
+-- name: watch_held
+-- An idle worker's lock wait (no SKIP LOCKED): returns when the first due row held by
+-- another worker's claim is released by a rollback (that worker died), or when no due row
+-- is held any more. Run in a transaction that is rolled back at once.
+SELECT id FROM {schema}.queue
+ WHERE queue = ANY($1::text[]) AND run_at <= now()
+ ORDER BY priority DESC, run_at, id
+ LIMIT 1
+   FOR UPDATE;
+
 -- name: start_jobs
 -- Autocommit, so the start is visible at once and the attempt is counted even if the
 -- worker dies. 'processing' is allowed: holding the claimed row proves its last holder is

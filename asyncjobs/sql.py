@@ -36,6 +36,7 @@ class Queries:
 
     enqueue: str
     claim: str
+    watch_held: str
     start_jobs: str
     fail_lost_jobs: str
     finish_jobs: str

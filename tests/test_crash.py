@@ -1,0 +1,151 @@
+"""Crashes with real processes: SIGKILLed workers, poison jobs, SIGTERM, a restarted server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pytest
+
+import asyncjobs
+
+Spawn = Callable[..., subprocess.Popen[str]]
+
+
+async def _until_state(
+    client: asyncjobs.Client, job_id: int, predicate: Callable[[asyncjobs.Job], bool], timeout: float
+) -> asyncjobs.Job:
+    with anyio.fail_after(timeout):
+        while True:
+            job = await client.get(job_id)
+            if predicate(job):
+                return job
+            await anyio.sleep(0.005)
+
+
+async def _workers_up(client: asyncjobs.Client, count: int) -> None:
+    with anyio.fail_after(30):
+        while len(await client.workers()) < count:
+            await anyio.sleep(0.02)
+
+
+async def test_sigkilled_workers_job_runs_again_promptly_and_succeeds_once(
+    client: asyncjobs.Client, spawn_worker: Spawn
+) -> None:
+    first = spawn_worker()
+    await _workers_up(client, 1)
+    job_id = await client.enqueue("sleep", 1.0)
+    await _until_state(client, job_id, lambda j: j.state == "processing", 20)
+    second = spawn_worker()
+    await _workers_up(client, 2)
+    killed_at = time.monotonic()
+    first.send_signal(signal.SIGKILL)
+    job = await _until_state(client, job_id, lambda j: j.attempt == 2, 10)
+    requeued_in = time.monotonic() - killed_at
+    assert job.state == "processing"
+    assert requeued_in < 5, f"took {requeued_in:.2f}s"  # generous: measured in benchmarks/
+    assert await client.wait(job_id, timeout=20) == "slept"
+    job = await client.get(job_id)
+    assert job.state is asyncjobs.JobState.SUCCEEDED and job.attempt == 2
+    assert [e["type"] for e in job.errors] == ["WorkerLost"]
+    second.terminate()
+    assert second.wait(10) == 0
+
+
+async def test_a_job_that_kills_its_worker_every_time_fails_after_max_attempts(
+    client: asyncjobs.Client, spawn_worker: Spawn
+) -> None:
+    from tests.worker_app import quick
+
+    poison = await client.enqueue("kill_worker")
+    # Jobs running beside the poison one die with its worker too and lose that attempt
+    # (as on any queue); with attempts to spare, they still complete.
+    fine = [await client.enqueue(quick.options(max_attempts=10), i) for i in range(5)]
+    deadline = time.monotonic() + 60
+    # Keep a worker alive as a supervisor would: each one the poison job kills is replaced.
+    while (await client.get(poison)).state != "failed":
+        assert time.monotonic() < deadline, "poison job never failed"
+        proc = spawn_worker()
+        while proc.poll() is None and (await client.get(poison)).state != "failed":
+            await anyio.sleep(0.02)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+    job = await client.get(poison)
+    assert job.attempt == 3
+    assert job.error is not None and "worker lost during attempt 3 of 3" in job.error["message"]
+    survivor = spawn_worker()
+    assert [await client.wait(i, timeout=30) for i in fine] == list(range(5))
+    survivor.terminate()
+    survivor.wait(10)
+
+
+async def test_sigterm_requeues_running_jobs_and_another_worker_completes_them(
+    client: asyncjobs.Client, spawn_worker: Spawn
+) -> None:
+    first = spawn_worker("--concurrency", "10", "--grace", "0.2")
+    await _workers_up(client, 1)
+    ids = [await client.enqueue("sleep", 2.0) for _ in range(5)]
+    for job_id in ids:
+        await _until_state(client, job_id, lambda j: j.state == "processing", 20)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(10) == 0
+    for job_id in ids:
+        job = await client.get(job_id)
+        assert job.state == "queued" and job.attempt == 0, job
+    spawn_worker()
+    for job_id in ids:
+        assert await client.wait(job_id, timeout=30) == "slept"
+        assert (await client.get(job_id)).attempt == 1
+
+
+async def test_second_signal_skips_the_grace(client: asyncjobs.Client, spawn_worker: Spawn) -> None:
+    worker = spawn_worker("--grace", "60")
+    await _workers_up(client, 1)
+    job_id = await client.enqueue("sleep", 30.0)
+    await _until_state(client, job_id, lambda j: j.state == "processing", 20)
+    worker.send_signal(signal.SIGINT)
+    await anyio.sleep(0.3)
+    assert worker.poll() is None, worker.communicate()[0]  # in its grace
+    worker.send_signal(signal.SIGINT)
+    assert worker.wait(10) == 0
+    assert (await client.get(job_id)).state == "queued"
+
+
+async def test_restarting_postgresql_under_load_loses_nothing() -> None:
+    """A private server (its own data dir) so that restarting it disturbs no other test."""
+    from asyncjobs.embedded import EmbeddedServer
+
+    with tempfile.TemporaryDirectory(prefix="asyncjobs-restart-") as tmp:
+        os.chmod(tmp, 0o755)
+        server = EmbeddedServer(Path(tmp) / "pg")
+        server.start()
+        try:
+            app = asyncjobs.App(server.dsn, schema="restart")
+
+            @app.task(max_attempts=10, retry=asyncjobs.Backoff(base=0.05, cap=0.5))
+            async def work(n: int) -> int:
+                await anyio.sleep(0.01)
+                return n
+
+            async with app.client() as client:
+                ids = await client.enqueue_many(work.call(i) for i in range(300))
+            async with app.worker(concurrency=10):
+                await anyio.sleep(0.3)
+                server.stop()
+                await anyio.sleep(0.5)
+                server.start()
+                async with app.client() as client:
+                    more = await client.enqueue_many(work.call(i) for i in range(300, 400))
+                    results = [await client.wait(i, timeout=60) for i in ids + more]
+                    jobs = await client.list_jobs(limit=1000)
+            assert results == list(range(400))
+            assert {job.state for job in jobs} == {asyncjobs.JobState.SUCCEEDED}
+        finally:
+            server.stop()
