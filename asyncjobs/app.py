@@ -70,7 +70,7 @@ class App:
         retry: Backoff | None = None,
     ) -> TaskDecorator: ...
 
-    def task(
+    def task(  # type: ignore[misc]  # mypy can't match the keyword-only overload
         self,
         fn: Callable[..., Any] | None = None,
         /,
@@ -97,7 +97,7 @@ class App:
         def register(fn: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(fn):
                 raise ConfigurationError(f"@app.task needs a function, got {fn!r}")
-            registered = Task(
+            registered: Task[Any, Any] = Task(
                 fn, name=name or task_name(fn), options=options, backoff=retry or Backoff()
             )
             existing = self.tasks.get(registered.name)

@@ -88,7 +88,7 @@ class Claim:
         self._on_lost = on_lost
         conn.add_termination_listener(self._terminated)
 
-    def _terminated(self, _conn: asyncpg.Connection) -> None:
+    def _terminated(self, _conn: object) -> None:
         if not self.lost:
             self.lost = True
             self._on_lost(self)

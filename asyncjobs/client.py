@@ -104,11 +104,15 @@ class Client:
         """Enqueue many jobs in one round trip: `enqueue_many(t.call(1), t.call(2))`."""
         return await self._insert(self.pool, list(calls))
 
-    async def enqueue_many_tx(self, conn: asyncpg.Connection, calls: Iterable[TaskCall]) -> list[int]:
+    async def enqueue_many_tx(
+        self, conn: asyncpg.Connection, calls: Iterable[TaskCall]
+    ) -> list[int]:
         """`enqueue_many` on your own connection, inside your transaction."""
         return await self._insert(conn, list(calls))
 
-    def _call(self, task: Task[Any, Any] | str, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskCall:
+    def _call(
+        self, task: Task[Any, Any] | str, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> TaskCall:
         if isinstance(task, str):
             registered = self.app.tasks.get(task)
             if registered is None:
@@ -121,7 +125,9 @@ class Client:
             raise TypeError(f"enqueue needs a task or a task name, got {task!r}")
         return task.call(*args, **kwargs)
 
-    async def _insert(self, conn: asyncpg.Connection | asyncpg.Pool, calls: list[TaskCall]) -> list[int]:
+    async def _insert(
+        self, conn: asyncpg.Connection | asyncpg.Pool, calls: list[TaskCall]
+    ) -> list[int]:
         if not calls:
             return []
         for call in calls:
@@ -242,8 +248,8 @@ class Client:
                 conn.add_termination_listener(self._listen_lost)
                 self._listen_conn = conn
 
-    def _on_done(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        for part in payload.split(","):
+    def _on_done(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        for part in str(payload).split(","):
             for event in self._waiters.get(int(part), ()):
                 event.set()
 

@@ -12,8 +12,8 @@ from typing import Any
 import anyio
 import asyncpg
 
-from .connections import DATABASE_ERRORS
 from .claims import Claim
+from .connections import DATABASE_ERRORS
 from .job_runner import Outcome, RunningJob
 from .serialization import dumps
 

@@ -80,7 +80,9 @@ def server_settings(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def _failure(dsn: str, exc: BaseException) -> Exception:
     where = redact(dsn)
-    if isinstance(exc, (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)):
+    if isinstance(
+        exc, (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
+    ):
         hint = "check the user and password in the DSN"
     elif isinstance(exc, asyncpg.InvalidCatalogNameError):
         hint = "create the database first, or name an existing one in the DSN"
@@ -94,7 +96,9 @@ def _failure(dsn: str, exc: BaseException) -> Exception:
             "is PostgreSQL running and reachable there? Set ASYNCJOBS_DSN (or App(dsn=...)) "
             "to your server, or unset it to use the embedded PostgreSQL"
         )
-    return ConnectionFailed(f"cannot connect to PostgreSQL at {where}: {exc or type(exc).__name__}; {hint}")
+    return ConnectionFailed(
+        f"cannot connect to PostgreSQL at {where}: {exc or type(exc).__name__}; {hint}"
+    )
 
 
 async def connect(
@@ -102,8 +106,16 @@ async def connect(
 ) -> asyncpg.Connection:
     """Open one set-up connection, or raise ConnectionFailed/ConfigurationError."""
     try:
-        conn = await asyncpg.connect(dsn, timeout=timeout, server_settings=server_settings(settings))
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        conn = await asyncpg.connect(
+            dsn, timeout=timeout, server_settings=server_settings(settings)
+        )
+    except (
+        OSError,
+        TimeoutError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        ValueError,
+    ) as exc:
         raise _failure(dsn, exc) from exc
     try:
         await setup_connection(conn)
@@ -124,7 +136,13 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyn
             server_settings=server_settings(),
             timeout=10.0,
         )
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+    except (
+        OSError,
+        TimeoutError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        ValueError,
+    ) as exc:
         raise _failure(dsn, exc) from exc
     assert pool is not None
     return pool

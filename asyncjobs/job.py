@@ -50,7 +50,7 @@ class Job:
     errors: list[dict[str, Any]]
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
+    def from_row(cls, row: Mapping[str, Any] | Any) -> Job:
         """Build from a `get_job`/`list_jobs` row."""
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in dict(row).items() if k in fields}

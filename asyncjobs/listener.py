@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 import anyio
 import asyncpg
@@ -52,7 +51,7 @@ class Listener:
                 logger.warning("listener cannot connect (retrying in %.1fs): %s", delay, exc)
             else:
                 try:
-                    conn.add_termination_listener(lambda _conn: lost.set())
+                    conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                     for channel in self._handlers:
                         await conn.add_listener(channel, self._dispatch)
                     self.connection = conn
@@ -69,17 +68,16 @@ class Listener:
                     logger.warning("listener failed (retrying in %.1fs): %s", delay, exc)
                 finally:
                     self.connection = None
-                    with anyio.CancelScope(shield=True):
-                        conn.terminate()
+                    conn.terminate()
             if not started:
                 started = True
                 task_status.started()
             await anyio.sleep(delay)
             delay = min(delay * 2, self._max_backoff)
 
-    def _dispatch(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+    def _dispatch(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
         try:
-            self._handlers[channel](payload)
+            self._handlers[channel](str(payload))
         except Exception:
             # A malformed message must not take the listener (and with it every
             # pushed cancellation) down.

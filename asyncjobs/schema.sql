@@ -9,7 +9,7 @@
 CREATE SCHEMA IF NOT EXISTS {schema};
 
 -- Which numbered migrations (asyncjobs/migrations/NNNN_name.sql) have been applied.
-CREATE TABLE IF NOT EXISTS {schema}.migrations (
+CREATE TABLE {schema}.migrations (
     version    integer     PRIMARY KEY,
     name       text        NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()

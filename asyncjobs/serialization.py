@@ -20,7 +20,9 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
-def encode_arguments(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[bytes, bytes]:
+def encode_arguments(
+    task: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> tuple[bytes, bytes]:
     """Encode a job's arguments, or raise SerializationError naming the one that can't be."""
     try:
         return orjson.dumps(list(args)), orjson.dumps(dict(kwargs))

@@ -90,11 +90,18 @@ class Worker:
     # -- lifecycle --------------------------------------------------------------------
 
     async def __aenter__(self) -> Worker:
-        async with contextlib.AsyncExitStack() as stack:
-            tg = await stack.enter_async_context(anyio.create_task_group())
-            await tg.start(self.run)
-            stack.push_async_callback(self._stop_and_wait)
-            self._stack = stack.pop_all()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                tg = await stack.enter_async_context(anyio.create_task_group())
+                await tg.start(self.run)
+                stack.push_async_callback(self._stop_and_wait)
+                self._stack = stack.pop_all()
+        except BaseExceptionGroup as group:
+            # The task group wraps what run() raised before it started (a MigrationError,
+            # a ConfigurationError): give the caller that error itself.
+            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+                raise group.exceptions[0] from None
+            raise
         return self
 
     async def __aexit__(
@@ -135,7 +142,11 @@ class Worker:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until stopped. Connection failures are retried with backoff, each logged with
         what is wrong; `task_status.started()` comes after the first attempt either way."""
-        self._stop_requested, self._force, self._stopped = anyio.Event(), anyio.Event(), anyio.Event()
+        self._stop_requested, self._force, self._stopped = (
+            anyio.Event(),
+            anyio.Event(),
+            anyio.Event(),
+        )
         self._signal_stop()
         delay = 0.5
         try:

@@ -100,7 +100,9 @@ async def test_requeue_of_a_running_job_stops_it_and_runs_it_again(
     assert job.state is asyncjobs.JobState.SUCCEEDED and job.attempt == 1
 
 
-async def test_delete_of_a_running_job_stops_it(app: asyncjobs.App, client: asyncjobs.Client) -> None:
+async def test_delete_of_a_running_job_stops_it(
+    app: asyncjobs.App, client: asyncjobs.Client
+) -> None:
     runs: list[str] = []
 
     @app.task
@@ -165,8 +167,9 @@ async def test_a_cancel_sent_while_the_listener_is_down_still_lands(
         )
         assert pids
         # Cut the listener, then cancel in the gap: the NOTIFY reaches nobody.
-        await admin.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid",
-                            [r["pid"] for r in pids])
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid", [r["pid"] for r in pids]
+        )
         await client.cancel(job_id)
         with anyio.fail_after(5):
             await interrupted.wait()
@@ -239,7 +242,9 @@ async def test_concurrency_is_never_exceeded_and_no_attempt_runs_twice(
     assert all(j.attempt == 1 for j in await client.list_jobs(limit=300))
 
 
-async def test_stop_workers_stops_every_worker(app: asyncjobs.App, client: asyncjobs.Client) -> None:
+async def test_stop_workers_stops_every_worker(
+    app: asyncjobs.App, client: asyncjobs.Client
+) -> None:
     @app.task
     async def noop() -> None: ...
 
@@ -276,7 +281,9 @@ async def test_shutdown_requeues_running_jobs_without_spending_an_attempt(
         assert job.state is asyncjobs.JobState.QUEUED and job.attempt == 0
 
 
-async def test_shutdown_grace_lets_short_jobs_finish(app: asyncjobs.App, client: asyncjobs.Client) -> None:
+async def test_shutdown_grace_lets_short_jobs_finish(
+    app: asyncjobs.App, client: asyncjobs.Client
+) -> None:
     started = anyio.Event()
 
     @app.task

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anyio
-import pytest
 
 import asyncjobs
 
@@ -19,7 +18,10 @@ Spawn = Callable[..., subprocess.Popen[str]]
 
 
 async def _until_state(
-    client: asyncjobs.Client, job_id: int, predicate: Callable[[asyncjobs.Job], bool], timeout: float
+    client: asyncjobs.Client,
+    job_id: int,
+    predicate: Callable[[asyncjobs.Job], bool],
+    timeout: float,
 ) -> asyncjobs.Job:
     with anyio.fail_after(timeout):
         while True:

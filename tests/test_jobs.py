@@ -124,7 +124,9 @@ async def test_delay_and_priority(app: asyncjobs.App, client: asyncjobs.Client) 
     assert job.started_at is not None and job.started_at >= job.run_at
 
 
-async def test_unknown_task_fails_that_job_clearly(app: asyncjobs.App, client: asyncjobs.Client) -> None:
+async def test_unknown_task_fails_that_job_clearly(
+    app: asyncjobs.App, client: asyncjobs.Client
+) -> None:
     @app.task(max_attempts=1)
     async def fine() -> str:
         return "ok"
@@ -133,7 +135,7 @@ async def test_unknown_task_fails_that_job_clearly(app: asyncjobs.App, client: a
     good = await client.enqueue(fine)
     async with app.worker(queues=["default"]):
         assert await client.wait(good, timeout=10) == "ok"
-        with pytest.raises(asyncjobs.JobFailed, match="no task named 'no.such.task'"):
+        with pytest.raises(asyncjobs.JobFailed, match=r"no task named 'no\.such\.task'"):
             await client.wait(ghost, timeout=30)
 
 
@@ -147,7 +149,7 @@ async def test_corrupt_arguments_fail_that_job_only(
     bad = await client.enqueue(takes_two, 1, 2)
     await admin.execute(f'UPDATE "{schema}".jobs SET args = \'"not a list"\' WHERE id = $1', bad)
     wrong = await client.enqueue(takes_two, 1, 2)
-    await admin.execute(f'UPDATE "{schema}".jobs SET args = \'[1, 2, 3]\' WHERE id = $1', wrong)
+    await admin.execute(f"UPDATE \"{schema}\".jobs SET args = '[1, 2, 3]' WHERE id = $1", wrong)
     good = await client.enqueue(takes_two, 1, 2)
     async with app.worker():
         assert await client.wait(good, timeout=10) == 3
@@ -171,7 +173,9 @@ async def test_unserializable_arguments_name_the_argument_and_store_nothing(
     assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".jobs') == 0
 
 
-async def test_unserializable_result_fails_the_job(app: asyncjobs.App, client: asyncjobs.Client) -> None:
+async def test_unserializable_result_fails_the_job(
+    app: asyncjobs.App, client: asyncjobs.Client
+) -> None:
     @app.task
     async def gives_object() -> object:
         return object()
@@ -232,7 +236,7 @@ async def test_unreachable_server_and_wrong_dsn_give_clear_errors() -> None:
 
 
 async def test_missing_database_names_the_fix(pg_dsn: str) -> None:
-    base = pg_dsn.split("?")[0].rsplit("/", 1)[0]
+    base = pg_dsn.split("?", maxsplit=1)[0].rsplit("/", 1)[0]
     query = "?" + pg_dsn.split("?", 1)[1] if "?" in pg_dsn else ""
     missing = asyncjobs.App(f"{base}/no_such_db_here{query}")
     with pytest.raises(asyncjobs.ConnectionFailed, match="create the database"):
@@ -240,7 +244,9 @@ async def test_missing_database_names_the_fix(pg_dsn: str) -> None:
             pass
 
 
-async def test_worker_retries_an_unreachable_server_until_stopped(caplog: pytest.LogCaptureFixture) -> None:
+async def test_worker_retries_an_unreachable_server_until_stopped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app = asyncjobs.App("postgresql://postgres@127.0.0.1:1/test")
     worker = app.worker()
     with anyio.fail_after(10):

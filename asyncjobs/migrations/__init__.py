@@ -5,11 +5,18 @@ from __future__ import annotations
 import dataclasses
 import re
 from importlib import resources
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from ..errors import MigrationError
 from ..sql import render
+
+if TYPE_CHECKING:
+    # Subscripted only for the type checker: asyncpg's classes are not generic at run time.
+    Connection: TypeAlias = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
+
 
 _FILE = re.compile(r"(\d{4})_(\w+)\.sql")
 
@@ -33,7 +40,7 @@ def available() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-async def migrate(conn: asyncpg.Connection, schema: str) -> list[int]:
+async def migrate(conn: Connection, schema: str) -> list[int]:
     """Bring `schema` up to date; return the versions applied now.
 
     Safe to call from many processes at once: a transaction-scoped advisory lock keyed by
@@ -75,13 +82,20 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[int]:
         return done
 
 
-async def check(conn: asyncpg.Connection, schema: str) -> None:
+async def check(conn: Connection, schema: str) -> None:
     """Raise MigrationError unless `schema` has every migration applied."""
     newest = available()[-1].version
     exists = await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".migrations')
     current = None
     if exists:
-        current = await conn.fetchval(render("SELECT max(version) FROM {schema}.migrations", schema))
+        current = await conn.fetchval(
+            render("SELECT max(version) FROM {schema}.migrations", schema)
+        )
+    if current is not None and current > newest:
+        raise MigrationError(
+            f"schema {schema!r} is at version {current}, newer than this asyncjobs knows "
+            f"({newest}): upgrade asyncjobs on this machine"
+        )
     if current != newest:
         raise MigrationError(
             f"schema {schema!r} is at version {current or 'none'}, asyncjobs needs {newest}: "

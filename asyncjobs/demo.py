@@ -1,0 +1,147 @@
+"""`asyncjobs demo`: jobs flowing, a running job cancelled, a killed worker's job picked up by
+another worker, each with its measured time, on the embedded PostgreSQL (or $ASYNCJOBS_DSN)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import click
+
+from .app import App
+from .client import Client
+from .errors import JobCancelled
+from .job import JobState
+
+SCHEMA = "asyncjobs_demo"
+app = App(schema=SCHEMA)
+
+
+@app.task(name="demo.add")
+async def add(a: int, b: int) -> int:
+    """A quick job."""
+    return a + b
+
+
+@app.task(name="demo.long", max_attempts=3)
+async def long(seconds: float) -> str:
+    """A long job that notes when it was interrupted, so the demo can time the cancel."""
+    try:
+        await anyio.sleep(seconds)
+    except anyio.get_cancelled_exc_class():
+        marks = os.environ.get("ASYNCJOBS_DEMO_DIR")
+        if marks:
+            Path(marks, "interrupted").write_text(repr(time.time()))
+        raise
+    return f"slept {seconds}s"
+
+
+def _say(step: str, text: str) -> None:
+    click.echo(f"{click.style(step, fg='cyan', bold=True)} {text}")
+
+
+def _ms(seconds: float) -> str:
+    return click.style(f"{seconds * 1000:.1f} ms", fg="green", bold=True)
+
+
+async def _until(client: Client, job_id: int, check: object, timeout: float = 30) -> float:
+    with anyio.fail_after(timeout):
+        while not check(await client.get(job_id)):  # type: ignore[operator]
+            await anyio.sleep(0.001)
+    return time.time()
+
+
+async def run_demo() -> None:
+    """Run the whole demo; about ten seconds."""
+    async with app.database() as dsn, app.client() as client:
+        await client.pool.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
+    with tempfile.TemporaryDirectory(prefix="asyncjobs-demo-") as marks:
+        async with app.database() as dsn, app.client() as client:
+            where = (
+                "embedded PostgreSQL" if not os.environ.get("ASYNCJOBS_DSN") else "$ASYNCJOBS_DSN"
+            )
+            _say("asyncjobs demo", f"on {where}, schema {SCHEMA}")
+            env = {**os.environ, "ASYNCJOBS_DSN": dsn, "ASYNCJOBS_DEMO_DIR": marks}
+            workers = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "asyncjobs",
+                        "--log-level",
+                        "WARNING",
+                        "worker",
+                        "asyncjobs.demo:app",
+                        "--concurrency",
+                        "8",
+                    ],
+                    env=env,
+                )
+                for _ in range(2)
+            ]
+            try:
+                with anyio.fail_after(30):
+                    while len(await client.workers()) < 2:
+                        await anyio.sleep(0.02)
+                _say("1.", f"two worker processes: pids {', '.join(str(w.pid) for w in workers)}")
+
+                started = time.perf_counter()
+                ids = await client.enqueue_many(add.call(i, i) for i in range(1000))
+                results = [await client.wait(job_id, timeout=60) for job_id in ids]
+                took = time.perf_counter() - started
+                assert results == [i + i for i in range(1000)]
+                _say(
+                    "2.",
+                    f"1,000 jobs enqueued in one round trip and run: {_ms(took)} "
+                    f"({1000 / took:,.0f} jobs/s)",
+                )
+
+                job_id = await client.enqueue(long, 60)
+                await _until(client, job_id, lambda j: j.state is JobState.PROCESSING)
+                asked = time.time()
+                await client.cancel(job_id)
+                with anyio.fail_after(10):
+                    while not Path(marks, "interrupted").exists():
+                        await anyio.sleep(0.001)
+                stopped = float(Path(marks, "interrupted").read_text())
+                with contextlib.suppress(JobCancelled):
+                    await client.wait(job_id, timeout=5)
+                _say(
+                    "3.",
+                    f"a running 60 s job cancelled: its code was interrupted "
+                    f"{_ms(stopped - asked)} after cancel() returned (pushed by NOTIFY)",
+                )
+
+                job_id = await client.enqueue(long, 2)
+                job = await client.get(job_id)
+                await _until(client, job_id, lambda j: j.state is JobState.PROCESSING)
+                job = await client.get(job_id)
+                assert job.worker_id is not None
+                holder = {w.id: w.pid for w in await client.workers()}[job.worker_id]
+                victim = next(w for w in workers if w.pid == holder)
+                os.kill(holder, signal.SIGKILL)
+                killed = time.time()
+                again = await _until(
+                    client, job_id, lambda j: j.attempt == 2 and j.state is JobState.PROCESSING
+                )
+                victim.wait()
+                result = await client.wait(job_id, timeout=30)
+                _say(
+                    "4.",
+                    f"worker {holder} SIGKILLed mid-job: the other worker started the job "
+                    f"again {_ms(again - killed)} later (no timeout, no sweeper); it {result}",
+                )
+            finally:
+                for worker in workers:
+                    if worker.poll() is None:
+                        worker.send_signal(signal.SIGTERM)
+                for worker in workers:
+                    worker.wait(30)
+            _say("5.", "workers stopped with SIGTERM. Next: README.md, `asyncjobs --help`.")
