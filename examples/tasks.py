@@ -1,0 +1,56 @@
+"""Example tasks. Run a worker for them, and enqueue from another shell:
+
+    asyncjobs worker examples.tasks:app --concurrency 10
+    asyncjobs enqueue examples.tasks.add '[1, 2]'
+    asyncjobs enqueue examples.tasks.send_welcome_email '["ada@example.com"]' \\
+        --kwargs '{"name": "Ada"}' --queue emails
+    asyncjobs jobs list
+
+or from Python:
+
+    async with app.client() as client:
+        job_id = await client.enqueue(send_welcome_email, "ada@example.com", name="Ada")
+        print(await client.wait(job_id, timeout=10))
+
+The worker serves the queues these tasks use (`default` and `emails`). Without
+$ASYNCJOBS_DSN, asyncjobs starts an embedded PostgreSQL; set it to use your own server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import anyio
+
+import asyncjobs
+
+app = asyncjobs.App()
+
+
+@app.task
+async def add(a: int, b: int) -> int:
+    """The smallest task: an async function; its return value is the job's result."""
+    return a + b
+
+
+@app.task(queue="emails", max_attempts=5, timeout=30, retry=asyncjobs.Backoff(base=2))
+async def send_welcome_email(to: str, *, name: str) -> str:
+    """An async task on its own queue: retried with backoff (2 s, 4 s, ...) if it raises,
+    interrupted (and counted as a failed attempt) after 30 s."""
+    await anyio.sleep(0.1)  # stands in for the mail server's round trip
+    return f"welcome mail sent to {name} <{to}>"
+
+
+@app.task(timeout=120)
+def make_thumbnails(token: asyncjobs.CancelToken, path: str, sizes: list[int]) -> list[str]:
+    """A sync task runs in a worker thread. It takes its CancelToken first: cancel, requeue,
+    delete, a timeout or a worker shutdown set it at once, and the loop stops at its next
+    check (`token.wait(s)` is an interruptible sleep)."""
+    made = []
+    for size in sizes:
+        token.raise_if_cancelled()
+        digest = hashlib.sha256(f"{path}:{size}".encode()).hexdigest()[:12]
+        made.append(f"{path}.{size}px.{digest}.png")
+        token.wait(0.2)  # stands in for the work on one size
+    token.raise_if_cancelled()
+    return made
