@@ -218,12 +218,24 @@ def _s(items: Any) -> str:
 @click.argument("task")
 @click.argument("args", required=False, default="[]")
 @click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments as a JSON object.")
-@click.option("--queue", default="default", show_default=True)
-@click.option("--priority", default=0, show_default=True, type=int)
+@click.option(
+    "--app",
+    "app_spec",
+    default=None,
+    metavar="MODULE:APP",
+    help="Take TASK's options from this App and check the arguments against its signature.",
+)
+@click.option("--queue", default=None, help="Queue [the task's, else default].")
+@click.option("--priority", default=None, type=int, help="Priority [the task's, else 0].")
 @click.option(
     "--delay", default=None, type=click.FloatRange(min=0), help="Run it this many seconds from now."
 )
-@click.option("--max-attempts", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--max-attempts",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Attempts before it fails [the task's, else 3].",
+)
 def enqueue(
     *,
     dsn: str | None,
@@ -231,14 +243,22 @@ def enqueue(
     task: str,
     args: str,
     kwargs_json: str,
-    queue: str,
-    priority: int,
+    app_spec: str | None,
+    queue: str | None,
+    priority: int | None,
     delay: float | None,
-    max_attempts: int,
+    max_attempts: int | None,
 ) -> None:
     """Enqueue a job of TASK (its stored name) with ARGS, a JSON array; print its id.
 
-    Example: asyncjobs enqueue send_email '["a@example.com"]' --kwargs '{"subject": "hi"}'
+    \b
+    Example:
+      asyncjobs enqueue myproject.tasks.send_email '["a@example.com"]' \\
+          --kwargs '{"subject": "hi"}' --app myproject.tasks:app
+
+    Without --app the task's code is not needed here: the job gets the options given on
+    the command line (else queue default, priority 0, 3 attempts), and a worker that has
+    no task of that name fails the job with a clear error.
     """
     try:
         positional = orjson.loads(args)
@@ -252,12 +272,25 @@ def enqueue(
         raise click.BadParameter("must be a JSON array, e.g. '[1, \"a\"]'", param_hint="ARGS")
     if not isinstance(keywords, dict):
         raise click.BadParameter("must be a JSON object, e.g. '{\"a\": 1}'", param_hint="--kwargs")
-    app = _make_app(dsn, schema)
+    if not task.strip():
+        raise click.BadParameter("must name a task", param_hint="TASK")
+    if app_spec is None:
+        app = _make_app(dsn, schema)
+        named = app.task(name=task)(_unknown_function)
+    else:
+        defined = load_app(app_spec)
+        found = defined.tasks.get(task)
+        if found is None:
+            known = ", ".join(sorted(defined.tasks)) or "none"
+            raise click.BadParameter(
+                f"{app_spec} has no task named {task!r} (it has: {known})", param_hint="TASK"
+            )
+        named = found
+        app = _make_app(dsn or defined.dsn, schema or defined.schema)
     try:
-        named = app.task(name=task, queue=queue, priority=priority, max_attempts=max_attempts)(
-            _unknown_function
+        named = named.options(
+            queue=queue, priority=priority, max_attempts=max_attempts, delay=delay
         )
-        named = named.options(delay=delay)
         call = named.call(*positional, **keywords)
     except (AsyncJobsError, TypeError) as exc:
         raise click.BadParameter(str(exc)) from exc

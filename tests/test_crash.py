@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anyio
+import pytest
 
 import asyncjobs
 
