@@ -3,8 +3,11 @@
     asyncjobs worker examples.tasks:app --concurrency 10
     asyncjobs enqueue examples.tasks.add '[1, 2]'
     asyncjobs enqueue examples.tasks.send_welcome_email '["ada@example.com"]' \\
-        --kwargs '{"name": "Ada"}' --queue emails
+        --kwargs '{"name": "Ada"}' --app examples.tasks:app
     asyncjobs jobs list
+
+(`--app` gives the job its task's options, here queue `emails` and 5 attempts, and checks
+the arguments against the function; without it, pass `--queue emails` yourself.)
 
 or from Python:
 
