@@ -1,0 +1,1 @@
+"""Benchmarks of asyncjobs against pgqueuer and procrastinate: `python -m benchmarks.run`."""
