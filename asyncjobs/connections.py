@@ -78,6 +78,11 @@ def server_settings(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return settings
 
 
+# What opening a connection raises for a bad DSN, a refused or unknown host, or a refusal
+# by the server; each is turned into ConnectionFailed or ConfigurationError by _failure().
+_CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError)
+
+
 def _failure(dsn: str, exc: BaseException) -> Exception:
     where = redact(dsn)
     if isinstance(
@@ -109,13 +114,7 @@ async def connect(
         conn = await asyncpg.connect(
             dsn, timeout=timeout, server_settings=server_settings(settings)
         )
-    except (
-        OSError,
-        TimeoutError,
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        ValueError,
-    ) as exc:
+    except _CONNECT_ERRORS as exc:
         raise _failure(dsn, exc) from exc
     try:
         await setup_connection(conn)
@@ -136,13 +135,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyn
             server_settings=server_settings(),
             timeout=10.0,
         )
-    except (
-        OSError,
-        TimeoutError,
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        ValueError,
-    ) as exc:
+    except _CONNECT_ERRORS as exc:
         raise _failure(dsn, exc) from exc
     assert pool is not None
     return pool
