@@ -138,6 +138,16 @@ class Fetcher:
             self._claims.release(conn)
             return 0
         claim = Claim(conn, self._claims, self._on_claim_lost)
+        # Shielded from the fetcher's cancellation (shutdown): once start_jobs may have
+        # committed, the jobs must reach the worker, whose shutdown then releases them
+        # without spending the attempt. Cancelled in between, they would be left
+        # 'processing' with their rows back in the queue, and the next claim would count
+        # a "worker lost" attempt against them.
+        with anyio.CancelScope(shield=True):
+            await self._start(claim, rows)
+        return len(rows)
+
+    async def _start(self, claim: Claim, rows: list[asyncpg.Record]) -> None:
         job_ids = [row["job_id"] for row in rows]
         entries = [row["id"] for row in rows]
         try:
@@ -148,8 +158,7 @@ class Fetcher:
                 await self._pool.fetch(self._sql.fail_lost_jobs, job_ids, entries)
         except BaseException:
             # Nothing ran: put every row back for the next claim.
-            with anyio.CancelScope(shield=True):
-                await claim.end(commit=False)
+            await claim.end(commit=False)
             raise
         for row in started:
             job = RunningJob(
@@ -171,4 +180,3 @@ class Fetcher:
             await claim.end()
         elif claim.lost:
             self._on_claim_lost(claim)
-        return len(rows)

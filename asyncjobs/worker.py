@@ -221,21 +221,26 @@ class Worker:
                 services.start_soon(heartbeat.run)
                 async with anyio.create_task_group() as jobs:
                     self._jobs = jobs
-                    fetching = anyio.CancelScope()
-                    jobs.start_soon(self._fetch, fetching)
+                    fetching, fetched = anyio.CancelScope(), anyio.Event()
+                    jobs.start_soon(self._fetch, fetching, fetched)
                     task_status.started()
                     assert self._stop_requested is not None
                     await self._stop_requested.wait()
                     fetching.cancel()
+                    # A claim being started finishes first, so its jobs get the grace too.
+                    await fetched.wait()
                     await self._shutdown()
                 await completer.drain()
                 services.cancel_scope.cancel()
             logger.info("worker %s stopped", self.id)
 
-    async def _fetch(self, scope: anyio.CancelScope) -> None:
+    async def _fetch(self, scope: anyio.CancelScope, done: anyio.Event) -> None:
         assert self._fetcher is not None
-        with scope:
-            await self._fetcher.run()
+        try:
+            with scope:
+                await self._fetcher.run()
+        finally:
+            done.set()
 
     async def _shutdown(self) -> None:
         """Grace, then interrupt what still runs; the job task group then drains."""

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anyio
-import pytest
+import asyncpg
 
 import asyncjobs
 
@@ -108,10 +108,6 @@ async def test_sigterm_requeues_running_jobs_and_another_worker_completes_them(
         assert (await client.get(job_id)).attempt == 1
 
 
-@pytest.mark.skip(
-    reason="intermittent under full-suite load: the worker sometimes exits 0 on the first "
-    "SIGINT despite --grace 60; passes alone; under investigation (see session notes)"
-)
 async def test_second_signal_skips_the_grace(client: asyncjobs.Client, spawn_worker: Spawn) -> None:
     worker = spawn_worker("--grace", "60")
     await _workers_up(client, 1)
@@ -123,6 +119,47 @@ async def test_second_signal_skips_the_grace(client: asyncjobs.Client, spawn_wor
     worker.send_signal(signal.SIGINT)
     assert worker.wait(10) == 0
     assert (await client.get(job_id)).state == "queued"
+
+
+async def test_a_stop_while_a_claim_is_being_started_gives_its_job_the_grace(
+    client: asyncjobs.Client,
+    spawn_worker: Spawn,
+    admin: asyncpg.Connection,
+    pg_dsn: str,
+    schema: str,
+) -> None:
+    """The window between start_jobs committing and the job reaching the worker.
+
+    A lock on the job's row holds the worker inside start_jobs while SIGINT arrives. The
+    start must complete and the job get its grace; cancelled instead, the job was left
+    'processing' with its row back in the queue, and the worker exited at once."""
+    job_id = await client.enqueue("sleep", 30.0)
+    locker = await asyncpg.connect(pg_dsn)
+    try:
+        async with locker.transaction():
+            await locker.execute(f'SELECT 1 FROM "{schema}".jobs WHERE id = $1 FOR UPDATE', job_id)
+            worker = spawn_worker("--grace", "60")
+            with anyio.fail_after(30):
+                # Outside the locker's transaction: pg_stat_activity is a per-transaction
+                # snapshot.
+                while not await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE '%' || $1 || '%started_at = now()%'",
+                    schema,
+                ):
+                    await anyio.sleep(0.01)
+            worker.send_signal(signal.SIGINT)
+            await anyio.sleep(0.3)
+    finally:
+        await locker.close()
+    job = await _until_state(client, job_id, lambda j: j.state == "processing", 20)
+    await anyio.sleep(0.3)
+    assert worker.poll() is None, worker.communicate()[0]  # the job is in its grace
+    assert job.attempt == 1
+    worker.send_signal(signal.SIGINT)
+    assert worker.wait(10) == 0
+    job = await client.get(job_id)
+    assert (job.state, job.attempt, job.started_at) == ("queued", 0, None), job
 
 
 async def test_restarting_postgresql_under_load_loses_nothing() -> None:
