@@ -443,13 +443,21 @@ def workers() -> None:
 
 @workers.command("list")
 @_app_options
-def workers_list(dsn: str | None, schema: str | None) -> None:
-    """List running workers (and those that died in the last minute)."""
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+def workers_list(dsn: str | None, schema: str | None, as_json: bool) -> None:
+    """List running workers (and those that died in the last minute).
+
+    The running count is as of each worker's last heartbeat (every 10 s by default).
+    """
     app = _make_app(dsn, schema)
 
     async def main() -> None:
         async with app.client() as client:
             found = await client.workers()
+        if as_json:
+            for w in found:
+                click.echo(orjson.dumps(w, default=str).decode())
+            return
         if not found:
             click.echo("no workers")
         for w in found:

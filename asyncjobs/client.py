@@ -164,7 +164,7 @@ class Client:
 
     async def workers(self) -> list[WorkerInfo]:
         """Every worker process that is running (or died less than a minute ago)."""
-        return [WorkerInfo(**dict(row)) for row in await self.pool.fetch(self.sql.list_workers)]
+        return [WorkerInfo.from_row(row) for row in await self.pool.fetch(self.sql.list_workers)]
 
     # -- control --------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ class Job:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in dict(row).items() if k in fields}
         values["state"] = JobState(values["state"])
+        values["worker_id"] = _plain_uuid(values["worker_id"])
         return cls(**values)
 
 
@@ -71,3 +72,15 @@ class WorkerInfo:
     started_at: datetime.datetime
     heartbeat_at: datetime.datetime
     stop_requested_at: datetime.datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any] | Any) -> WorkerInfo:
+        """Build from a `list_workers` row."""
+        values = dict(row)
+        values["id"] = _plain_uuid(values["id"])
+        return cls(**values)
+
+
+def _plain_uuid(value: uuid.UUID | None) -> uuid.UUID | None:
+    # asyncpg returns its own uuid.UUID subclass; users get the standard type.
+    return None if value is None else uuid.UUID(bytes=value.bytes)

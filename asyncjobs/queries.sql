@@ -119,6 +119,7 @@ WITH outcome AS (
                               THEN nextval('{schema}.queue_id_seq') END,
            worker_id = CASE WHEN o.outcome IN ('retry', 'release') THEN NULL
                             ELSE j.worker_id END,
+           started_at = CASE WHEN o.outcome = 'release' THEN NULL ELSE j.started_at END,
            finished_at = CASE WHEN o.outcome IN ('succeeded', 'failed') THEN now() END,
            result = o.result,
            error = coalesce(o.error, j.error),

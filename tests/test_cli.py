@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio
 import asyncpg
 import click
+import orjson
 import pytest
 
 from asyncjobs.cli import cli as root_command
@@ -400,12 +401,17 @@ async def test_worker_runs_a_job_then_workers_list_and_stop(
     job_id = await enqueue(env, "quick", "[5]")
     await until_state(admin, schema, job_id, "succeeded", proc)
 
-    show, workers = await run_many(env, [["jobs", "show", str(job_id)], ["workers", "list"]])
+    show, workers, as_json = await run_many(
+        env,
+        [["jobs", "show", str(job_id)], ["workers", "list"], ["workers", "list", "--json"]],
+    )
     assert "state     succeeded, attempt 1 of 3" in show.stdout, show
     assert "result    5" in show.stdout
     assert workers.returncode == 0, workers
     (line,) = workers.stdout.splitlines()
     assert f":{proc.pid}  running  " in line and "/3 jobs" in line and "queues default" in line
+    (row,) = [orjson.loads(line) for line in as_json.stdout.splitlines()]
+    assert (row["pid"], row["concurrency"], row["queues"]) == (proc.pid, 3, ["default"])
 
     stop = await run_cli(env, "workers", "stop")
     assert stop.stdout == "asked 1 worker to stop\n", stop
