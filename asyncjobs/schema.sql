@@ -40,6 +40,11 @@ CREATE TABLE {schema}.jobs (
     result       jsonb,
     error        jsonb,
     errors       jsonb       NOT NULL DEFAULT '[]',
+    -- 0003: the per-call backoff (NULL: the task's), and what the running job reports.
+    backoff          jsonb,
+    progress         double precision,
+    progress_message text,
+    log              jsonb   NOT NULL DEFAULT '[]',
     CONSTRAINT jobs_state_valid CHECK (
         state IN ('scheduled', 'queued', 'processing', 'succeeded', 'failed', 'cancelled')),
     CONSTRAINT jobs_max_attempts_positive CHECK (max_attempts >= 1),
@@ -58,6 +63,10 @@ CREATE TABLE {schema}.queue (
 );
 ALTER SEQUENCE {schema}.queue_id_seq OWNED BY {schema}.queue.id;
 CREATE INDEX queue_fetch_idx ON {schema}.queue (queue, priority DESC, run_at, id);
+
+-- Retention deletes finished jobs by age. Only finished_at is indexed (not state), so the
+-- start of a job, which changes its state, stays a HOT update.
+CREATE INDEX jobs_finished_idx ON {schema}.jobs (finished_at) WHERE finished_at IS NOT NULL;
 
 CREATE TABLE {schema}.workers (
     id                uuid        PRIMARY KEY,
@@ -175,5 +184,5 @@ BEGIN
     RETURN stopped;
 END $$;
 
--- This file is migration 1.
-INSERT INTO {schema}.migrations (version, name) VALUES (1, 'initial');
+-- This file is migrations 1 and 3.
+INSERT INTO {schema}.migrations (version, name) VALUES (1, 'initial'), (3, 'lifecycle');

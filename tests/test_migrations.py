@@ -215,7 +215,7 @@ async def test_a_newer_database_is_refused_with_a_clear_message(
         async with asyncjobs.App(pg_dsn, schema=schema).client():
             pass
     count = await admin.fetchval(f'SELECT count(*) FROM "{schema}".migrations')
-    assert count == newest + 1
+    assert count == len(available()) + 1
 
 
 async def test_a_newer_database_without_auto_migrate_says_upgrade(
