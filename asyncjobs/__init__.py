@@ -6,6 +6,7 @@ A job is never lost and never stuck, and it stops the moment you ask it to.
 from .app import App
 from .cancel import CancelReason, CancelToken, Interrupted
 from .client import Client
+from .control import Cancel, Retry
 from .errors import (
     AsyncJobsError,
     ConfigurationError,
@@ -27,6 +28,7 @@ __all__ = [
     "App",
     "AsyncJobsError",
     "Backoff",
+    "Cancel",
     "CancelReason",
     "CancelToken",
     "Client",
@@ -40,6 +42,7 @@ __all__ = [
     "JobOptions",
     "JobState",
     "MigrationError",
+    "Retry",
     "SerializationError",
     "Task",
     "TaskCall",

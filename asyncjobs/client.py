@@ -16,7 +16,8 @@ from .connections import connect, create_pool
 from .errors import ConnectionFailed, JobCancelled, JobFailed, JobNotFound, WaitTimeout
 from .job import Job, JobState, WorkerInfo
 from .migrations import check, migrate
-from .serialization import encode_arguments
+from .retry import Backoff
+from .serialization import dumps, encode_arguments
 from .sql import Channels, Queries
 from .tasks import JobOptions, P, Task, TaskCall
 
@@ -144,6 +145,7 @@ class Client:
             [c.options.timeout for c in calls],
             [c.options.run_at for c in calls],
             [c.options.delay for c in calls],
+            [_backoff_json(c.options.backoff) for c in calls],
         )
         return ids
 
@@ -219,7 +221,7 @@ class Client:
                     if job.state is JobState.FAILED:
                         raise JobFailed(job_id, job.error)
                     if job.state is JobState.CANCELLED:
-                        raise JobCancelled(job_id)
+                        raise JobCancelled(job_id, job.cancel_reason)
                     await woken.wait()
                 finally:
                     waiters = self._waiters.get(job_id, set())
@@ -265,3 +267,7 @@ class Client:
         if conn is not None:
             conn.remove_termination_listener(self._listen_lost)
             await conn.close()
+
+
+def _backoff_json(backoff: Backoff | None) -> str | None:
+    return None if backoff is None else dumps(backoff.to_json()).decode()

@@ -49,6 +49,13 @@ class Job:
     error: dict[str, Any] | None
     errors: list[dict[str, Any]]
 
+    @property
+    def cancel_reason(self) -> str | None:
+        """The reason given by a job that raised `asyncjobs.Cancel`, if that is how it ended."""
+        if self.state is JobState.CANCELLED and self.error and self.error.get("type") == "Cancel":
+            return str(self.error.get("message") or "")
+        return None
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any] | Any) -> Job:
         """Build from a `get_job`/`list_jobs` row."""

@@ -10,17 +10,19 @@
 -- worker can sleep exactly until it is due.
 WITH new AS (
     SELECT t.task, t.queue, t.priority, t.args::jsonb AS args, t.kwargs::jsonb AS kwargs,
-           t.max_attempts, t.timeout,
+           t.max_attempts, t.timeout, t.backoff::jsonb AS backoff,
            coalesce(t.run_at_in, now() + make_interval(secs => coalesce(t.delay, 0))) AS due,
            nextval('{schema}.queue_id_seq') AS entry
       FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[],
-                  $7::float8[], $8::timestamptz[], $9::float8[])
-           AS t(task, queue, priority, args, kwargs, max_attempts, timeout, run_at_in, delay)
+                  $7::float8[], $8::timestamptz[], $9::float8[], $10::text[])
+           AS t(task, queue, priority, args, kwargs, max_attempts, timeout, run_at_in, delay,
+                backoff)
 ), inserted AS (
     INSERT INTO {schema}.jobs
-           (task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state, queue_entry)
+           (task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state, queue_entry,
+            backoff)
     SELECT task, queue, priority, args, kwargs, max_attempts, timeout, due,
-           CASE WHEN due > now() THEN 'scheduled' ELSE 'queued' END, entry
+           CASE WHEN due > now() THEN 'scheduled' ELSE 'queued' END, entry, backoff
       FROM new
     RETURNING id, queue, priority, run_at, queue_entry
 ), entries AS (
@@ -75,7 +77,7 @@ UPDATE {schema}.jobs AS j
    AND (j.state IN ('queued', 'scheduled')
         OR (j.state = 'processing' AND j.attempt < j.max_attempts))
 RETURNING j.id, j.queue_entry, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
-          j.timeout, j.queue;
+          j.timeout, j.queue, j.backoff;
 
 -- name: fail_lost_jobs
 -- A claimed job whose worker died during its last allowed attempt: it crashed the worker
@@ -101,7 +103,8 @@ SELECT array_agg(id) AS ids,
 -- name: finish_jobs
 -- Writes a batch of outcomes, each guarded by the claim it ran under: an outcome whose
 -- job has another queue_entry or attempt by now was decided by someone else, and is
--- dropped. 'retry' and 'release' (shutdown: attempt not counted) get a new queue row.
+-- dropped. 'retry' and 'release' (shutdown: attempt not counted) get a new queue row;
+-- 'cancelled' is the job raising asyncjobs.Cancel.
 WITH outcome AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[], $5::jsonb[],
                          $6::jsonb[], $7::float8[])
@@ -119,7 +122,7 @@ WITH outcome AS (
                               THEN nextval('{schema}.queue_id_seq') END,
            worker_id = CASE WHEN o.outcome IN ('retry', 'release') THEN NULL
                             ELSE j.worker_id END,
-           finished_at = CASE WHEN o.outcome IN ('succeeded', 'failed') THEN now() END,
+           finished_at = CASE WHEN o.outcome IN ('succeeded', 'failed', 'cancelled') THEN now() END,
            result = o.result,
            error = coalesce(o.error, j.error),
            errors = CASE WHEN o.error IS NULL THEN j.errors
@@ -135,7 +138,7 @@ WITH outcome AS (
 SELECT (SELECT count(*) FROM finished) AS written,
        (SELECT count(*) FROM (
             SELECT pg_notify('{channel_prefix}.done', string_agg(id::text, ','))
-              FROM finished WHERE state IN ('succeeded', 'failed')
+              FROM finished WHERE state IN ('succeeded', 'failed', 'cancelled')
             HAVING count(*) > 0) AS n) AS done_notified,
        (SELECT count(*) FROM (
             SELECT pg_notify('{channel_prefix}.enqueue',
