@@ -15,11 +15,13 @@ from .errors import (
     JobFailed,
     JobNotFound,
     MigrationError,
+    NoCurrentJob,
     SerializationError,
     UnknownTaskError,
     WaitTimeout,
 )
 from .job import Job, JobState, WorkerInfo
+from .job_context import JobContext, current_job
 from .retry import Backoff
 from .tasks import JobOptions, Task, TaskCall
 from .worker import Worker
@@ -37,11 +39,13 @@ __all__ = [
     "Interrupted",
     "Job",
     "JobCancelled",
+    "JobContext",
     "JobFailed",
     "JobNotFound",
     "JobOptions",
     "JobState",
     "MigrationError",
+    "NoCurrentJob",
     "Retry",
     "SerializationError",
     "Task",
@@ -50,4 +54,5 @@ __all__ = [
     "WaitTimeout",
     "Worker",
     "WorkerInfo",
+    "current_job",
 ]

@@ -347,8 +347,15 @@ def _show(job: Job) -> None:
     click.echo(f"  finished  {when(job.finished_at)}")
     if job.worker_id:
         click.echo(f"  worker    {job.worker_id}")
+    if job.progress is not None:
+        message = f" {job.progress_message}" if job.progress_message else ""
+        click.echo(f"  progress  {job.progress:.0%}{message}")
     if job.result is not None:
         click.echo(f"  result    {orjson.dumps(job.result).decode()}")
+    for line in job.log:
+        click.echo(
+            f"  log       {line.get('at')} attempt {line.get('attempt')}: {line.get('message')}"
+        )
     for error in job.errors:
         click.echo(
             f"  error     attempt {error.get('attempt')}: {error.get('type')}: "
@@ -361,7 +368,7 @@ def _show(job: Job) -> None:
 @click.option("--traceback", "tracebacks", is_flag=True, help="Print each error's traceback.")
 @_job_command
 async def jobs_show(client: Any, job_id: int, as_json: bool, tracebacks: bool) -> None:
-    """Show one job: state, attempts, result, every attempt's error."""
+    """Show one job: state, attempts, progress, log, result, every attempt's error."""
     job = await client.get(job_id)
     if as_json:
         click.echo(_job_json(job))

@@ -27,6 +27,10 @@ class UnknownTaskError(AsyncJobsError, LookupError):
     """No task is registered under the given name."""
 
 
+class NoCurrentJob(AsyncJobsError, RuntimeError):
+    """`current_job()` was called outside a job run by a worker."""
+
+
 class JobNotFound(AsyncJobsError, LookupError):
     """No job has the given id (it never existed, or it was deleted)."""
 

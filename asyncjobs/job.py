@@ -48,6 +48,11 @@ class Job:
     result: Any
     error: dict[str, Any] | None
     errors: list[dict[str, Any]]
+    # What the running job reported (current_job().progress / .log); the log's lines carry
+    # their attempt, and the last 50 are kept.
+    progress: float | None = None
+    progress_message: str | None = None
+    log: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def cancel_reason(self) -> str | None:

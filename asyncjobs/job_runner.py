@@ -14,6 +14,7 @@ import anyio
 from .cancel import CancelReason, CancelToken, Interrupted
 from .control import Cancel, Retry
 from .errors import ConfigurationError, SerializationError, UnknownTaskError
+from .job_context import JobContext, enter, leave
 from .retry import Backoff
 from .serialization import encode_result
 
@@ -42,6 +43,8 @@ class RunningJob:
     claim: Claim
     # The per-call backoff stored on the row ({"base", "cap", "jitter"}); None: the task's.
     backoff: Any = None
+    # What `current_job()` returns inside the job; the worker attaches its progress writer.
+    context: JobContext | None = None
     scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
     token: CancelToken = dataclasses.field(default_factory=CancelToken)
     reason: CancelReason | None = None
@@ -128,6 +131,8 @@ class JobRunner:
             )
         if job.timeout is not None:
             job.scope.deadline = anyio.current_time() + job.timeout
+        # Set before the thread starts: anyio runs a sync job in a copy of this context.
+        current = enter(job.context) if job.context is not None else None
         try:
             with job.scope:
                 if task.is_async:
@@ -138,6 +143,9 @@ class JobRunner:
         except Exception as exc:
             if job.reason is None and not (job.scope.cancel_called and job.timeout is not None):
                 return self._failure(job, exc, task)
+        finally:
+            if current is not None:
+                leave(current)
         # Stopped: by a state change, the shutdown, the timeout, or a lost claim.
         return self._stopped(job, task)
 

@@ -147,6 +147,25 @@ SELECT (SELECT count(*) FROM finished) AS written,
                                   ELSE queue END)
               FROM finished WHERE queue_entry IS NOT NULL GROUP BY queue) AS n) AS woken;
 
+-- name: report_progress
+-- Progress and log lines of running jobs, many per round trip, each guarded by the attempt
+-- that reported it: a job cancelled, requeued or finished meanwhile gets nothing. A NULL
+-- progress leaves progress and its message as they were; the log keeps its last $7 lines.
+UPDATE {schema}.jobs AS j
+   SET progress = coalesce(p.progress, j.progress),
+       progress_message = CASE WHEN p.progress IS NULL THEN j.progress_message
+                               ELSE p.message END,
+       log = CASE WHEN jsonb_array_length(p.lines) = 0 THEN j.log
+                  ELSE (SELECT coalesce(jsonb_agg(l.line ORDER BY l.n), '[]')
+                          FROM jsonb_array_elements(j.log || p.lines) WITH ORDINALITY
+                               AS l(line, n)
+                         WHERE l.n > jsonb_array_length(j.log) + jsonb_array_length(p.lines)
+                                     - $7::int) END
+  FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::float8[], $5::text[], $6::jsonb[])
+       AS p(job_id, entry, attempt, progress, message, lines)
+ WHERE j.id = p.job_id AND j.queue_entry = p.entry AND j.attempt = p.attempt
+   AND j.state = 'processing';
+
 -- name: next_due
 -- Seconds until the next queue row of these queues is due, for an idle fetcher's sleep.
 SELECT extract(epoch FROM min(run_at) - now())
@@ -159,14 +178,16 @@ SELECT id, state, queue_entry, attempt FROM {schema}.jobs WHERE id = ANY($1::big
 
 -- name: get_job
 SELECT id, task, queue, priority, args, kwargs, state, attempt, max_attempts, timeout,
-       run_at, worker_id, created_at, started_at, finished_at, result, error, errors
+       run_at, worker_id, created_at, started_at, finished_at, result, error, errors,
+       progress, progress_message, log
   FROM {schema}.jobs
  WHERE id = $1;
 
 -- name: list_jobs
 -- Newest first; $1 NULL means every state.
 SELECT id, task, queue, priority, args, kwargs, state, attempt, max_attempts, timeout,
-       run_at, worker_id, created_at, started_at, finished_at, result, error, errors
+       run_at, worker_id, created_at, started_at, finished_at, result, error, errors,
+       progress, progress_message, log
   FROM {schema}.jobs
  WHERE $1::text IS NULL OR state = $1
  ORDER BY id DESC

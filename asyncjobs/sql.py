@@ -40,6 +40,7 @@ class Queries:
     start_jobs: str
     fail_lost_jobs: str
     finish_jobs: str
+    report_progress: str
     next_due: str
     running_job_states: str
     get_job: str

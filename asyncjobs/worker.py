@@ -21,9 +21,11 @@ from .connections import create_pool
 from .errors import ConfigurationError, ConnectionFailed
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
+from .job_context import JobContext
 from .job_runner import JobRunner, RunningJob
 from .listener import Listener
 from .migrations import check, migrate
+from .progress_writer import ProgressWriter
 from .sql import Channels, Queries
 from .tasks import validate_queue
 
@@ -179,6 +181,7 @@ class Worker:
             stack.push_async_callback(claims.close)
             runner = JobRunner(self.app.tasks, self.concurrency)
             completer = Completer(pool, self.sql.finish_jobs)
+            progress = ProgressWriter(pool, self.sql.report_progress)
             heartbeat = Heartbeat(
                 sql=self.sql,
                 pool=pool,
@@ -196,7 +199,7 @@ class Worker:
                 worker_id=self.id,
                 queues=self.queues,
                 free_slots=lambda: 0 if self.stopping else self.concurrency - len(self.running),
-                launch=lambda job: self._launch(job, runner, completer),
+                launch=lambda job: self._launch(job, runner, completer, progress),
                 on_claim_lost=self._claim_lost,
                 poll_interval=self.poll_interval,
                 batch_size=self.batch_size,
@@ -218,6 +221,7 @@ class Worker:
                 # Listening before the first claim, so no enqueue in between goes unheard.
                 await services.start(listener.run)
                 services.start_soon(completer.run)
+                services.start_soon(progress.run)
                 services.start_soon(heartbeat.run)
                 async with anyio.create_task_group() as jobs:
                     self._jobs = jobs
@@ -272,14 +276,33 @@ class Worker:
 
     # -- jobs -------------------------------------------------------------------------
 
-    def _launch(self, job: RunningJob, runner: JobRunner, completer: Completer) -> None:
+    def _launch(
+        self, job: RunningJob, runner: JobRunner, completer: Completer, progress: ProgressWriter
+    ) -> None:
         assert self._jobs is not None
+        job.context = JobContext(
+            job_id=job.id,
+            entry=job.entry,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            task=job.task,
+            queue=job.queue,
+            token=job.token,
+            on_change=progress.mark,
+        )
         self.running[job.id] = job
-        self._jobs.start_soon(self._run_job, job, runner, completer)
+        self._jobs.start_soon(self._run_job, job, runner, completer, progress)
 
-    async def _run_job(self, job: RunningJob, runner: JobRunner, completer: Completer) -> None:
+    async def _run_job(
+        self, job: RunningJob, runner: JobRunner, completer: Completer, progress: ProgressWriter
+    ) -> None:
         try:
             outcome = await runner.run(job)
+            if job.context is not None:
+                # Before the outcome: once the job is finished, its guard refuses progress.
+                # Bounded: progress is not worth holding up a shutdown for.
+                with anyio.move_on_after(5, shield=True):
+                    await progress.flush(job.context)
             completer.submit(job, outcome)
         finally:
             if self.running.get(job.id) is job:
