@@ -22,6 +22,7 @@ from .errors import (
 )
 from .job import Job, JobState, WorkerInfo
 from .job_context import JobContext, current_job
+from .retention import Retention
 from .retry import Backoff
 from .tasks import JobOptions, Task, TaskCall
 from .worker import Worker
@@ -46,6 +47,7 @@ __all__ = [
     "JobState",
     "MigrationError",
     "NoCurrentJob",
+    "Retention",
     "Retry",
     "SerializationError",
     "Task",

@@ -12,6 +12,7 @@ from .cancel import CancelToken
 from .connections import connect, resolve_dsn
 from .errors import ConfigurationError
 from .migrations import migrate
+from .retention import Retention
 from .retry import Backoff, exception_types, validate_backoff
 from .sql import validate_schema
 from .tasks import JobOptions, P, R, Task, task_name
@@ -46,10 +47,17 @@ class App:
         *,
         schema: str | None = None,
         migrate: bool = True,
+        retention: Retention | None = Retention(),  # noqa: B008  # frozen, so safe to share
     ) -> None:
+        if retention is not None and not isinstance(retention, Retention):
+            raise ConfigurationError(
+                f"retention must be an asyncjobs.Retention(...) or None, got {retention!r}"
+            )
         self.dsn = dsn
         self.schema = validate_schema(schema or os.environ.get(SCHEMA_ENV) or "asyncjobs")
         self.auto_migrate = migrate
+        # How long finished jobs are kept before this app's workers delete them; None: forever.
+        self.retention = retention
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._embedded: EmbeddedServer | None = None
         self._embedded_users = 0
@@ -140,12 +148,15 @@ class App:
         grace: float = 0.0,
         poll_interval: float = 5.0,
         heartbeat_interval: float = 10.0,
+        retention: Retention | None = None,
+        prune: bool = True,
     ) -> Worker:
         """A worker running this app's tasks: `async with app.worker(concurrency=10):`.
 
         `queues` defaults to every queue the app's tasks use (or "default"). On stop,
         running jobs get `grace` seconds to finish, then are interrupted and queued again
-        without spending an attempt.
+        without spending an attempt. It prunes finished jobs by `retention` (default: the
+        app's) unless `prune=False`.
         """
         from .worker import Worker
 
@@ -156,6 +167,8 @@ class App:
             grace=grace,
             poll_interval=poll_interval,
             heartbeat_interval=heartbeat_interval,
+            retention=retention,
+            prune=prune,
         )
 
     async def migrate(self) -> list[int]:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any, ClassVar, NoReturn, ParamSpec, TypeVar
 
 import anyio
 import asyncpg
@@ -20,6 +22,7 @@ import orjson
 from .app import App
 from .errors import AsyncJobsError
 from .job import Job, JobState
+from .retention import DAY, Retention
 from .sql import validate_schema
 from .worker import Worker
 
@@ -101,6 +104,35 @@ def load_app(spec: str) -> App:
     return obj
 
 
+@dataclasses.dataclass(frozen=True)
+class _Keep:
+    """A parsed --keep-* value: seconds, or None for forever."""
+
+    seconds: float | None
+
+
+class _Duration(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2; we allow 8.1
+    """90, 90s, 30m, 12h, 7d, or forever."""
+
+    name = "duration"
+    _FORM = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+    _UNITS: ClassVar[dict[str, float]] = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, _Keep):
+            return value
+        text = str(value).strip().lower()
+        if text == "forever":
+            return _Keep(None)
+        match = self._FORM.fullmatch(text)
+        if match is None:
+            self.fail(f"{value!r} is not a duration: use e.g. 90s, 30m, 12h, 7d or forever")
+        return _Keep(float(match[1]) * self._UNITS[match[2]])
+
+
+_DURATION = _Duration()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--log-level",
@@ -140,6 +172,32 @@ def cli(log_level: str) -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="Fallback poll, seconds.",
 )
+@click.option(
+    "--keep-succeeded",
+    type=_DURATION,
+    default=None,
+    help="Delete succeeded jobs this long after they finish, e.g. 90s, 30m, 12h, 1d, "
+    "forever [the app's, else 1d].",
+)
+@click.option(
+    "--keep-failed",
+    type=_DURATION,
+    default=None,
+    help="The same for failed jobs [the app's, else 7d].",
+)
+@click.option(
+    "--keep-cancelled",
+    type=_DURATION,
+    default=None,
+    help="The same for cancelled jobs [the app's, else 1d].",
+)
+@click.option(
+    "--prune-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds between prune rounds [the app's, else 60].",
+)
+@click.option("--no-prune", is_flag=True, help="This worker deletes no finished jobs.")
 @click.option("--dsn", default=None, help="PostgreSQL DSN, instead of the app's.")
 @click.option("--schema", default=None, help="Schema, instead of the app's.")
 def worker(
@@ -149,6 +207,11 @@ def worker(
     queues: str | None,
     grace: float,
     poll_interval: float,
+    keep_succeeded: _Keep | None,
+    keep_failed: _Keep | None,
+    keep_cancelled: _Keep | None,
+    prune_interval: float | None,
+    no_prune: bool,
     dsn: str | None,
     schema: str | None,
 ) -> None:
@@ -170,9 +233,24 @@ def worker(
         except AsyncJobsError as exc:
             raise click.BadParameter(str(exc), param_hint="--schema") from exc
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    base = app.retention or Retention()
+    given = (keep_succeeded, keep_failed, keep_cancelled, prune_interval)
+    retention = Retention(
+        succeeded=base.succeeded if keep_succeeded is None else keep_succeeded.seconds,
+        failed=base.failed if keep_failed is None else keep_failed.seconds,
+        cancelled=base.cancelled if keep_cancelled is None else keep_cancelled.seconds,
+        interval=base.interval if prune_interval is None else prune_interval,
+        batch_size=base.batch_size,
+    )
     try:
         runner = app.worker(
-            concurrency=concurrency, queues=queue_list, grace=grace, poll_interval=poll_interval
+            concurrency=concurrency,
+            queues=queue_list,
+            grace=grace,
+            poll_interval=poll_interval,
+            retention=retention,
+            # An app that keeps jobs forever prunes only when told how long to keep them.
+            prune=not no_prune and (app.retention is not None or any(v is not None for v in given)),
         )
     except AsyncJobsError as exc:
         raise click.BadParameter(str(exc)) from exc

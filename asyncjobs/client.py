@@ -207,7 +207,8 @@ class Client:
         """Wait for a job to finish and return its result.
 
         Raises JobFailed or JobCancelled for those outcomes, JobNotFound if it is (or gets)
-        deleted, WaitTimeout after `timeout` seconds. Woken by NOTIFY, not by polling.
+        deleted or pruned (the message says which it can be), WaitTimeout after `timeout`
+        seconds. Woken by NOTIFY, not by polling.
         """
         with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
             while True:
@@ -215,7 +216,7 @@ class Client:
                 woken = anyio.Event()
                 self._waiters.setdefault(job_id, set()).add(woken)
                 try:
-                    job = await self.get(job_id)
+                    job = await self._get_waited(job_id)
                     if job.state is JobState.SUCCEEDED:
                         return job.result
                     if job.state is JobState.FAILED:
@@ -230,6 +231,20 @@ class Client:
                         self._waiters.pop(job_id, None)
         assert scope.cancelled_caught
         raise WaitTimeout(f"job {job_id} did not finish within {timeout}s; it goes on")
+
+    async def _get_waited(self, job_id: int) -> Job:
+        row = await self.pool.fetchrow(self.sql.get_job, job_id)
+        if row is not None:
+            return Job.from_row(row)
+        if not await self.pool.fetchval(self.sql.job_id_issued, job_id):
+            raise JobNotFound(f"no job {job_id}: no job with this id was ever enqueued")
+        retention = self.app.retention
+        kept = f" (this app keeps {retention.describe()})" if retention is not None else ""
+        raise JobNotFound(
+            f"job {job_id} is gone: it finished and was pruned after its retention period"
+            f"{kept}, or it was deleted; wait for it sooner, or keep jobs longer with "
+            "App(retention=asyncjobs.Retention(...))"
+        )
 
     async def _ensure_listening(self) -> None:
         # No background task: asyncpg calls the NOTIFY callback itself, and a lost

@@ -205,6 +205,33 @@ SELECT {schema}.delete_job($1);
 -- name: stop_workers
 SELECT {schema}.stop_workers($1);
 
+-- name: try_lock_pruning
+-- One worker prunes at a time. A session lock: released when that worker's connection ends.
+SELECT pg_try_advisory_lock(hashtext('{schema}.prune'));
+
+-- name: unlock_pruning
+SELECT pg_advisory_unlock(hashtext('{schema}.prune'));
+
+-- name: prune_jobs
+-- One batch of finished jobs older than their state's retention, in seconds: $1 succeeded,
+-- $2 failed, $3 cancelled (NULL keeps them). Its own short transaction; a row someone is
+-- changing (a requeue, say) is skipped, and re-checked once it is free.
+DELETE FROM {schema}.jobs
+ WHERE id IN (
+       SELECT id FROM {schema}.jobs
+        WHERE finished_at < now() - make_interval(secs => least($1::float8, $2::float8, $3::float8))
+          AND ((state = 'succeeded' AND finished_at < now() - make_interval(secs => $1::float8))
+               OR (state = 'failed' AND finished_at < now() - make_interval(secs => $2::float8))
+               OR (state = 'cancelled'
+                   AND finished_at < now() - make_interval(secs => $3::float8)))
+        LIMIT $4
+          FOR UPDATE SKIP LOCKED)
+RETURNING id;
+
+-- name: job_id_issued
+-- Whether a job id was ever handed out, to tell a job that is gone from one never made.
+SELECT $1::bigint <= coalesce(pg_sequence_last_value('{schema}.jobs_id_seq'::regclass), 0);
+
 -- name: register_worker
 INSERT INTO {schema}.workers (id, host, pid, queues, concurrency)
 VALUES ($1, $2, $3, $4, $5);

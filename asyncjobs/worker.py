@@ -26,6 +26,7 @@ from .job_runner import JobRunner, RunningJob
 from .listener import Listener
 from .migrations import check, migrate
 from .progress_writer import ProgressWriter
+from .retention import Pruner, Retention
 from .sql import Channels, Queries
 from .tasks import validate_queue
 
@@ -54,6 +55,8 @@ class Worker:
         poll_interval: float = 5.0,
         heartbeat_interval: float = 10.0,
         batch_size: int = 50,
+        retention: Retention | None = None,
+        prune: bool = True,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be an integer >= 1, got {concurrency!r}")
@@ -68,6 +71,10 @@ class Worker:
                 raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {value!r}")
         if heartbeat_interval <= 0 or poll_interval <= 0:
             raise ConfigurationError("poll_interval and heartbeat_interval must be > 0")
+        if retention is not None and not isinstance(retention, Retention):
+            raise ConfigurationError(
+                f"retention must be an asyncjobs.Retention(...) or None, got {retention!r}"
+            )
         self.app = app
         self.id = uuid.uuid4()
         self.concurrency = concurrency
@@ -76,6 +83,8 @@ class Worker:
         self.poll_interval = float(poll_interval)
         self.heartbeat_interval = float(heartbeat_interval)
         self.batch_size = batch_size
+        # None: this worker doesn't prune (the app keeps jobs forever, or prune=False).
+        self.retention = (retention or app.retention) if prune else None
         self.sql = Queries.for_schema(app.schema)
         self.channels = Channels.for_schema(app.schema)
         self.running: dict[int, RunningJob] = {}
@@ -222,6 +231,8 @@ class Worker:
                 await services.start(listener.run)
                 services.start_soon(completer.run)
                 services.start_soon(progress.run)
+                if self.retention is not None:
+                    services.start_soon(Pruner(pool, self.sql, self.retention).run)
                 services.start_soon(heartbeat.run)
                 async with anyio.create_task_group() as jobs:
                     self._jobs = jobs
