@@ -215,11 +215,12 @@ SELECT pg_advisory_unlock(hashtext('{schema}.prune'));
 -- name: prune_jobs
 -- One batch of finished jobs older than their state's retention, in seconds: $1 succeeded,
 -- $2 failed, $3 cancelled (NULL keeps them). Its own short transaction; a row someone is
--- changing (a requeue, say) is skipped, and re-checked once it is free.
+-- changing (a requeue, say) is skipped, and re-checked once it is free. A job finishes
+-- after it is created, so only jobs created before the shortest age are looked at.
 DELETE FROM {schema}.jobs
  WHERE id IN (
        SELECT id FROM {schema}.jobs
-        WHERE finished_at < now() - make_interval(secs => least($1::float8, $2::float8, $3::float8))
+        WHERE created_at < now() - make_interval(secs => least($1::float8, $2::float8, $3::float8))
           AND ((state = 'succeeded' AND finished_at < now() - make_interval(secs => $1::float8))
                OR (state = 'failed' AND finished_at < now() - make_interval(secs => $2::float8))
                OR (state = 'cancelled'

@@ -23,10 +23,11 @@ DAY = 86400
 async def _age(
     admin: asyncpg.Connection, schema: str, job_id: int, state: str, days: float
 ) -> None:
-    """Make a job look as if it reached `state` `days` ago."""
+    """Make a job look as if it reached `state` `days` ago, a minute after it was created."""
     await admin.execute(
         f'UPDATE "{schema}".jobs SET state = $2, queue_entry = NULL,'
-        f" finished_at = now() - make_interval(secs => $3) WHERE id = $1",
+        f" finished_at = now() - make_interval(secs => $3),"
+        f" created_at = now() - make_interval(secs => $3 + 60) WHERE id = $1",
         job_id,
         state,
         days * DAY,
@@ -68,7 +69,8 @@ async def test_workers_prune_only_old_finished_jobs_never_active_ones(
     # alone must keep them.
     for job_id in (queued, scheduled):
         await admin.execute(
-            f"UPDATE \"{schema}\".jobs SET finished_at = now() - interval '30 days' WHERE id = $1",
+            f"UPDATE \"{schema}\".jobs SET finished_at = now() - interval '30 days',"
+            " created_at = now() - interval '31 days' WHERE id = $1",
             job_id,
         )
     retention = asyncjobs.Retention(interval=0.1, batch_size=2)
@@ -77,7 +79,8 @@ async def test_workers_prune_only_old_finished_jobs_never_active_ones(
             while (await client.get(running)).state is not asyncjobs.JobState.PROCESSING:
                 await anyio.sleep(0.02)
         await admin.execute(
-            f"UPDATE \"{schema}\".jobs SET finished_at = now() - interval '30 days' WHERE id = $1",
+            f"UPDATE \"{schema}\".jobs SET finished_at = now() - interval '30 days',"
+            " created_at = now() - interval '31 days' WHERE id = $1",
             running,
         )
         doomed = {ids[n] for n, (_, _, deleted) in aged.items() if deleted}

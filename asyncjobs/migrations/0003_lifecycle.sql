@@ -9,6 +9,8 @@ ALTER TABLE {schema}.jobs ADD COLUMN progress double precision;
 ALTER TABLE {schema}.jobs ADD COLUMN progress_message text;
 ALTER TABLE {schema}.jobs ADD COLUMN log jsonb NOT NULL DEFAULT '[]';
 
--- Retention deletes finished jobs by age. Only finished_at is indexed (not state), so the
--- start of a job, which changes its state, stays a HOT update.
-CREATE INDEX jobs_finished_idx ON {schema}.jobs (finished_at) WHERE finished_at IS NOT NULL;
+-- Retention looks for finished jobs among those created long enough ago (a job finishes
+-- after it is created). created_at, not finished_at: a column that never changes keeps the
+-- updates that start and finish a job HOT (measured: an index on finished_at made 2 of 3
+-- of those updates non-HOT).
+CREATE INDEX jobs_created_idx ON {schema}.jobs (created_at);
