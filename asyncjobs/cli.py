@@ -223,6 +223,9 @@ def worker(
 
     An unreachable PostgreSQL is retried with backoff, each failure logged; an invalid DSN
     exits at once with status 1.
+
+    Finished jobs older than --keep-* (else the app's retention) are deleted by one worker
+    at a time; --no-prune leaves that to other workers.
     """
     app = load_app(app_spec)
     if dsn is not None:
@@ -234,7 +237,7 @@ def worker(
             raise click.BadParameter(str(exc), param_hint="--schema") from exc
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     base = app.retention or Retention()
-    given = (keep_succeeded, keep_failed, keep_cancelled, prune_interval)
+    ages_given = any(v is not None for v in (keep_succeeded, keep_failed, keep_cancelled))
     retention = Retention(
         succeeded=base.succeeded if keep_succeeded is None else keep_succeeded.seconds,
         failed=base.failed if keep_failed is None else keep_failed.seconds,
@@ -250,7 +253,7 @@ def worker(
             poll_interval=poll_interval,
             retention=retention,
             # An app that keeps jobs forever prunes only when told how long to keep them.
-            prune=not no_prune and (app.retention is not None or any(v is not None for v in given)),
+            prune=not no_prune and (app.retention is not None or ages_given),
         )
     except AsyncJobsError as exc:
         raise click.BadParameter(str(exc)) from exc

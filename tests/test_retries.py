@@ -7,7 +7,6 @@ import datetime
 import time
 
 import anyio
-import asyncpg
 import pytest
 
 import asyncjobs
@@ -154,7 +153,7 @@ async def test_cancel_inside_a_job_records_the_reason_and_stops(
 
 
 async def test_a_retry_cancelled_during_its_backoff_never_runs_again(
-    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, schema: str
+    app: asyncjobs.App, client: asyncjobs.Client
 ) -> None:
     """Cancel lands at spread-out moments around the retry's due time; a job whose cancel
     found it still waiting (scheduled) must never start its second attempt."""
@@ -176,7 +175,8 @@ async def test_a_retry_cancelled_during_its_backoff_never_runs_again(
             while (await client.get(job_id)).state is not asyncjobs.JobState.SCHEDULED:
                 await anyio.sleep(0.005)
         await anyio.sleep(offset)
-        old_states[n] = await admin.fetchval(f'SELECT "{schema}".cancel_job($1)', job_id)
+        # The SQL function returns the state the cancel found (pooled: tasks run at once).
+        old_states[n] = await client.pool.fetchval(client.sql.cancel_job, job_id)
 
     async with app.worker(concurrency=len(offsets)):
         async with anyio.create_task_group() as tg:
