@@ -6,6 +6,7 @@ A job is never lost and never stuck, and it stops the moment you ask it to.
 from .app import App
 from .cancel import CancelReason, CancelToken, Interrupted
 from .client import Client
+from .control import Cancel, Retry
 from .errors import (
     AsyncJobsError,
     ConfigurationError,
@@ -14,11 +15,14 @@ from .errors import (
     JobFailed,
     JobNotFound,
     MigrationError,
+    NoCurrentJob,
     SerializationError,
     UnknownTaskError,
     WaitTimeout,
 )
 from .job import Job, JobState, WorkerInfo
+from .job_context import JobContext, current_job
+from .retention import Retention
 from .retry import Backoff
 from .tasks import JobOptions, Task, TaskCall
 from .worker import Worker
@@ -27,6 +31,7 @@ __all__ = [
     "App",
     "AsyncJobsError",
     "Backoff",
+    "Cancel",
     "CancelReason",
     "CancelToken",
     "Client",
@@ -35,11 +40,15 @@ __all__ = [
     "Interrupted",
     "Job",
     "JobCancelled",
+    "JobContext",
     "JobFailed",
     "JobNotFound",
     "JobOptions",
     "JobState",
     "MigrationError",
+    "NoCurrentJob",
+    "Retention",
+    "Retry",
     "SerializationError",
     "Task",
     "TaskCall",
@@ -47,4 +56,5 @@ __all__ = [
     "WaitTimeout",
     "Worker",
     "WorkerInfo",
+    "current_job",
 ]

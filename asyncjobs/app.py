@@ -12,7 +12,8 @@ from .cancel import CancelToken
 from .connections import connect, resolve_dsn
 from .errors import ConfigurationError
 from .migrations import migrate
-from .retry import Backoff
+from .retention import Retention
+from .retry import Backoff, exception_types, validate_backoff
 from .sql import validate_schema
 from .tasks import JobOptions, P, R, Task, task_name
 
@@ -46,10 +47,17 @@ class App:
         *,
         schema: str | None = None,
         migrate: bool = True,
+        retention: Retention | None = Retention(),  # noqa: B008  # frozen, so safe to share
     ) -> None:
+        if retention is not None and not isinstance(retention, Retention):
+            raise ConfigurationError(
+                f"retention must be an asyncjobs.Retention(...) or None, got {retention!r}"
+            )
         self.dsn = dsn
         self.schema = validate_schema(schema or os.environ.get(SCHEMA_ENV) or "asyncjobs")
         self.auto_migrate = migrate
+        # How long finished jobs are kept before this app's workers delete them; None: forever.
+        self.retention = retention
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._embedded: EmbeddedServer | None = None
         self._embedded_users = 0
@@ -68,6 +76,8 @@ class App:
         max_attempts: int = 3,
         timeout: float | datetime.timedelta | None = None,
         retry: Backoff | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        fail_on: type[BaseException] | tuple[type[BaseException], ...] = (),
     ) -> TaskDecorator: ...
 
     def task(  # type: ignore[misc]  # mypy can't match the keyword-only overload
@@ -81,24 +91,38 @@ class App:
         max_attempts: int = 3,
         timeout: float | datetime.timedelta | None = None,
         retry: Backoff | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        fail_on: type[BaseException] | tuple[type[BaseException], ...] = (),
     ) -> Any:
         """Register a function (async, or sync to run in a thread) as a task.
 
         A parameter annotated `CancelToken` (put it first for exact typing of `enqueue`)
         receives the job's token. The name stored with each job defaults to
         `module.qualname`; set `name=` to keep it stable across refactors.
+
+        A failed attempt is retried after `retry` (default `Backoff()`: exponential, full
+        jitter, capped at an hour) while attempts remain, if the exception is an instance of
+        `retry_on` and not of `fail_on`; otherwise the job fails at once.
         """
         if isinstance(timeout, datetime.timedelta):
             timeout = timeout.total_seconds()
         options = JobOptions(
             queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout
         )
+        validate_backoff(retry)
+        retry_types = exception_types("retry_on", retry_on)
+        fail_types = exception_types("fail_on", fail_on)
 
         def register(fn: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(fn):
                 raise ConfigurationError(f"@app.task needs a function, got {fn!r}")
             registered: Task[Any, Any] = Task(
-                fn, name=name or task_name(fn), options=options, backoff=retry or Backoff()
+                fn,
+                name=name or task_name(fn),
+                options=options,
+                backoff=retry or Backoff(),
+                retry_on=retry_types,
+                fail_on=fail_types,
             )
             existing = self.tasks.get(registered.name)
             if existing is not None and existing.fn is not fn:
@@ -124,12 +148,15 @@ class App:
         grace: float = 0.0,
         poll_interval: float = 5.0,
         heartbeat_interval: float = 10.0,
+        retention: Retention | None = None,
+        prune: bool = True,
     ) -> Worker:
         """A worker running this app's tasks: `async with app.worker(concurrency=10):`.
 
         `queues` defaults to every queue the app's tasks use (or "default"). On stop,
         running jobs get `grace` seconds to finish, then are interrupted and queued again
-        without spending an attempt.
+        without spending an attempt. It prunes finished jobs by `retention` (default: the
+        app's) unless `prune=False`.
         """
         from .worker import Worker
 
@@ -140,6 +167,8 @@ class App:
             grace=grace,
             poll_interval=poll_interval,
             heartbeat_interval=heartbeat_interval,
+            retention=retention,
+            prune=prune,
         )
 
     async def migrate(self) -> list[int]:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any, ClassVar, NoReturn, ParamSpec, TypeVar
 
 import anyio
 import asyncpg
@@ -20,6 +22,7 @@ import orjson
 from .app import App
 from .errors import AsyncJobsError
 from .job import Job, JobState
+from .retention import DAY, Retention
 from .sql import validate_schema
 from .worker import Worker
 
@@ -101,6 +104,35 @@ def load_app(spec: str) -> App:
     return obj
 
 
+@dataclasses.dataclass(frozen=True)
+class _Keep:
+    """A parsed --keep-* value: seconds, or None for forever."""
+
+    seconds: float | None
+
+
+class _Duration(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2; we allow 8.1
+    """90, 90s, 30m, 12h, 7d, or forever."""
+
+    name = "duration"
+    _FORM = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+    _UNITS: ClassVar[dict[str, float]] = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, _Keep):
+            return value
+        text = str(value).strip().lower()
+        if text == "forever":
+            return _Keep(None)
+        match = self._FORM.fullmatch(text)
+        if match is None:
+            self.fail(f"{value!r} is not a duration: use e.g. 90s, 30m, 12h, 7d or forever")
+        return _Keep(float(match[1]) * self._UNITS[match[2]])
+
+
+_DURATION = _Duration()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--log-level",
@@ -140,6 +172,32 @@ def cli(log_level: str) -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="Fallback poll, seconds.",
 )
+@click.option(
+    "--keep-succeeded",
+    type=_DURATION,
+    default=None,
+    help="Delete succeeded jobs this long after they finish, e.g. 90s, 30m, 12h, 1d, "
+    "forever [the app's, else 1d].",
+)
+@click.option(
+    "--keep-failed",
+    type=_DURATION,
+    default=None,
+    help="The same for failed jobs [the app's, else 7d].",
+)
+@click.option(
+    "--keep-cancelled",
+    type=_DURATION,
+    default=None,
+    help="The same for cancelled jobs [the app's, else 1d].",
+)
+@click.option(
+    "--prune-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds between prune rounds [the app's, else 60].",
+)
+@click.option("--no-prune", is_flag=True, help="This worker deletes no finished jobs.")
 @click.option("--dsn", default=None, help="PostgreSQL DSN, instead of the app's.")
 @click.option("--schema", default=None, help="Schema, instead of the app's.")
 def worker(
@@ -149,6 +207,11 @@ def worker(
     queues: str | None,
     grace: float,
     poll_interval: float,
+    keep_succeeded: _Keep | None,
+    keep_failed: _Keep | None,
+    keep_cancelled: _Keep | None,
+    prune_interval: float | None,
+    no_prune: bool,
     dsn: str | None,
     schema: str | None,
 ) -> None:
@@ -160,6 +223,9 @@ def worker(
 
     An unreachable PostgreSQL is retried with backoff, each failure logged; an invalid DSN
     exits at once with status 1.
+
+    Finished jobs older than --keep-* (else the app's retention) are deleted by one worker
+    at a time; --no-prune leaves that to other workers.
     """
     app = load_app(app_spec)
     if dsn is not None:
@@ -170,9 +236,24 @@ def worker(
         except AsyncJobsError as exc:
             raise click.BadParameter(str(exc), param_hint="--schema") from exc
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    base = app.retention or Retention()
+    ages_given = any(v is not None for v in (keep_succeeded, keep_failed, keep_cancelled))
+    retention = Retention(
+        succeeded=base.succeeded if keep_succeeded is None else keep_succeeded.seconds,
+        failed=base.failed if keep_failed is None else keep_failed.seconds,
+        cancelled=base.cancelled if keep_cancelled is None else keep_cancelled.seconds,
+        interval=base.interval if prune_interval is None else prune_interval,
+        batch_size=base.batch_size,
+    )
     try:
         runner = app.worker(
-            concurrency=concurrency, queues=queue_list, grace=grace, poll_interval=poll_interval
+            concurrency=concurrency,
+            queues=queue_list,
+            grace=grace,
+            poll_interval=poll_interval,
+            retention=retention,
+            # An app that keeps jobs forever prunes only when told how long to keep them.
+            prune=not no_prune and (app.retention is not None or ages_given),
         )
     except AsyncJobsError as exc:
         raise click.BadParameter(str(exc)) from exc
@@ -347,8 +428,15 @@ def _show(job: Job) -> None:
     click.echo(f"  finished  {when(job.finished_at)}")
     if job.worker_id:
         click.echo(f"  worker    {job.worker_id}")
+    if job.progress is not None:
+        message = f" {job.progress_message}" if job.progress_message else ""
+        click.echo(f"  progress  {job.progress:.0%}{message}")
     if job.result is not None:
         click.echo(f"  result    {orjson.dumps(job.result).decode()}")
+    for line in job.log:
+        click.echo(
+            f"  log       {line.get('at')} attempt {line.get('attempt')}: {line.get('message')}"
+        )
     for error in job.errors:
         click.echo(
             f"  error     attempt {error.get('attempt')}: {error.get('type')}: "
@@ -361,7 +449,7 @@ def _show(job: Job) -> None:
 @click.option("--traceback", "tracebacks", is_flag=True, help="Print each error's traceback.")
 @_job_command
 async def jobs_show(client: Any, job_id: int, as_json: bool, tracebacks: bool) -> None:
-    """Show one job: state, attempts, result, every attempt's error."""
+    """Show one job: state, attempts, progress, log, result, every attempt's error."""
     job = await client.get(job_id)
     if as_json:
         click.echo(_job_json(job))

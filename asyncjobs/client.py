@@ -16,7 +16,8 @@ from .connections import connect, create_pool
 from .errors import ConnectionFailed, JobCancelled, JobFailed, JobNotFound, WaitTimeout
 from .job import Job, JobState, WorkerInfo
 from .migrations import check, migrate
-from .serialization import encode_arguments
+from .retry import Backoff
+from .serialization import dumps, encode_arguments
 from .sql import Channels, Queries
 from .tasks import JobOptions, P, Task, TaskCall
 
@@ -144,6 +145,7 @@ class Client:
             [c.options.timeout for c in calls],
             [c.options.run_at for c in calls],
             [c.options.delay for c in calls],
+            [_backoff_json(c.options.backoff) for c in calls],
         )
         return ids
 
@@ -205,7 +207,8 @@ class Client:
         """Wait for a job to finish and return its result.
 
         Raises JobFailed or JobCancelled for those outcomes, JobNotFound if it is (or gets)
-        deleted, WaitTimeout after `timeout` seconds. Woken by NOTIFY, not by polling.
+        deleted or pruned (the message says which it can be), WaitTimeout after `timeout`
+        seconds. Woken by NOTIFY, not by polling.
         """
         with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
             while True:
@@ -213,13 +216,13 @@ class Client:
                 woken = anyio.Event()
                 self._waiters.setdefault(job_id, set()).add(woken)
                 try:
-                    job = await self.get(job_id)
+                    job = await self._get_waited(job_id)
                     if job.state is JobState.SUCCEEDED:
                         return job.result
                     if job.state is JobState.FAILED:
                         raise JobFailed(job_id, job.error)
                     if job.state is JobState.CANCELLED:
-                        raise JobCancelled(job_id)
+                        raise JobCancelled(job_id, job.cancel_reason)
                     await woken.wait()
                 finally:
                     waiters = self._waiters.get(job_id, set())
@@ -228,6 +231,20 @@ class Client:
                         self._waiters.pop(job_id, None)
         assert scope.cancelled_caught
         raise WaitTimeout(f"job {job_id} did not finish within {timeout}s; it goes on")
+
+    async def _get_waited(self, job_id: int) -> Job:
+        row = await self.pool.fetchrow(self.sql.get_job, job_id)
+        if row is not None:
+            return Job.from_row(row)
+        if not await self.pool.fetchval(self.sql.job_id_issued, job_id):
+            raise JobNotFound(f"no job {job_id}: no job with this id was ever enqueued")
+        retention = self.app.retention
+        kept = f" (this app keeps {retention.describe()})" if retention is not None else ""
+        raise JobNotFound(
+            f"job {job_id} is gone: it finished and was pruned after its retention period"
+            f"{kept}, or it was deleted; wait for it sooner, or keep jobs longer with "
+            "App(retention=asyncjobs.Retention(...))"
+        )
 
     async def _ensure_listening(self) -> None:
         # No background task: asyncpg calls the NOTIFY callback itself, and a lost
@@ -265,3 +282,7 @@ class Client:
         if conn is not None:
             conn.remove_termination_listener(self._listen_lost)
             await conn.close()
+
+
+def _backoff_json(backoff: Backoff | None) -> str | None:
+    return None if backoff is None else dumps(backoff.to_json()).decode()

@@ -27,6 +27,10 @@ class UnknownTaskError(AsyncJobsError, LookupError):
     """No task is registered under the given name."""
 
 
+class NoCurrentJob(AsyncJobsError, RuntimeError):
+    """`current_job()` was called outside a job run by a worker."""
+
+
 class JobNotFound(AsyncJobsError, LookupError):
     """No job has the given id (it never existed, or it was deleted)."""
 
@@ -43,11 +47,12 @@ class JobFailed(AsyncJobsError):
 
 
 class JobCancelled(AsyncJobsError):
-    """The job ended in `cancelled` (by a client, the CLI or SQL) before it succeeded."""
+    """The job ended in `cancelled` (by a client, the CLI, SQL, or itself with `Cancel`)."""
 
-    def __init__(self, job_id: int) -> None:
+    def __init__(self, job_id: int, reason: str | None = None) -> None:
         self.job_id = job_id
-        super().__init__(f"job {job_id} was cancelled")
+        self.reason = reason
+        super().__init__(f"job {job_id} was cancelled" + (f": {reason}" if reason else ""))
 
 
 class WaitTimeout(AsyncJobsError, TimeoutError):

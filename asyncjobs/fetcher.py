@@ -171,6 +171,7 @@ class Fetcher:
                 kwargs=row["kwargs"],
                 timeout=row["timeout"],
                 queue=row["queue"],
+                backoff=row["backoff"],
                 claim=claim,
             )
             claim.jobs.add(job)

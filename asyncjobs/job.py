@@ -48,6 +48,18 @@ class Job:
     result: Any
     error: dict[str, Any] | None
     errors: list[dict[str, Any]]
+    # What the running job reported (current_job().progress / .log); the log's lines carry
+    # their attempt, and the last 50 are kept.
+    progress: float | None = None
+    progress_message: str | None = None
+    log: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """The reason given by a job that raised `asyncjobs.Cancel`, if that is how it ended."""
+        if self.state is JobState.CANCELLED and self.error and self.error.get("type") == "Cancel":
+            return str(self.error.get("message") or "")
+        return None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any] | Any) -> Job:

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from .cancel import CancelReason, CancelToken, Interrupted
-from .errors import SerializationError, UnknownTaskError
+from .control import Cancel, Retry
+from .errors import ConfigurationError, SerializationError, UnknownTaskError
+from .job_context import JobContext, enter, leave
 from .retry import Backoff
 from .serialization import encode_result
 
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("asyncjobs.worker")
 
-OutcomeKind = Literal["succeeded", "failed", "retry", "release", "discard"]
+OutcomeKind = Literal["succeeded", "failed", "cancelled", "retry", "release", "discard"]
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -39,6 +41,10 @@ class RunningJob:
     timeout: float | None
     queue: str
     claim: Claim
+    # The per-call backoff stored on the row ({"base", "cap", "jitter"}); None: the task's.
+    backoff: Any = None
+    # What `current_job()` returns inside the job; the worker attaches its progress writer.
+    context: JobContext | None = None
     scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
     token: CancelToken = dataclasses.field(default_factory=CancelToken)
     reason: CancelReason | None = None
@@ -102,13 +108,14 @@ class JobRunner:
         task = self._tasks.get(job.task)
         if task is None:
             known = ", ".join(sorted(self._tasks)) or "none"
+            # Retried: the code that defines it may be deploying right now.
             return self._failure(
                 job,
                 UnknownTaskError(
                     f"no task named {job.task!r} in this worker (it knows: {known}); "
                     "deploy the code that defines it, or check the name it was enqueued with"
                 ),
-                Backoff(),
+                None,
             )
         try:
             if not isinstance(job.args, list) or not isinstance(job.kwargs, dict):
@@ -117,10 +124,15 @@ class JobRunner:
         except TypeError as exc:
             # Corrupt arguments fail the same way every time: no retry.
             return self._failure(
-                job, TypeError(f"arguments of job {job.id} don't fit {task.name}: {exc}"), None
+                job,
+                TypeError(f"arguments of job {job.id} don't fit {task.name}: {exc}"),
+                task,
+                retry=False,
             )
         if job.timeout is not None:
             job.scope.deadline = anyio.current_time() + job.timeout
+        # Set before the thread starts: anyio runs a sync job in a copy of this context.
+        current = enter(job.context) if job.context is not None else None
         try:
             with job.scope:
                 if task.is_async:
@@ -130,9 +142,12 @@ class JobRunner:
                 return self._success(job, task.name, result)
         except Exception as exc:
             if job.reason is None and not (job.scope.cancel_called and job.timeout is not None):
-                return self._failure(job, exc, task.backoff)
+                return self._failure(job, exc, task)
+        finally:
+            if current is not None:
+                leave(current)
         # Stopped: by a state change, the shutdown, the timeout, or a lost claim.
-        return self._stopped(job, task.backoff)
+        return self._stopped(job, task)
 
     async def _run_in_thread(
         self, job: RunningJob, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any]
@@ -159,25 +174,47 @@ class JobRunner:
         try:
             return Outcome("succeeded", result=encode_result(task, result))
         except SerializationError as exc:
-            return self._failure(job, exc, None)
+            return self._failure(job, exc, None, retry=False)
 
-    def _stopped(self, job: RunningJob, backoff: Backoff) -> Outcome:
+    def _stopped(self, job: RunningJob, task: Task[Any, Any] | None) -> Outcome:
         if job.reason is None:
             job.reason = CancelReason.TIMEOUT
             job.token.cancel(CancelReason.TIMEOUT)
         if job.reason is CancelReason.TIMEOUT:
             return self._failure(
-                job, TimeoutError(f"job exceeded its timeout of {job.timeout}s"), backoff
+                job, TimeoutError(f"job exceeded its timeout of {job.timeout}s"), task
             )
         if job.reason is CancelReason.SHUTDOWN:
             return Outcome("release")
         return Outcome("discard")
 
-    def _failure(self, job: RunningJob, exc: BaseException, backoff: Backoff | None) -> Outcome:
-        """Retry with `backoff` while attempts remain; fail at once when it is None."""
+    def _failure(
+        self, job: RunningJob, exc: BaseException, task: Task[Any, Any] | None, retry: bool = True
+    ) -> Outcome:
+        """Decide what an attempt that raised `exc` leads to.
+
+        Cancel: cancelled. Otherwise a retry while attempts remain, unless `retry` is False
+        or the task's `retry_on`/`fail_on` say this exception fails at once. The wait is
+        Retry's own delay, else the job's per-call backoff, else the task's.
+        """
         if isinstance(exc, Interrupted) and job.reason is not None:
-            return self._stopped(job, backoff or Backoff())
+            return self._stopped(job, task)
         error = error_record(exc, job.attempt)
-        if backoff is not None and job.attempt < job.max_attempts:
-            return Outcome("retry", error=error, delay=backoff.delay(job.attempt))
-        return Outcome("failed", error=error)
+        if isinstance(exc, Cancel):
+            return Outcome("cancelled", error=error)
+        retryable = retry and (task is None or isinstance(exc, Retry) or task.retries(exc))
+        if not retryable or job.attempt >= job.max_attempts:
+            return Outcome("failed", error=error)
+        if isinstance(exc, Retry) and exc.delay is not None:
+            delay = exc.delay
+        else:
+            delay = self._backoff(job, task).delay(job.attempt)
+        return Outcome("retry", error=error, delay=delay)
+
+    def _backoff(self, job: RunningJob, task: Task[Any, Any] | None) -> Backoff:
+        if isinstance(job.backoff, dict):
+            try:
+                return Backoff.from_json(job.backoff)
+            except (KeyError, TypeError, ConfigurationError) as exc:
+                logger.warning("job %s has an unreadable backoff %r: %s", job.id, job.backoff, exc)
+        return task.backoff if task is not None else Backoff()

@@ -10,17 +10,19 @@
 -- worker can sleep exactly until it is due.
 WITH new AS (
     SELECT t.task, t.queue, t.priority, t.args::jsonb AS args, t.kwargs::jsonb AS kwargs,
-           t.max_attempts, t.timeout,
+           t.max_attempts, t.timeout, t.backoff::jsonb AS backoff,
            coalesce(t.run_at_in, now() + make_interval(secs => coalesce(t.delay, 0))) AS due,
            nextval('{schema}.queue_id_seq') AS entry
       FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[],
-                  $7::float8[], $8::timestamptz[], $9::float8[])
-           AS t(task, queue, priority, args, kwargs, max_attempts, timeout, run_at_in, delay)
+                  $7::float8[], $8::timestamptz[], $9::float8[], $10::text[])
+           AS t(task, queue, priority, args, kwargs, max_attempts, timeout, run_at_in, delay,
+                backoff)
 ), inserted AS (
     INSERT INTO {schema}.jobs
-           (task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state, queue_entry)
+           (task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state, queue_entry,
+            backoff)
     SELECT task, queue, priority, args, kwargs, max_attempts, timeout, due,
-           CASE WHEN due > now() THEN 'scheduled' ELSE 'queued' END, entry
+           CASE WHEN due > now() THEN 'scheduled' ELSE 'queued' END, entry, backoff
       FROM new
     RETURNING id, queue, priority, run_at, queue_entry
 ), entries AS (
@@ -75,7 +77,7 @@ UPDATE {schema}.jobs AS j
    AND (j.state IN ('queued', 'scheduled')
         OR (j.state = 'processing' AND j.attempt < j.max_attempts))
 RETURNING j.id, j.queue_entry, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
-          j.timeout, j.queue;
+          j.timeout, j.queue, j.backoff;
 
 -- name: fail_lost_jobs
 -- A claimed job whose worker died during its last allowed attempt: it crashed the worker
@@ -101,7 +103,8 @@ SELECT array_agg(id) AS ids,
 -- name: finish_jobs
 -- Writes a batch of outcomes, each guarded by the claim it ran under: an outcome whose
 -- job has another queue_entry or attempt by now was decided by someone else, and is
--- dropped. 'retry' and 'release' (shutdown: attempt not counted) get a new queue row.
+-- dropped. 'retry' and 'release' (shutdown: attempt not counted) get a new queue row;
+-- 'cancelled' is the job raising asyncjobs.Cancel.
 WITH outcome AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[], $5::jsonb[],
                          $6::jsonb[], $7::float8[])
@@ -120,7 +123,7 @@ WITH outcome AS (
            worker_id = CASE WHEN o.outcome IN ('retry', 'release') THEN NULL
                             ELSE j.worker_id END,
            started_at = CASE WHEN o.outcome = 'release' THEN NULL ELSE j.started_at END,
-           finished_at = CASE WHEN o.outcome IN ('succeeded', 'failed') THEN now() END,
+           finished_at = CASE WHEN o.outcome IN ('succeeded', 'failed', 'cancelled') THEN now() END,
            result = o.result,
            error = coalesce(o.error, j.error),
            errors = CASE WHEN o.error IS NULL THEN j.errors
@@ -136,7 +139,7 @@ WITH outcome AS (
 SELECT (SELECT count(*) FROM finished) AS written,
        (SELECT count(*) FROM (
             SELECT pg_notify('{channel_prefix}.done', string_agg(id::text, ','))
-              FROM finished WHERE state IN ('succeeded', 'failed')
+              FROM finished WHERE state IN ('succeeded', 'failed', 'cancelled')
             HAVING count(*) > 0) AS n) AS done_notified,
        (SELECT count(*) FROM (
             SELECT pg_notify('{channel_prefix}.enqueue',
@@ -144,6 +147,25 @@ SELECT (SELECT count(*) FROM finished) AS written,
                                   THEN queue || '@' || extract(epoch FROM min(run_at))
                                   ELSE queue END)
               FROM finished WHERE queue_entry IS NOT NULL GROUP BY queue) AS n) AS woken;
+
+-- name: report_progress
+-- Progress and log lines of running jobs, many per round trip, each guarded by the attempt
+-- that reported it: a job cancelled, requeued or finished meanwhile gets nothing. A NULL
+-- progress leaves progress and its message as they were; the log keeps its last $7 lines.
+UPDATE {schema}.jobs AS j
+   SET progress = coalesce(p.progress, j.progress),
+       progress_message = CASE WHEN p.progress IS NULL THEN j.progress_message
+                               ELSE p.message END,
+       log = CASE WHEN jsonb_array_length(p.lines) = 0 THEN j.log
+                  ELSE (SELECT coalesce(jsonb_agg(l.line ORDER BY l.n), '[]')
+                          FROM jsonb_array_elements(j.log || p.lines) WITH ORDINALITY
+                               AS l(line, n)
+                         WHERE l.n > jsonb_array_length(j.log) + jsonb_array_length(p.lines)
+                                     - $7::int) END
+  FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::float8[], $5::text[], $6::jsonb[])
+       AS p(job_id, entry, attempt, progress, message, lines)
+ WHERE j.id = p.job_id AND j.queue_entry = p.entry AND j.attempt = p.attempt
+   AND j.state = 'processing';
 
 -- name: next_due
 -- Seconds until the next queue row of these queues is due, for an idle fetcher's sleep.
@@ -157,14 +179,16 @@ SELECT id, state, queue_entry, attempt FROM {schema}.jobs WHERE id = ANY($1::big
 
 -- name: get_job
 SELECT id, task, queue, priority, args, kwargs, state, attempt, max_attempts, timeout,
-       run_at, worker_id, created_at, started_at, finished_at, result, error, errors
+       run_at, worker_id, created_at, started_at, finished_at, result, error, errors,
+       progress, progress_message, log
   FROM {schema}.jobs
  WHERE id = $1;
 
 -- name: list_jobs
 -- Newest first; $1 NULL means every state.
 SELECT id, task, queue, priority, args, kwargs, state, attempt, max_attempts, timeout,
-       run_at, worker_id, created_at, started_at, finished_at, result, error, errors
+       run_at, worker_id, created_at, started_at, finished_at, result, error, errors,
+       progress, progress_message, log
   FROM {schema}.jobs
  WHERE $1::text IS NULL OR state = $1
  ORDER BY id DESC
@@ -181,6 +205,34 @@ SELECT {schema}.delete_job($1);
 
 -- name: stop_workers
 SELECT {schema}.stop_workers($1);
+
+-- name: try_lock_pruning
+-- One worker prunes at a time. A session lock: released when that worker's connection ends.
+SELECT pg_try_advisory_lock(hashtext('{schema}.prune'));
+
+-- name: unlock_pruning
+SELECT pg_advisory_unlock(hashtext('{schema}.prune'));
+
+-- name: prune_jobs
+-- One batch of finished jobs older than their state's retention, in seconds: $1 succeeded,
+-- $2 failed, $3 cancelled (NULL keeps them). Its own short transaction; a row someone is
+-- changing (a requeue, say) is skipped, and re-checked once it is free. A job finishes
+-- after it is created, so only jobs created before the shortest age are looked at.
+DELETE FROM {schema}.jobs
+ WHERE id IN (
+       SELECT id FROM {schema}.jobs
+        WHERE created_at < now() - make_interval(secs => least($1::float8, $2::float8, $3::float8))
+          AND ((state = 'succeeded' AND finished_at < now() - make_interval(secs => $1::float8))
+               OR (state = 'failed' AND finished_at < now() - make_interval(secs => $2::float8))
+               OR (state = 'cancelled'
+                   AND finished_at < now() - make_interval(secs => $3::float8)))
+        LIMIT $4
+          FOR UPDATE SKIP LOCKED)
+RETURNING id;
+
+-- name: job_id_issued
+-- Whether a job id was ever handed out, to tell a job that is gone from one never made.
+SELECT $1::bigint <= coalesce(pg_sequence_last_value('{schema}.jobs_id_seq'::regclass), 0);
 
 -- name: register_worker
 INSERT INTO {schema}.workers (id, host, pid, queues, concurrency)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import ConfigurationError
+
+ExceptionTypes = tuple[type[BaseException], ...]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -21,10 +25,41 @@ class Backoff:
     jitter: bool = True
 
     def __post_init__(self) -> None:
-        if self.base < 0 or self.cap < 0:
-            raise ConfigurationError(f"Backoff needs base >= 0 and cap >= 0, got {self}")
+        for name in ("base", "cap"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+                raise ConfigurationError(f"Backoff {name} must be seconds >= 0, got {value!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """What is stored on a job row for a per-call backoff."""
+        return {"base": self.base, "cap": self.cap, "jitter": self.jitter}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Backoff:
+        """The inverse of `to_json`."""
+        return cls(base=value["base"], cap=value["cap"], jitter=value["jitter"])
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         raw = min(self.cap, self.base * 2 ** min(max(attempt - 1, 0), 62))
         return random.uniform(raw / 2, raw) if self.jitter else raw
+
+
+def exception_types(name: str, value: object) -> ExceptionTypes:
+    """`value` (one exception class or a tuple of them) as a tuple, else ConfigurationError."""
+    types = value if isinstance(value, tuple) else (value,)
+    for kind in types:
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            raise ConfigurationError(
+                f"{name} takes exception classes (e.g. {name}=(OSError, TimeoutError)), "
+                f"got {kind!r}"
+            )
+    return types
+
+
+def validate_backoff(value: object) -> None:
+    """Raise ConfigurationError unless `value` is a Backoff or None."""
+    if value is not None and not isinstance(value, Backoff):
+        raise ConfigurationError(
+            f"retry must be an asyncjobs.Backoff(base=..., cap=...), got {value!r}"
+        )

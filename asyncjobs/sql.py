@@ -40,6 +40,7 @@ class Queries:
     start_jobs: str
     fail_lost_jobs: str
     finish_jobs: str
+    report_progress: str
     next_due: str
     running_job_states: str
     get_job: str
@@ -48,6 +49,10 @@ class Queries:
     requeue_job: str
     delete_job: str
     stop_workers: str
+    try_lock_pruning: str
+    unlock_pruning: str
+    prune_jobs: str
+    job_id_issued: str
     register_worker: str
     heartbeat: str
     prune_workers: str

@@ -11,7 +11,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from .cancel import CancelToken
 from .errors import ConfigurationError
-from .retry import Backoff
+from .retry import Backoff, ExceptionTypes, validate_backoff
 from .serialization import encode_arguments
 
 P = ParamSpec("P")
@@ -41,6 +41,8 @@ class JobOptions:
     timeout: float | None = None
     delay: float | None = None
     run_at: datetime.datetime | None = None
+    # A per-call backoff, stored on the job row; None: the task's.
+    backoff: Backoff | None = None
 
     def __post_init__(self) -> None:
         validate_queue(self.queue)
@@ -68,6 +70,7 @@ class JobOptions:
                 )
             if self.delay is not None:
                 raise ConfigurationError("pass delay or run_at, not both")
+        validate_backoff(self.backoff)
 
 
 def _is_int(value: object) -> bool:
@@ -113,11 +116,15 @@ class Task(Generic[P, R]):
         name: str,
         options: JobOptions,
         backoff: Backoff,
+        retry_on: ExceptionTypes = (Exception,),
+        fail_on: ExceptionTypes = (),
     ) -> None:
         self.fn = fn
         self.name = name
         self.defaults = options
         self.backoff = backoff
+        self.retry_on = retry_on
+        self.fail_on = fail_on
         self.is_async = inspect.iscoroutinefunction(fn)
         self.token_parameter = _token_parameter(fn)
         full = inspect.signature(fn)
@@ -129,6 +136,14 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
+
+    def retries(self, exc: BaseException) -> bool:
+        """Whether an attempt that raised `exc` may be retried (attempts allowing).
+
+        `fail_on` wins over `retry_on`, so `retry_on=OSError, fail_on=FileNotFoundError`
+        retries every OSError but that one.
+        """
+        return not isinstance(exc, self.fail_on) and isinstance(exc, self.retry_on)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function directly, in this process (a never-set token if it takes one)."""
@@ -145,10 +160,13 @@ class Task(Generic[P, R]):
         timeout: float | datetime.timedelta | None = None,
         delay: float | datetime.timedelta | None = None,
         run_at: datetime.datetime | None = None,
+        retry: Backoff | None = None,
     ) -> Task[P, R]:
         """This task with other options for the jobs enqueued through it.
 
-        `await client.enqueue(send_email.options(delay=60, priority=5), "a@example.com")`
+        `await client.enqueue(send_email.options(delay=60, priority=5), "a@example.com")`.
+        `retry=Backoff(...)` is stored with the job, so the worker uses it instead of the
+        task's; which exceptions retry stays the task's (`retry_on`, `fail_on`).
         """
         changes: dict[str, Any] = {
             "queue": queue,
@@ -157,11 +175,19 @@ class Task(Generic[P, R]):
             "timeout": _seconds(timeout),
             "delay": _seconds(delay),
             "run_at": run_at,
+            "backoff": retry,
         }
         options = dataclasses.replace(
             self.defaults, **{k: v for k, v in changes.items() if v is not None}
         )
-        return Task(self.fn, name=self.name, options=options, backoff=self.backoff)
+        return Task(
+            self.fn,
+            name=self.name,
+            options=options,
+            backoff=self.backoff,
+            retry_on=self.retry_on,
+            fail_on=self.fail_on,
+        )
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> TaskCall:
         """A job of this task with these arguments, for `client.enqueue_many()`.

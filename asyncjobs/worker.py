@@ -21,9 +21,12 @@ from .connections import create_pool
 from .errors import ConfigurationError, ConnectionFailed
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
+from .job_context import JobContext
 from .job_runner import JobRunner, RunningJob
 from .listener import Listener
 from .migrations import check, migrate
+from .progress_writer import ProgressWriter
+from .retention import Pruner, Retention
 from .sql import Channels, Queries
 from .tasks import validate_queue
 
@@ -52,6 +55,8 @@ class Worker:
         poll_interval: float = 5.0,
         heartbeat_interval: float = 10.0,
         batch_size: int = 50,
+        retention: Retention | None = None,
+        prune: bool = True,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be an integer >= 1, got {concurrency!r}")
@@ -66,6 +71,10 @@ class Worker:
                 raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {value!r}")
         if heartbeat_interval <= 0 or poll_interval <= 0:
             raise ConfigurationError("poll_interval and heartbeat_interval must be > 0")
+        if retention is not None and not isinstance(retention, Retention):
+            raise ConfigurationError(
+                f"retention must be an asyncjobs.Retention(...) or None, got {retention!r}"
+            )
         self.app = app
         self.id = uuid.uuid4()
         self.concurrency = concurrency
@@ -74,6 +83,8 @@ class Worker:
         self.poll_interval = float(poll_interval)
         self.heartbeat_interval = float(heartbeat_interval)
         self.batch_size = batch_size
+        # None: this worker doesn't prune (the app keeps jobs forever, or prune=False).
+        self.retention = (retention or app.retention) if prune else None
         self.sql = Queries.for_schema(app.schema)
         self.channels = Channels.for_schema(app.schema)
         self.running: dict[int, RunningJob] = {}
@@ -179,6 +190,7 @@ class Worker:
             stack.push_async_callback(claims.close)
             runner = JobRunner(self.app.tasks, self.concurrency)
             completer = Completer(pool, self.sql.finish_jobs)
+            progress = ProgressWriter(pool, self.sql.report_progress)
             heartbeat = Heartbeat(
                 sql=self.sql,
                 pool=pool,
@@ -196,7 +208,7 @@ class Worker:
                 worker_id=self.id,
                 queues=self.queues,
                 free_slots=lambda: 0 if self.stopping else self.concurrency - len(self.running),
-                launch=lambda job: self._launch(job, runner, completer),
+                launch=lambda job: self._launch(job, runner, completer, progress),
                 on_claim_lost=self._claim_lost,
                 poll_interval=self.poll_interval,
                 batch_size=self.batch_size,
@@ -218,6 +230,9 @@ class Worker:
                 # Listening before the first claim, so no enqueue in between goes unheard.
                 await services.start(listener.run)
                 services.start_soon(completer.run)
+                services.start_soon(progress.run)
+                if self.retention is not None:
+                    services.start_soon(Pruner(pool, self.sql, self.retention).run)
                 services.start_soon(heartbeat.run)
                 async with anyio.create_task_group() as jobs:
                     self._jobs = jobs
@@ -277,14 +292,33 @@ class Worker:
 
     # -- jobs -------------------------------------------------------------------------
 
-    def _launch(self, job: RunningJob, runner: JobRunner, completer: Completer) -> None:
+    def _launch(
+        self, job: RunningJob, runner: JobRunner, completer: Completer, progress: ProgressWriter
+    ) -> None:
         assert self._jobs is not None
+        job.context = JobContext(
+            job_id=job.id,
+            entry=job.entry,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            task=job.task,
+            queue=job.queue,
+            token=job.token,
+            on_change=progress.mark,
+        )
         self.running[job.id] = job
-        self._jobs.start_soon(self._run_job, job, runner, completer)
+        self._jobs.start_soon(self._run_job, job, runner, completer, progress)
 
-    async def _run_job(self, job: RunningJob, runner: JobRunner, completer: Completer) -> None:
+    async def _run_job(
+        self, job: RunningJob, runner: JobRunner, completer: Completer, progress: ProgressWriter
+    ) -> None:
         try:
             outcome = await runner.run(job)
+            if job.context is not None:
+                # Before the outcome: once the job is finished, its guard refuses progress.
+                # Bounded: progress is not worth holding up a shutdown for.
+                with anyio.move_on_after(5, shield=True):
+                    await progress.flush(job.context)
             completer.submit(job, outcome)
         finally:
             if self.running.get(job.id) is job:

@@ -177,7 +177,7 @@ async def test_a_cancel_sent_while_the_listener_is_down_still_lands(
 
 
 async def test_lost_claim_connection_interrupts_the_job_and_it_never_runs_twice_at_once(
-    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, schema: str
 ) -> None:
     running = 0
     most = 0
@@ -201,10 +201,12 @@ async def test_lost_claim_connection_interrupts_the_job_and_it_never_runs_twice_
     async with app.worker(), app.worker():
         job_id = await client.enqueue(guarded)
         await _until(lambda: runs)
-        # The backend holding the claim transaction: idle in transaction.
+        # The backend holding the claim transaction: idle in transaction, on this test's
+        # schema (the server may be shared with other test runs).
         claim_pids = await admin.fetch(
             "SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' "
-            "AND application_name = 'asyncjobs'"
+            "AND application_name = 'asyncjobs' AND strpos(query, $1) > 0",
+            f'"{schema}".queue',
         )
         assert len(claim_pids) == 1
         await admin.execute("SELECT pg_terminate_backend($1)", claim_pids[0]["pid"])

@@ -83,21 +83,29 @@ async def migrate(conn: Connection, schema: str) -> list[int]:
 
 
 async def check(conn: Connection, schema: str) -> None:
-    """Raise MigrationError unless `schema` has every migration applied."""
-    newest = available()[-1].version
+    """Raise MigrationError unless `schema` has every migration applied.
+
+    Versions may have gaps (branches take numbers ahead of time), so what counts is the set
+    applied, not only the newest: a schema at 1 and 3 still lacks 2.
+    """
+    shipped = available()
+    newest = shipped[-1].version
     exists = await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".migrations')
-    current = None
+    applied: set[int] = set()
     if exists:
-        current = await conn.fetchval(
-            render("SELECT max(version) FROM {schema}.migrations", schema)
-        )
+        rows = await conn.fetch(render("SELECT version FROM {schema}.migrations", schema))
+        applied = {row["version"] for row in rows}
+    current = max(applied, default=None)
     if current is not None and current > newest:
         raise MigrationError(
             f"schema {schema!r} is at version {current}, newer than this asyncjobs knows "
             f"({newest}): upgrade asyncjobs on this machine"
         )
-    if current != newest:
+    missing = [m.version for m in shipped if m.version not in applied]
+    if missing:
+        at = f"version {current}" if current is not None else "version none"
+        lacks = f" (missing {', '.join(map(str, missing))})" if current is not None else ""
         raise MigrationError(
-            f"schema {schema!r} is at version {current or 'none'}, asyncjobs needs {newest}: "
+            f"schema {schema!r} is at {at}{lacks}, asyncjobs needs {newest}: "
             "run `asyncjobs migrate` (or leave migrate=True, the default)"
         )

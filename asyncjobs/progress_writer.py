@@ -1,0 +1,84 @@
+"""Writes what running jobs report (progress, log lines) in batches, on the pool.
+
+Jobs only change memory; this writes the latest of each at most every `interval`, one
+statement for all of them, and never on a claim connection. Each write is guarded by the
+attempt that made it, so a job cancelled, requeued or finished meanwhile gets nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+import asyncpg
+
+from .connections import DATABASE_ERRORS
+from .job_context import LOG_LINES, JobContext
+from .serialization import dumps
+
+logger = logging.getLogger("asyncjobs.progress")
+
+
+class ProgressWriter:
+    """Collects changed job contexts (from any thread) and writes them in batches."""
+
+    def __init__(self, pool: asyncpg.Pool, report_progress_sql: str, interval: float = 0.5) -> None:
+        self._pool = pool
+        self._sql = report_progress_sql
+        self._interval = interval
+        self._dirty: set[JobContext] = set()
+        self._dirty_lock = threading.Lock()
+        # One write at a time, so a job's final flush lands after any write in flight.
+        self._writing = anyio.Lock()
+        self.written = 0
+
+    def mark(self, context: JobContext) -> None:
+        """`context` has something new to write (called by the job, on any thread)."""
+        with self._dirty_lock:
+            self._dirty.add(context)
+
+    async def run(self) -> None:
+        """Write what changed, every interval, until cancelled."""
+        while True:
+            await anyio.sleep(self._interval)
+            with self._dirty_lock:
+                dirty, self._dirty = self._dirty, set()
+            if dirty:
+                await self._write(dirty)
+
+    async def flush(self, context: JobContext) -> None:
+        """Write what `context` still holds: its attempt is over, its outcome comes next."""
+        with self._dirty_lock:
+            self._dirty.discard(context)
+        await self._write([context])
+
+    async def _write(self, contexts: Iterable[JobContext]) -> None:
+        async with self._writing:
+            batch = []
+            for context in contexts:
+                taken = context.take()
+                # A stopped attempt (cancelled, requeued, timed out, shut down) may no
+                # longer be the job's current one: it writes nothing.
+                if taken is not None and not context.token.cancelled:
+                    batch.append((context, taken))
+            if not batch:
+                return
+            columns: list[list[Any]] = [[], [], [], [], [], []]
+            for context, (progress, lines) in batch:
+                columns[0].append(context.job_id)
+                columns[1].append(context.entry)
+                columns[2].append(context.attempt)
+                columns[3].append(None if progress is None else progress[0])
+                columns[4].append(None if progress is None else progress[1])
+                columns[5].append(dumps(lines))
+            try:
+                await self._pool.execute(self._sql, *columns, LOG_LINES)
+            except DATABASE_ERRORS as exc:
+                logger.warning("cannot write job progress (trying again later): %s", exc)
+                for context, taken in batch:
+                    context.give_back(taken)
+                return
+            self.written += len(batch)

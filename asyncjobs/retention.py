@@ -1,0 +1,145 @@
+"""Retention: how long finished jobs are kept, and the worker service that deletes older ones.
+
+Pruning deletes in small batches, each its own short transaction that skips rows someone
+else is changing, so it never holds locks for long; one worker at a time does it (a session
+advisory lock), every `interval` seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import random
+
+import anyio
+import asyncpg
+
+from .connections import DATABASE_ERRORS
+from .errors import ConfigurationError
+from .sql import Queries
+
+logger = logging.getLogger("asyncjobs.retention")
+
+DAY = 86400.0
+Age = float | datetime.timedelta | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Retention:
+    """How long finished jobs (and their results) are kept, by final state.
+
+    Ages are seconds or timedeltas; None keeps those jobs forever. Workers prune every
+    `interval` seconds, `batch_size` jobs per statement.
+    """
+
+    succeeded: Age = DAY
+    failed: Age = 7 * DAY
+    cancelled: Age = DAY
+    interval: float = 60.0
+    batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("succeeded", "failed", "cancelled"):
+            value = getattr(self, name)
+            if isinstance(value, datetime.timedelta):
+                value = value.total_seconds()
+                object.__setattr__(self, name, value)
+            if value is not None and (_bad_number(value) or value < 0):
+                raise ConfigurationError(
+                    f"Retention {name} must be seconds >= 0, a timedelta, or None (keep "
+                    f"forever), got {value!r}"
+                )
+        if _bad_number(self.interval) or self.interval <= 0:
+            raise ConfigurationError(
+                f"Retention interval must be seconds > 0, got {self.interval!r}"
+            )
+        if (
+            not isinstance(self.batch_size, int)
+            or isinstance(self.batch_size, bool)
+            or self.batch_size < 1
+        ):
+            raise ConfigurationError(
+                f"Retention batch_size must be an integer >= 1, got {self.batch_size!r}"
+            )
+
+    def ages(self) -> tuple[float | None, float | None, float | None]:
+        """Seconds to keep succeeded, failed and cancelled jobs (None: forever)."""
+        return _seconds(self.succeeded), _seconds(self.failed), _seconds(self.cancelled)
+
+    def describe(self) -> str:
+        """For messages: 'succeeded 1d, failed 7d, cancelled 1d'."""
+        parts = zip(("succeeded", "failed", "cancelled"), self.ages(), strict=True)
+        return ", ".join(f"{name} {format_age(age)}" for name, age in parts)
+
+
+def _bad_number(value: object) -> bool:
+    return not isinstance(value, (int, float)) or isinstance(value, bool)
+
+
+def _seconds(value: Age) -> float | None:
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return None if value is None else float(value)
+
+
+def format_age(seconds: float | None) -> str:
+    """'forever', '7d', '12h', '30m' or '90s'."""
+    if seconds is None:
+        return "forever"
+    for unit, size in (("d", DAY), ("h", 3600.0), ("m", 60.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+class Pruner:
+    """Deletes finished jobs past their retention, while this worker holds the prune lock."""
+
+    def __init__(self, pool: asyncpg.Pool, sql: Queries, retention: Retention) -> None:
+        self._pool = pool
+        self._sql = sql
+        self._retention = retention
+        self.deleted = 0
+
+    async def run(self) -> None:
+        """Prune every interval until cancelled; the first round comes at a random point of
+        the first interval, so workers started together don't all try at once."""
+        delay = random.uniform(0, self._retention.interval)
+        while True:
+            await anyio.sleep(delay)
+            delay = self._retention.interval
+            try:
+                await self.prune()
+            except DATABASE_ERRORS as exc:
+                logger.warning("cannot prune finished jobs (next try in %.0fs): %s", delay, exc)
+
+    async def prune(self) -> int | None:
+        """One round: delete batches until none is full; None if another worker is at it."""
+        succeeded, failed, cancelled = self._retention.ages()
+        async with self._pool.acquire() as conn:
+            if not await conn.fetchval(self._sql.try_lock_pruning):
+                return None
+            try:
+                total = 0
+                while True:
+                    batch = await conn.fetch(
+                        self._sql.prune_jobs,
+                        succeeded,
+                        failed,
+                        cancelled,
+                        self._retention.batch_size,
+                    )
+                    total += len(batch)
+                    self.deleted += len(batch)
+                    if len(batch) < self._retention.batch_size:
+                        break
+                    # Room for other writers between batches.
+                    await anyio.sleep(0.01)
+            finally:
+                # The pool's reset also unlocks, should this fail.
+                with anyio.move_on_after(2, shield=True):
+                    await conn.fetchval(self._sql.unlock_pruning)
+        if total:
+            logger.info("pruned %s finished jobs (kept: %s)", total, self._retention.describe())
+        return total
