@@ -83,21 +83,28 @@ async def migrate(conn: Connection, schema: str) -> list[int]:
 
 
 async def check(conn: Connection, schema: str) -> None:
-    """Raise MigrationError unless `schema` has every migration applied."""
-    newest = available()[-1].version
+    """Raise MigrationError unless `schema` has every migration applied.
+
+    Versions may have gaps (branches take numbers ahead of each other), so this compares the
+    sets of versions, not only the newest.
+    """
+    wanted = {m.version for m in available()}
+    newest = max(wanted)
     exists = await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".migrations')
-    current = None
+    applied: set[int] = set()
     if exists:
-        current = await conn.fetchval(
-            render("SELECT max(version) FROM {schema}.migrations", schema)
-        )
+        rows = await conn.fetch(render("SELECT version FROM {schema}.migrations", schema))
+        applied = {row["version"] for row in rows}
+    current = max(applied, default=None)
     if current is not None and current > newest:
         raise MigrationError(
             f"schema {schema!r} is at version {current}, newer than this asyncjobs knows "
             f"({newest}): upgrade asyncjobs on this machine"
         )
-    if current != newest:
+    missing = sorted(wanted - applied)
+    if missing:
         raise MigrationError(
-            f"schema {schema!r} is at version {current or 'none'}, asyncjobs needs {newest}: "
-            "run `asyncjobs migrate` (or leave migrate=True, the default)"
+            f"schema {schema!r} is at version {current or 'none'} and lacks migration"
+            f"{'' if len(missing) == 1 else 's'} {', '.join(map(str, missing))} that asyncjobs "
+            f"needs ({newest}): run `asyncjobs migrate` (or leave migrate=True, the default)"
         )
