@@ -14,11 +14,14 @@ from .errors import (
     JobFailed,
     JobNotFound,
     MigrationError,
+    ScheduleConflict,
+    ScheduleNotFound,
     SerializationError,
     UnknownTaskError,
     WaitTimeout,
 )
 from .job import Job, JobState, WorkerInfo
+from .periodic import Schedule
 from .retry import Backoff
 from .tasks import JobOptions, Task, TaskCall
 from .worker import Worker
@@ -40,6 +43,9 @@ __all__ = [
     "JobOptions",
     "JobState",
     "MigrationError",
+    "Schedule",
+    "ScheduleConflict",
+    "ScheduleNotFound",
     "SerializationError",
     "Task",
     "TaskCall",

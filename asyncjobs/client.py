@@ -16,6 +16,7 @@ from .connections import connect, create_pool
 from .errors import ConnectionFailed, JobCancelled, JobFailed, JobNotFound, WaitTimeout
 from .job import Job, JobState, WorkerInfo
 from .migrations import check, migrate
+from .schedules import Schedules
 from .serialization import encode_arguments
 from .sql import Channels, Queries
 from .tasks import JobOptions, P, Task, TaskCall
@@ -39,6 +40,8 @@ class Client:
         self._listen_conn: asyncpg.Connection | None = None
         self._listen_lock: anyio.Lock | None = None
         self._waiters: dict[int, set[anyio.Event]] = {}
+        self.schedules = Schedules(self)
+        """Recurring jobs: `await client.schedules.add(name, task, "*/5 * * * *")`, etc."""
 
     async def __aenter__(self) -> Client:
         async with contextlib.AsyncExitStack() as stack:

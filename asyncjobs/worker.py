@@ -1,5 +1,5 @@
-"""The worker: one task group holding a listener, a fetcher, job runners, a completer and a
-heartbeat; stopped by `stop()`, a stop broadcast, or leaving `async with`."""
+"""The worker: one task group holding a listener, a fetcher, job runners, a completer, a
+heartbeat and a scheduler; stopped by `stop()`, a stop broadcast, or leaving `async with`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .cancel import CancelReason
 from .claims import Claim, ClaimConnections
+from .client import Client
 from .completer import Completer
 from .connections import create_pool
 from .errors import ConfigurationError, ConnectionFailed
@@ -24,6 +25,8 @@ from .heartbeat import Heartbeat
 from .job_runner import JobRunner, RunningJob
 from .listener import Listener
 from .migrations import check, migrate
+from .scheduler import Scheduler
+from .schedules import sync_declared
 from .sql import Channels, Queries
 from .tasks import validate_queue
 
@@ -78,6 +81,7 @@ class Worker:
         self.channels = Channels.for_schema(app.schema)
         self.running: dict[int, RunningJob] = {}
         self._fetcher: Fetcher | None = None
+        self._scheduler: Scheduler | None = None
         # Events need a running event loop: made in run(), so the constructor stays inert.
         self._stop_requested: anyio.Event | None = None
         self._force: anyio.Event | None = None
@@ -175,6 +179,7 @@ class Worker:
                     await migrate(conn, self.app.schema)
                 else:
                     await check(conn, self.app.schema)
+                await sync_declared(conn, self.sql, self.app.schedules)
             claims = ClaimConnections(dsn)
             stack.push_async_callback(claims.close)
             runner = JobRunner(self.app.tasks, self.concurrency)
@@ -201,9 +206,17 @@ class Worker:
                 poll_interval=self.poll_interval,
                 batch_size=self.batch_size,
             )
+            # Ticks enqueue through the client's transactional enqueue, on the tick's connection.
+            scheduler = self._scheduler = Scheduler(
+                sql=self.sql, pool=pool, enqueue=Client(self.app).enqueue_many_tx
+            )
             listener = Listener(
                 dsn,
-                {self.channels.enqueue: self._on_enqueue, self.channels.control: self._on_control},
+                {
+                    self.channels.enqueue: self._on_enqueue,
+                    self.channels.control: self._on_control,
+                    self.channels.schedules: lambda _payload: scheduler.wake(),
+                },
                 on_connect=lambda: self._resync(pool),
             )
             await heartbeat.register()
@@ -219,6 +232,7 @@ class Worker:
                 await services.start(listener.run)
                 services.start_soon(completer.run)
                 services.start_soon(heartbeat.run)
+                services.start_soon(scheduler.run)
                 async with anyio.create_task_group() as jobs:
                     self._jobs = jobs
                     fetching = anyio.CancelScope()
@@ -324,6 +338,8 @@ class Worker:
         """After a (re)connect of the listener: act on what its messages would have said."""
         if self._fetcher is not None:
             self._fetcher.wake()
+        if self._scheduler is not None:
+            self._scheduler.wake()
         jobs = list(self.running.values())
         if not jobs:
             return
