@@ -3,7 +3,6 @@ recurring jobs from the command line."""
 
 from __future__ import annotations
 
-import datetime
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,7 +14,7 @@ from .app import App
 from .cli import _app_options, _make_app, _run, load_app
 from .client import Client
 from .errors import AsyncJobsError
-from .periodic import MISSED_POLICIES, Schedule, define
+from .periodic import MISSED_POLICIES, Schedule, define, time_zone
 
 
 @click.group()
@@ -82,12 +81,17 @@ def _schedule_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _when(value: datetime.datetime | None) -> str:
-    return value.isoformat(timespec="seconds") if value else "-"
+def _when(schedule: Schedule) -> str:
+    """When the schedule runs next, in its own time zone."""
+    try:
+        local = schedule.next_run_at.astimezone(time_zone(schedule.timezone))
+    except AsyncJobsError:
+        local = schedule.next_run_at
+    return local.isoformat(timespec="seconds")
 
 
 def _describe(schedule: Schedule) -> str:
-    state = "paused" if schedule.paused else f"next run {_when(schedule.next_run_at)}"
+    state = "paused" if schedule.paused else f"next run {_when(schedule)}"
     return f"schedule {schedule.name!r} ({schedule.cron} {schedule.timezone}): {state}"
 
 
@@ -112,7 +116,7 @@ def schedules_list(dsn: str | None, schema: str | None, as_json: bool) -> None:
         return
     click.echo(f"{'NAME':<24}  {'CRON':<16}  {'TIMEZONE':<16}  {'NEXT RUN':<25}  SOURCE   TASK")
     for s in found:
-        when = "paused" if s.paused else _when(s.next_run_at)
+        when = "paused" if s.paused else _when(s)
         source = "code" if s.declared else "runtime"
         click.echo(
             f"{s.name:<24}  {s.cron:<16}  {s.timezone:<16}  {when:<25}  {source:<7}  {s.task}"
