@@ -34,6 +34,8 @@ class _TickTaken(Exception):
     """A tick's guarded update changed nothing: roll the tick back, enqueue nothing."""
 
 
+_BUSY_RETRY = 0.1
+
 _RETRIED: tuple[type[Exception], ...] = (*DATABASE_ERRORS, _TickTaken)
 
 Enqueue = Callable[[asyncpg.Connection, list[TaskCall]], Awaitable[list[int]]]
@@ -82,10 +84,16 @@ class Scheduler:
 
     async def tick(self) -> float:
         """Enqueue the jobs of every due schedule; return seconds until the next is due."""
-        while await self._tick_batch() == self._batch_size:
+        while (taken := await self._tick_batch()) == self._batch_size:
             pass
-        seconds = await self._pool.fetchval(self._sql.next_schedule_due)
-        return math.inf if seconds is None else max(0.0, seconds)
+        seconds: float | None = await self._pool.fetchval(self._sql.next_schedule_due)
+        if seconds is None:
+            return math.inf
+        if seconds <= 0 and taken == 0:
+            # Due, but locked by another worker taking the tick right now. Its commit sends
+            # no NOTIFY (next_run_at moves later), so look again shortly rather than spin.
+            return _BUSY_RETRY
+        return max(0.0, seconds)
 
     async def _tick_batch(self) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
