@@ -405,3 +405,28 @@ def test_a_repeated_local_hour_runs_a_fixed_time_job_once() -> None:
         "10-25 02:30+0200",
         "10-25 02:30+0100",
     ]
+
+
+async def test_a_stored_schedule_that_cannot_run_is_paused_and_the_others_tick(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, schema: str
+) -> None:
+    @app.task(name="fine")
+    async def fine() -> str:
+        return "fine"
+
+    await client.schedules.add("broken", fine, "0 0 1 1 *")
+    await client.schedules.add("healthy", fine, "0 0 1 1 *")
+    # Written by hand, or a time zone this machine's tz database lacks.
+    await admin.execute(
+        f"UPDATE \"{schema}\".schedules SET timezone = 'Nowhere/Land', next_run_at = now() "
+        "WHERE name = 'broken'"
+    )
+    await _make_due(admin, schema, "healthy", 0)
+    async with app.worker():
+        (job,) = await _until_jobs(admin, schema, 1)
+        assert await client.wait(job["id"], timeout=10) == "fine"
+        with anyio.fail_after(10):
+            while not (await client.schedules.get("broken")).paused:
+                await anyio.sleep(0.02)
+    assert [row["id"] for row in await _jobs(admin, schema)] == [job["id"]]
+    assert (await client.schedules.get("healthy")).last_job_id == job["id"]
