@@ -60,7 +60,6 @@ class Scheduler:
         self._max_sleep = max_sleep
         self._batch_size = batch_size
         self._wake = anyio.Event()
-        self.ticks = 0
 
     def wake(self) -> None:
         """A schedule changed: re-read when the next one is due."""
@@ -123,7 +122,6 @@ class Scheduler:
         else:
             # A pooled connection proxies a Connection: enqueue_many_tx runs on it as is.
             (job_id,) = await self._enqueue(cast("asyncpg.Connection", conn), [call])
-            self.ticks += 1
         taken = await conn.fetchval(
             self._sql.advance_schedule, schedule.name, due, following, job_id
         )
