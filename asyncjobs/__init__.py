@@ -16,12 +16,15 @@ from .errors import (
     JobNotFound,
     MigrationError,
     NoCurrentJob,
+    ScheduleConflict,
+    ScheduleNotFound,
     SerializationError,
     UnknownTaskError,
     WaitTimeout,
 )
 from .job import Job, JobState, WorkerInfo
 from .job_context import JobContext, current_job
+from .periodic import Schedule
 from .retention import Retention
 from .retry import Backoff
 from .tasks import JobOptions, Task, TaskCall
@@ -49,6 +52,9 @@ __all__ = [
     "NoCurrentJob",
     "Retention",
     "Retry",
+    "Schedule",
+    "ScheduleConflict",
+    "ScheduleNotFound",
     "SerializationError",
     "Task",
     "TaskCall",

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Protocol, overload
 
 from .cancel import CancelToken
 from .connections import connect, resolve_dsn
 from .errors import ConfigurationError
 from .migrations import migrate
+from .periodic import Periodic, define
 from .retention import Retention
 from .retry import Backoff, exception_types, validate_backoff
 from .sql import validate_schema
@@ -59,6 +60,7 @@ class App:
         # How long finished jobs are kept before this app's workers delete them; None: forever.
         self.retention = retention
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.schedules: dict[str, Periodic] = {}
         self._embedded: EmbeddedServer | None = None
         self._embedded_users = 0
 
@@ -133,6 +135,59 @@ class App:
             return registered
 
         return register if fn is None else register(fn)
+
+    def periodic(
+        self,
+        cron: str,
+        /,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        missed: str = "once",
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        timeout: float | datetime.timedelta | None = None,
+    ) -> Callable[[Task[P, R]], Task[P, R]]:
+        """Run a task on a cron schedule: put `@app.periodic("*/5 * * * *")` above `@app.task`.
+
+        `cron` has 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds
+        first, read in `timezone` (an IANA name). Each tick enqueues one job with `args`,
+        `kwargs` and the task's options, overridden by those given here. `missed` is what
+        a tick found late (no worker was up) does: "once" runs one job, then the schedule
+        goes on from now; "skip" drops ticks more than a minute late. `name` defaults to
+        the task's name; give one to run a task on several schedules.
+        Workers store these schedules when they start (see README, "Recurring jobs").
+        """
+
+        def declare(task: Task[P, R]) -> Task[P, R]:
+            if not isinstance(task, Task) or self.tasks.get(task.name) is None:
+                raise ConfigurationError(
+                    f"@app.periodic needs a task of this app, got {task!r}: put it above @app.task"
+                )
+            periodic = define(
+                name or task.name,
+                task,
+                cron,
+                timezone=timezone,
+                args=args,
+                kwargs=kwargs,
+                missed=missed,
+                queue=queue,
+                priority=priority,
+                max_attempts=max_attempts,
+                timeout=timeout,
+            )
+            if periodic.name in self.schedules:
+                raise ConfigurationError(
+                    f"two schedules are named {periodic.name!r}: give one an explicit name="
+                )
+            self.schedules[periodic.name] = periodic
+            return task
+
+        return declare
 
     def client(self) -> Client:
         """A client to enqueue and control jobs: `async with app.client() as client:`."""

@@ -593,6 +593,12 @@ def demo() -> None:
     _run(run_demo)
 
 
+# Last: the schedule commands use this module's helpers.
+from .schedule_commands import schedules  # noqa: E402
+
+cli.add_command(schedules)
+
+
 def main() -> None:
     """Entry point of the `asyncjobs` command."""
     cli()

@@ -17,6 +17,7 @@ from .errors import ConnectionFailed, JobCancelled, JobFailed, JobNotFound, Wait
 from .job import Job, JobState, WorkerInfo
 from .migrations import check, migrate
 from .retry import Backoff
+from .schedules import Schedules
 from .serialization import dumps, encode_arguments
 from .sql import Channels, Queries
 from .tasks import JobOptions, P, Task, TaskCall
@@ -40,6 +41,8 @@ class Client:
         self._listen_conn: asyncpg.Connection | None = None
         self._listen_lock: anyio.Lock | None = None
         self._waiters: dict[int, set[anyio.Event]] = {}
+        self.schedules = Schedules(self)
+        """Recurring jobs: `await client.schedules.add(name, task, "*/5 * * * *")`, etc."""
 
     async def __aenter__(self) -> Client:
         async with contextlib.AsyncExitStack() as stack:

@@ -57,3 +57,12 @@ class JobCancelled(AsyncJobsError):
 
 class WaitTimeout(AsyncJobsError, TimeoutError):
     """`Client.wait()` gave up before the job finished; the job itself goes on."""
+
+
+class ScheduleNotFound(AsyncJobsError, LookupError):
+    """No schedule has the given name."""
+
+
+class ScheduleConflict(AsyncJobsError):
+    """The schedule's name is taken, or the schedule is declared in code and must be
+    changed there."""

@@ -256,3 +256,98 @@ SELECT id, host, pid, queues, concurrency, running, started_at, heartbeat_at,
        stop_requested_at
   FROM {schema}.workers
  ORDER BY started_at;
+
+-- name: due_schedules
+-- In a worker's tick transaction: the schedules due now, locked. SKIP LOCKED so that two
+-- workers never wait on each other; a row another worker just ticked is re-checked by
+-- PostgreSQL against its new next_run_at and is not due any more.
+SELECT name, task, cron, timezone, args, kwargs, queue, priority, max_attempts, timeout,
+       missed, declared, paused, next_run_at, last_run_at, last_job_id, created_at,
+       updated_at, now() AS now
+  FROM {schema}.schedules
+ WHERE NOT paused AND next_run_at <= now()
+ ORDER BY next_run_at
+ LIMIT $1
+   FOR UPDATE SKIP LOCKED;
+
+-- name: advance_schedule
+-- Moves a ticked schedule on, guarded by the next_run_at that was read: a tick is taken
+-- once. $4 is the job enqueued for it, NULL when the tick was skipped.
+UPDATE {schema}.schedules
+   SET next_run_at = $3,
+       last_run_at = CASE WHEN $4::bigint IS NULL THEN last_run_at ELSE now() END,
+       last_job_id = coalesce($4::bigint, last_job_id)
+ WHERE name = $1 AND next_run_at = $2
+RETURNING name;
+
+-- name: next_schedule_due
+-- Seconds until the earliest active schedule is due (negative when one is overdue).
+SELECT extract(epoch FROM min(next_run_at) - now())::float8
+  FROM {schema}.schedules
+ WHERE NOT paused;
+
+-- name: get_schedule
+SELECT name, task, cron, timezone, args, kwargs, queue, priority, max_attempts, timeout,
+       missed, declared, paused, next_run_at, last_run_at, last_job_id, created_at,
+       updated_at
+  FROM {schema}.schedules
+ WHERE name = $1;
+
+-- name: lock_schedule
+-- The schedule, locked for a change made in the same transaction.
+SELECT name, task, cron, timezone, args, kwargs, queue, priority, max_attempts, timeout,
+       missed, declared, paused, next_run_at, last_run_at, last_job_id, created_at,
+       updated_at
+  FROM {schema}.schedules
+ WHERE name = $1
+   FOR UPDATE;
+
+-- name: list_schedules
+-- $1: only those declared in code (true), only those added at run time (false), or all.
+SELECT name, task, cron, timezone, args, kwargs, queue, priority, max_attempts, timeout,
+       missed, declared, paused, next_run_at, last_run_at, last_job_id, created_at,
+       updated_at
+  FROM {schema}.schedules
+ WHERE $1::boolean IS NULL OR declared = $1
+ ORDER BY name;
+
+-- name: insert_schedule
+-- Arguments come as JSON text, as in enqueue. Nothing is returned if the name is taken.
+INSERT INTO {schema}.schedules
+       (name, task, cron, timezone, args, kwargs, queue, priority, max_attempts, timeout,
+        missed, declared, paused, next_run_at)
+VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (name) DO NOTHING
+RETURNING name, task, cron, timezone, args, kwargs, queue, priority, max_attempts, timeout,
+          missed, declared, paused, next_run_at, last_run_at, last_job_id, created_at,
+          updated_at;
+
+-- name: update_schedule
+-- A new definition (and next_run_at) for an existing schedule; its paused state and its
+-- history stay.
+UPDATE {schema}.schedules
+   SET task = $2, cron = $3, timezone = $4, args = $5::text::jsonb, kwargs = $6::text::jsonb,
+       queue = $7, priority = $8, max_attempts = $9, timeout = $10, missed = $11,
+       declared = $12, next_run_at = $13, updated_at = now()
+ WHERE name = $1
+RETURNING name, task, cron, timezone, args, kwargs, queue, priority, max_attempts, timeout,
+          missed, declared, paused, next_run_at, last_run_at, last_job_id, created_at,
+          updated_at;
+
+-- name: pause_schedule
+-- $2: pause (true) or resume (false); $3: the next run on resume (NULL keeps it).
+UPDATE {schema}.schedules
+   SET paused = $2, next_run_at = coalesce($3, next_run_at), updated_at = now()
+ WHERE name = $1
+RETURNING name, task, cron, timezone, args, kwargs, queue, priority, max_attempts, timeout,
+          missed, declared, paused, next_run_at, last_run_at, last_job_id, created_at,
+          updated_at;
+
+-- name: delete_schedules
+DELETE FROM {schema}.schedules WHERE name = ANY($1::text[]) RETURNING name;
+
+-- name: lock_schedules_sync
+-- Workers that start together keep the schedules declared in code in step with their app
+-- one at a time: a transaction lock keyed by the table's own oid.
+SELECT pg_advisory_xact_lock('{schema}.schedules'::regclass::oid::bigint);
+

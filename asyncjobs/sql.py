@@ -58,6 +58,17 @@ class Queries:
     prune_workers: str
     unregister_worker: str
     list_workers: str
+    due_schedules: str
+    advance_schedule: str
+    next_schedule_due: str
+    get_schedule: str
+    lock_schedule: str
+    list_schedules: str
+    insert_schedule: str
+    update_schedule: str
+    pause_schedule: str
+    delete_schedules: str
+    lock_schedules_sync: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Queries:
@@ -83,9 +94,12 @@ class Channels:
     enqueue: str
     control: str
     done: str
+    schedules: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Channels:
         """The channels named after `schema`, so two schemas never hear each other."""
         validate_schema(schema)
-        return cls(f"{schema}.enqueue", f"{schema}.control", f"{schema}.done")
+        return cls(
+            f"{schema}.enqueue", f"{schema}.control", f"{schema}.done", f"{schema}.schedules"
+        )

@@ -1,5 +1,5 @@
-"""The worker: one task group holding a listener, a fetcher, job runners, a completer and a
-heartbeat; stopped by `stop()`, a stop broadcast, or leaving `async with`."""
+"""The worker: one task group holding a listener, a fetcher, job runners, a completer, a
+heartbeat and a scheduler; stopped by `stop()`, a stop broadcast, or leaving `async with`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .cancel import CancelReason
 from .claims import Claim, ClaimConnections
+from .client import Client
 from .completer import Completer
 from .connections import create_pool
 from .errors import ConfigurationError, ConnectionFailed
@@ -27,6 +28,8 @@ from .listener import Listener
 from .migrations import check, migrate
 from .progress_writer import ProgressWriter
 from .retention import Pruner, Retention
+from .scheduler import Scheduler
+from .schedules import sync_declared
 from .sql import Channels, Queries
 from .tasks import validate_queue
 
@@ -89,6 +92,7 @@ class Worker:
         self.channels = Channels.for_schema(app.schema)
         self.running: dict[int, RunningJob] = {}
         self._fetcher: Fetcher | None = None
+        self._scheduler: Scheduler | None = None
         # Events need a running event loop: made in run(), so the constructor stays inert.
         self._stop_requested: anyio.Event | None = None
         self._force: anyio.Event | None = None
@@ -186,6 +190,7 @@ class Worker:
                     await migrate(conn, self.app.schema)
                 else:
                     await check(conn, self.app.schema)
+                await sync_declared(conn, self.sql, self.app.schedules)
             claims = ClaimConnections(dsn)
             stack.push_async_callback(claims.close)
             runner = JobRunner(self.app.tasks, self.concurrency)
@@ -213,9 +218,17 @@ class Worker:
                 poll_interval=self.poll_interval,
                 batch_size=self.batch_size,
             )
+            # Ticks enqueue through the client's transactional enqueue, on the tick's connection.
+            scheduler = self._scheduler = Scheduler(
+                sql=self.sql, pool=pool, enqueue=Client(self.app).enqueue_many_tx
+            )
             listener = Listener(
                 dsn,
-                {self.channels.enqueue: self._on_enqueue, self.channels.control: self._on_control},
+                {
+                    self.channels.enqueue: self._on_enqueue,
+                    self.channels.control: self._on_control,
+                    self.channels.schedules: lambda _payload: scheduler.wake(),
+                },
                 on_connect=lambda: self._resync(pool),
             )
             await heartbeat.register()
@@ -234,6 +247,7 @@ class Worker:
                 if self.retention is not None:
                     services.start_soon(Pruner(pool, self.sql, self.retention).run)
                 services.start_soon(heartbeat.run)
+                services.start_soon(scheduler.run)
                 async with anyio.create_task_group() as jobs:
                     self._jobs = jobs
                     fetching, fetched = anyio.CancelScope(), anyio.Event()
@@ -363,6 +377,8 @@ class Worker:
         """After a (re)connect of the listener: act on what its messages would have said."""
         if self._fetcher is not None:
             self._fetcher.wake()
+        if self._scheduler is not None:
+            self._scheduler.wake()
         jobs = list(self.running.values())
         if not jobs:
             return

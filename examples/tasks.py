@@ -5,6 +5,7 @@
     asyncjobs enqueue examples.tasks.send_welcome_email '["ada@example.com"]' \\
         --kwargs '{"name": "Ada"}' --app examples.tasks:app
     asyncjobs jobs list
+    asyncjobs schedules list      # purge_thumbnails, declared below, stored by the worker
 
 (`--app` gives the job its task's options, here queue `emails` and 5 attempts, and checks
 the arguments against the function; without it, pass `--queue emails` yourself.)
@@ -57,3 +58,12 @@ def make_thumbnails(token: asyncjobs.CancelToken, path: str, sizes: list[int]) -
         token.wait(0.2)  # stands in for the work on one size
     token.raise_if_cancelled()
     return made
+
+
+@app.periodic("0 3 * * *", timezone="Europe/Paris", kwargs={"older_than_days": 30})
+@app.task
+async def purge_thumbnails(older_than_days: int) -> int:
+    """A recurring job: every day at 03:00 Paris time, one job, however many workers run.
+    A worker stores this schedule when it starts; `asyncjobs schedules list` shows it."""
+    await anyio.sleep(0.05)  # stands in for deleting old files
+    return older_than_days

@@ -23,6 +23,8 @@ from asyncjobs.migrations import available
 
 ROOT = Path(__file__).resolve().parent.parent
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
+_APP = "tests.worker_app:app"
+_ADD_SCHEDULE = ["schedules", "add", "s", "quick", "* * * * *", "[1]", "--app", _APP]
 
 Spawn = Callable[..., subprocess.Popen[str]]
 
@@ -144,6 +146,14 @@ async def test_help_for_every_command_and_group(env: dict[str, str]) -> None:
         "workers",
         "workers list",
         "workers stop",
+        "schedules",
+        "schedules list",
+        "schedules add",
+        "schedules update",
+        "schedules pause",
+        "schedules resume",
+        "schedules trigger",
+        "schedules remove",
     }
     commands = [[*p, "--help"] for p in paths] + [["-h"], ["jobs", "show", "-h"]]
     # Help needs no database: it must work with an unreachable one.
@@ -177,6 +187,21 @@ async def test_invalid_options_are_usage_errors(env: dict[str, str]) -> None:
         (["jobs", "list", "--state", "bogus"], "'bogus' is not one of"),
         (["migrate", "--schema", "x'; DROP TABLE jobs"], "invalid schema name"),
         (["no-such-command"], "No such command"),
+        (["schedules", "add", "s", "quick", "61 * * * *", "[1]", "--app", _APP], "invalid cron"),
+        (["schedules", "add", "s", "quick", "* * * *", "[1]", "--app", _APP], "use 5 fields"),
+        (
+            [*_ADD_SCHEDULE, "--timezone", "Mars/Olympus"],
+            "unknown time zone 'Mars/Olympus'",
+        ),
+        (["schedules", "add", "s", "nope", "* * * * *", "--app", _APP], "no task named 'nope'"),
+        (["schedules", "add", "s", "quick", "* * * * *", "--app", _APP], "missing a required"),
+        (["schedules", "add", "s", "quick", "* * * * *", "[1", "--app", _APP], "not valid JSON"),
+        (["schedules", "add", "s", "quick", "* * * * *", "[1]"], "Missing option '--app'"),
+        (
+            [*_ADD_SCHEDULE, "--missed", "all"],
+            "'all' is not one of",
+        ),
+        (["schedules", "update", "s", "--args", "{}"], "must be a JSON array"),
     ]
     # With an unreachable server: a usage error is found before connecting (which would be
     # exit 1, or for a worker, retries).
@@ -471,3 +496,56 @@ async def test_second_sigint_skips_the_grace(
     for queued in (job_id, later):
         row = await job_row(admin, schema, queued)
         assert row is not None and (row["state"], row["attempt"]) == ("queued", 0), output
+
+
+async def test_schedules_commands(env: dict[str, str], admin: asyncpg.Connection) -> None:
+    add = await run_cli(
+        env,
+        *["schedules", "add", "every-5", "quick", "*/5 * * * *", "[3]", "--app", _APP],
+        *["--timezone", "Europe/Paris", "--priority", "4", "--missed", "skip"],
+    )
+    assert add.returncode == 0, add
+    assert add.stdout.startswith("schedule 'every-5' (*/5 * * * * Europe/Paris): next run ")
+    listed, as_json, trigger, duplicate, declared = await run_many(
+        env,
+        [
+            ["schedules", "list"],
+            ["schedules", "list", "--json"],
+            ["schedules", "trigger", "every-5"],
+            ["schedules", "add", "every-5", "quick", "* * * * *", "[1]", "--app", _APP],
+            ["schedules", "remove", "nope"],
+        ],
+    )
+    header, row = listed.stdout.splitlines()
+    assert header.split() == ["NAME", "CRON", "TIMEZONE", "NEXT", "RUN", "SOURCE", "TASK"]
+    assert row.startswith("every-5 ") and row.endswith("  runtime  quick"), row
+    shown = json.loads(as_json.stdout)
+    assert (shown["name"], shown["args"], shown["priority"], shown["missed"]) == (
+        "every-5",
+        [3],
+        4,
+        "skip",
+    )
+    assert not shown["paused"] and not shown["declared"]
+    job = await job_row(admin, env["ASYNCJOBS_SCHEMA"], int(trigger.stdout))
+    assert job is not None and (job["task"], job["args"], job["priority"]) == ("quick", "[3]", 4)
+    assert "exists" in one_line_error(duplicate)
+    assert "no schedule named 'nope'" in one_line_error(declared)
+
+    pause = await run_cli(env, "schedules", "pause", "every-5")
+    assert pause.stdout == "schedule 'every-5' (*/5 * * * * Europe/Paris): paused\n", pause
+    paused_list = await run_cli(env, "schedules", "list")
+    assert "  paused  " in paused_list.stdout
+    resume = await run_cli(env, "schedules", "resume", "every-5")
+    assert "next run" in resume.stdout, resume
+    update = await run_cli(
+        env, "schedules", "update", "every-5", "--cron", "0 3 * * *", "--args", "[9]", "--app", _APP
+    )
+    assert update.returncode == 0 and update.stdout.endswith(": updated\n"), update
+    assert "next run " in update.stdout and "T03:00:00+0" in update.stdout, update.stdout
+    bad_update = await run_cli(env, "schedules", "update", "every-5", "--args", "[1, 2]")
+    assert "no task named 'quick'" in one_line_error(bad_update)
+    remove = await run_cli(env, "schedules", "remove", "every-5")
+    assert remove.stdout == "schedule 'every-5' removed\n", remove
+    assert (await run_cli(env, "schedules", "list")).stdout == "no schedules\n"
+    assert (await run_cli(env, "schedules", "list", "--json")).stdout == ""

@@ -1,0 +1,130 @@
+"""The worker's scheduler: enqueues each due schedule's job, once per tick however many
+workers run.
+
+It sleeps until the earliest next_run_at (not a poll), woken early by the NOTIFY a
+schedule change sends. A tick is taken in one transaction: lock the due row (SKIP LOCKED),
+enqueue its job on the same connection, move next_run_at on guarded by the value read.
+Another worker either skips the locked row or, once it is committed, no longer finds it due.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, cast
+
+import anyio
+import asyncpg
+
+from .connections import DATABASE_ERRORS
+from .errors import AsyncJobsError
+from .periodic import MISSED_AFTER, Schedule, next_run
+from .sql import Queries
+from .tasks import TaskCall
+
+if TYPE_CHECKING:
+    from .migrations import Connection
+
+logger = logging.getLogger("asyncjobs.scheduler")
+
+
+class _TickTaken(Exception):
+    """A tick's guarded update changed nothing: roll the tick back, enqueue nothing."""
+
+
+_BUSY_RETRY = 0.1
+
+_RETRIED: tuple[type[Exception], ...] = (*DATABASE_ERRORS, _TickTaken)
+
+Enqueue = Callable[[asyncpg.Connection, list[TaskCall]], Awaitable[list[int]]]
+
+
+class Scheduler:
+    """Ticks the stored schedules for one worker, until cancelled."""
+
+    def __init__(
+        self,
+        *,
+        sql: Queries,
+        pool: asyncpg.Pool,
+        enqueue: Enqueue,
+        max_sleep: float = 60.0,
+        batch_size: int = 100,
+    ) -> None:
+        self._sql = sql
+        self._pool = pool
+        self._enqueue = enqueue
+        # A ceiling on one sleep: a missed NOTIFY or a stepped wall clock costs at most this.
+        self._max_sleep = max_sleep
+        self._batch_size = batch_size
+        self._wake = anyio.Event()
+
+    def wake(self) -> None:
+        """A schedule changed: re-read when the next one is due."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Tick due schedules and sleep until the next one, until cancelled."""
+        backoff = 0.05
+        while True:
+            # A fresh event before reading: a change during the tick is not lost.
+            self._wake = anyio.Event()
+            try:
+                delay = await self.tick()
+                backoff = 0.05
+            except _RETRIED as exc:
+                logger.warning("schedule tick failed (retrying in %.2fs): %s", backoff, exc)
+                delay = backoff
+                backoff = min(backoff * 2, 5.0)
+            with anyio.move_on_after(min(delay, self._max_sleep)):
+                await self._wake.wait()
+
+    async def tick(self) -> float:
+        """Enqueue the jobs of every due schedule; return seconds until the next is due."""
+        while (taken := await self._tick_batch()) == self._batch_size:
+            pass
+        seconds: float | None = await self._pool.fetchval(self._sql.next_schedule_due)
+        if seconds is None:
+            return math.inf
+        if seconds <= 0 and taken == 0:
+            # Due, but locked by another worker taking the tick right now. Its commit sends
+            # no NOTIFY (next_run_at moves later), so look again shortly rather than spin.
+            return _BUSY_RETRY
+        return max(0.0, seconds)
+
+    async def _tick_batch(self) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(self._sql.due_schedules, self._batch_size)
+            for row in rows:
+                await self._tick_one(conn, Schedule.from_row(row), row["now"])
+        return len(rows)
+
+    async def _tick_one(self, conn: Connection, schedule: Schedule, now: datetime.datetime) -> None:
+        due = schedule.next_run_at
+        try:
+            following = next_run(schedule.cron, schedule.timezone, now)
+            call = schedule.call()
+        except AsyncJobsError as exc:
+            # Stored by hand, or a time zone gone from this machine's tz database: pause it
+            # rather than fail every tick of every schedule.
+            logger.error("schedule %r cannot run, pausing it: %s", schedule.name, exc)
+            await conn.fetch(self._sql.pause_schedule, schedule.name, True, None)
+            return
+        job_id = None
+        if schedule.missed == "skip" and now - due > MISSED_AFTER:
+            logger.info(
+                "schedule %r: skipping the tick due at %s (missed; policy 'skip')",
+                schedule.name,
+                due.isoformat(),
+            )
+        else:
+            # A pooled connection proxies a Connection: enqueue_many_tx runs on it as is.
+            (job_id,) = await self._enqueue(cast("asyncpg.Connection", conn), [call])
+        taken = await conn.fetchval(
+            self._sql.advance_schedule, schedule.name, due, following, job_id
+        )
+        if taken is None:
+            # Can't happen while we hold the row lock; if it ever does, enqueue nothing.
+            raise _TickTaken(f"schedule {schedule.name!r}: tick at {due} was taken twice")
