@@ -83,21 +83,28 @@ async def migrate(conn: Connection, schema: str) -> list[int]:
 
 
 async def check(conn: Connection, schema: str) -> None:
-    """Raise MigrationError unless `schema` has every migration applied."""
-    newest = available()[-1].version
+    """Raise MigrationError unless `schema` has every migration applied.
+
+    Versions may have gaps (branches take numbers independently), so this compares the
+    set applied with the set shipped, not only the newest.
+    """
+    shipped = [m.version for m in available()]
+    newest = shipped[-1]
     exists = await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".migrations')
-    current = None
+    applied: set[int] = set()
     if exists:
-        current = await conn.fetchval(
-            render("SELECT max(version) FROM {schema}.migrations", schema)
-        )
-    if current is not None and current > newest:
+        rows = await conn.fetch(render("SELECT version FROM {schema}.migrations", schema))
+        applied = {row["version"] for row in rows}
+    if applied and max(applied) > newest:
         raise MigrationError(
-            f"schema {schema!r} is at version {current}, newer than this asyncjobs knows "
+            f"schema {schema!r} is at version {max(applied)}, newer than this asyncjobs knows "
             f"({newest}): upgrade asyncjobs on this machine"
         )
-    if current != newest:
+    missing = [v for v in shipped if v not in applied]
+    if missing:
+        have = ", ".join(str(v) for v in sorted(applied)) or "none"
         raise MigrationError(
-            f"schema {schema!r} is at version {current or 'none'}, asyncjobs needs {newest}: "
+            f"schema {schema!r} has migrations {have}, asyncjobs needs "
+            f"{', '.join(str(v) for v in shipped)}: "
             "run `asyncjobs migrate` (or leave migrate=True, the default)"
         )
