@@ -13,10 +13,17 @@ import anyio
 import asyncpg
 
 from .connections import connect, create_pool
-from .errors import ConnectionFailed, JobCancelled, JobFailed, JobNotFound, WaitTimeout
+from .errors import (
+    ConnectionFailed,
+    DuplicateJob,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    WaitTimeout,
+)
 from .job import Job, JobState, WorkerInfo
 from .migrations import check, migrate
-from .serialization import encode_arguments
+from .serialization import encode_arguments, loads
 from .sql import Channels, Queries
 from .tasks import JobOptions, P, Task, TaskCall
 
@@ -133,18 +140,25 @@ class Client:
         for call in calls:
             if not isinstance(call, TaskCall):
                 raise TypeError(f"enqueue_many takes task.call(...) items, got {call!r}")
-        ids: list[int] = await conn.fetchval(
-            self.sql.enqueue,
-            [c.task for c in calls],
-            [c.options.queue for c in calls],
-            [c.options.priority for c in calls],
-            [c.args.decode() for c in calls],
-            [c.kwargs.decode() for c in calls],
-            [c.options.max_attempts for c in calls],
-            [c.options.timeout for c in calls],
-            [c.options.run_at for c in calls],
-            [c.options.delay for c in calls],
-        )
+        try:
+            ids: list[int] = await conn.fetchval(
+                self.sql.enqueue,
+                [c.task for c in calls],
+                [c.options.queue for c in calls],
+                [c.options.priority for c in calls],
+                [c.args.decode() for c in calls],
+                [c.kwargs.decode() for c in calls],
+                [c.options.max_attempts for c in calls],
+                [c.options.timeout for c in calls],
+                [c.options.run_at for c in calls],
+                [c.options.delay for c in calls],
+                [c.options.unique_key for c in calls],
+                [c.options.on_duplicate == "raise" for c in calls],
+                [_id_array(c.options.after) for c in calls],
+                [c.options.on_parent_failure == "run" for c in calls],
+            )
+        except (asyncpg.ForeignKeyViolationError, asyncpg.UniqueViolationError) as exc:
+            raise _refused(exc) from None
         return ids
 
     # -- read -----------------------------------------------------------------------
@@ -265,3 +279,23 @@ class Client:
         if conn is not None:
             conn.remove_termination_listener(self._listen_lost)
             await conn.close()
+
+
+def _id_array(ids: tuple[int, ...]) -> str | None:
+    """Job ids as a PostgreSQL array literal, the form the enqueue statement takes."""
+    return "{" + ",".join(str(i) for i in ids) + "}" if ids else None
+
+
+def _refused(exc: asyncpg.PostgresError) -> Exception:
+    """The error for an enqueue that statement `enqueue` refused, else `exc` itself."""
+    constraint = getattr(exc, "constraint_name", None)
+    detail = getattr(exc, "detail", None) or ""
+    if constraint == "asyncjobs_unknown_parent":
+        return JobNotFound(
+            f"cannot enqueue after job {detail.replace(',', ', ')}: no such job (it never "
+            "existed or was deleted); nothing was enqueued"
+        )
+    if constraint == "asyncjobs_unique_key":
+        found = loads(detail)
+        return DuplicateJob(found["task"], found["unique_key"], found["job"], found["state"])
+    return exc

@@ -6,35 +6,117 @@
 -- Inserts jobs and their queue rows in one statement. A job is due at $8 (run_at), else
 -- $9 (delay) seconds from now, else now. Arguments come as JSON text so that this runs on
 -- any caller's connection (enqueue_tx), whatever codecs it has.
+-- Unique keys ($10): a job whose task already has an active job with its key is not
+-- inserted and gets that job's id. ON CONFLICT DO UPDATE (a no-op assignment) is what
+-- returns that row even when a concurrent transaction committed it after this statement's
+-- snapshot was taken; DO NOTHING and a SELECT would not see it. Calls of one batch with
+-- the same task and key become one job. $11: refuse (abort the statement) instead.
+-- Continuations ($12, parents as an array literal; $13 run even if a parent fails): the
+-- parents' rows are locked in id order before their state is read, and a parent that
+-- finishes takes the same row lock before its trigger looks for children, so a child
+-- enqueued while its parent finishes is never missed by both. A job with unfinished
+-- parents is 'awaiting' (no queue row); one whose parent already failed is cancelled.
 -- Wakes workers of each queue; a future job's payload carries its epoch so that an idle
 -- worker can sleep exactly until it is due.
-WITH new AS (
-    SELECT t.task, t.queue, t.priority, t.args::jsonb AS args, t.kwargs::jsonb AS kwargs,
-           t.max_attempts, t.timeout,
-           coalesce(t.run_at_in, now() + make_interval(secs => coalesce(t.delay, 0))) AS due,
-           nextval('{schema}.queue_id_seq') AS entry
+WITH input AS (
+    SELECT t.*, CASE WHEN t.unique_key IS NULL THEN t.n
+                     ELSE min(t.n) OVER (PARTITION BY t.task, t.unique_key) END AS leader
       FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[],
-                  $7::float8[], $8::timestamptz[], $9::float8[])
-           AS t(task, queue, priority, args, kwargs, max_attempts, timeout, run_at_in, delay)
-), inserted AS (
-    INSERT INTO {schema}.jobs
-           (task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state, queue_entry)
-    SELECT task, queue, priority, args, kwargs, max_attempts, timeout, due,
-           CASE WHEN due > now() THEN 'scheduled' ELSE 'queued' END, entry
+                  $7::float8[], $8::timestamptz[], $9::float8[], $10::text[], $11::bool[],
+                  $12::text[], $13::bool[]) WITH ORDINALITY
+           AS t(task, queue, priority, args, kwargs, max_attempts, timeout, run_at_in, delay,
+                unique_key, refuse_duplicate, parents, run_anyway, n)
+), parent AS (
+    SELECT j.id, j.state, j.has_children
+      FROM {schema}.jobs AS j
+     WHERE j.id IN (SELECT unnest(parents::bigint[]) FROM input)
+     ORDER BY j.id
+       FOR NO KEY UPDATE
+), flagged AS (
+    UPDATE {schema}.jobs AS j SET has_children = true
+      FROM parent AS p
+     WHERE j.id = p.id AND NOT p.has_children
+), edge AS (
+    SELECT i.n, p.id AS parent_id, p.state, i.run_anyway
+      FROM input AS i
+     CROSS JOIN LATERAL unnest(i.parents::bigint[]) AS e(id)
+      JOIN parent AS p ON p.id = e.id
+), wait AS (
+    SELECT n,
+           count(*) FILTER (WHERE state NOT IN ('succeeded', 'failed', 'cancelled')) AS pending,
+           min(parent_id) FILTER (WHERE state IN ('failed', 'cancelled') AND NOT run_anyway)
+               AS blocker
+      FROM edge GROUP BY n
+), new AS (
+    SELECT i.n, i.task, i.queue, i.priority, i.args::jsonb AS args, i.kwargs::jsonb AS kwargs,
+           i.max_attempts, i.timeout, i.unique_key, i.parents::bigint[] AS parents,
+           coalesce(w.pending, 0) AS pending, w.blocker,
+           coalesce(i.run_at_in, now() + make_interval(secs => coalesce(i.delay, 0))) AS due,
+           nextval('{schema}.jobs_id_seq') AS id
+      FROM input AS i LEFT JOIN wait AS w USING (n)
+     WHERE i.n = i.leader
+), job AS (
+    SELECT new.*,
+           CASE WHEN blocker IS NOT NULL THEN 'cancelled'
+                WHEN pending > 0 THEN 'awaiting'
+                WHEN due > now() THEN 'scheduled'
+                ELSE 'queued' END AS state
       FROM new
-    RETURNING id, queue, priority, run_at, queue_entry
+), inserted AS (
+    INSERT INTO {schema}.jobs AS j
+           (id, task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state,
+            queue_entry, unique_key, parents, pending_parents, finished_at, error)
+    OVERRIDING SYSTEM VALUE
+    SELECT id, task, queue, priority, args, kwargs, max_attempts, timeout, due, state,
+           CASE WHEN state IN ('queued', 'scheduled')
+                THEN nextval('{schema}.queue_id_seq') END,
+           unique_key, parents, pending,
+           CASE WHEN state = 'cancelled' THEN now() END,
+           CASE WHEN state = 'cancelled' THEN {schema}.parent_error(
+                blocker, (SELECT p.state FROM parent AS p WHERE p.id = blocker)) END
+      FROM job
+        ON CONFLICT (task, active_key) WHERE active_key IS NOT NULL
+        DO UPDATE SET unique_key = EXCLUDED.unique_key
+    RETURNING j.id, j.task, j.unique_key, j.state, j.queue, j.priority, j.run_at,
+              j.queue_entry
+), mine AS (
+    SELECT inserted.* FROM inserted JOIN job USING (id)
+), linked AS (
+    INSERT INTO {schema}.job_parents (parent_id, job_id, run_anyway)
+    SELECT e.parent_id, mine.id, e.run_anyway
+      FROM mine
+      JOIN job ON job.id = mine.id
+      JOIN edge AS e ON e.n = job.n
+     WHERE mine.state = 'awaiting' AND e.state NOT IN ('succeeded', 'failed', 'cancelled')
 ), entries AS (
     INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)
-    SELECT queue_entry, id, queue, priority, run_at FROM inserted
+    SELECT queue_entry, id, queue, priority, run_at FROM mine WHERE queue_entry IS NOT NULL
+), result AS (
+    SELECT i.n, i.task, i.unique_key, i.refuse_duplicate,
+           coalesce(m.id, theirs.id) AS id, coalesce(m.state, theirs.state) AS state,
+           m.id IS NULL OR i.n <> i.leader AS duplicate
+      FROM input AS i
+      JOIN job AS leader ON leader.n = i.leader
+      LEFT JOIN mine AS m ON m.id = leader.id
+      LEFT JOIN inserted AS theirs
+             ON m.id IS NULL AND theirs.task = leader.task
+            AND theirs.unique_key = leader.unique_key
 )
-SELECT array_agg(id ORDER BY id) AS ids,
+SELECT array_agg(id ORDER BY n) AS ids,
        (SELECT count(*) FROM (
             SELECT pg_notify('{channel_prefix}.enqueue',
                              CASE WHEN min(run_at) > now()
                                   THEN queue || '@' || extract(epoch FROM min(run_at))
                                   ELSE queue END)
-              FROM inserted GROUP BY queue) AS n) AS notified
-  FROM inserted;
+              FROM mine WHERE queue_entry IS NOT NULL GROUP BY queue) AS n) AS notified,
+       {schema}.refuse_enqueue(
+           (SELECT array_agg(DISTINCT e.id ORDER BY e.id)
+              FROM input, unnest(input.parents::bigint[]) AS e(id)
+             WHERE e.id NOT IN (SELECT id FROM parent)),
+           (SELECT jsonb_build_object('task', task, 'unique_key', unique_key, 'job', id,
+                                      'state', state)
+              FROM result WHERE refuse_duplicate AND duplicate ORDER BY n LIMIT 1)) AS refused
+  FROM result;
 
 -- name: claim
 -- Runs inside the worker's claim transaction, which stays open while the jobs run.
@@ -156,14 +238,16 @@ SELECT id, state, queue_entry, attempt FROM {schema}.jobs WHERE id = ANY($1::big
 
 -- name: get_job
 SELECT id, task, queue, priority, args, kwargs, state, attempt, max_attempts, timeout,
-       run_at, worker_id, created_at, started_at, finished_at, result, error, errors
+       run_at, worker_id, created_at, started_at, finished_at, result, error, errors,
+       unique_key, coalesce(parents, '{}') AS parents
   FROM {schema}.jobs
  WHERE id = $1;
 
 -- name: list_jobs
 -- Newest first; $1 NULL means every state.
 SELECT id, task, queue, priority, args, kwargs, state, attempt, max_attempts, timeout,
-       run_at, worker_id, created_at, started_at, finished_at, result, error, errors
+       run_at, worker_id, created_at, started_at, finished_at, result, error, errors,
+       unique_key, coalesce(parents, '{}') AS parents
   FROM {schema}.jobs
  WHERE $1::text IS NULL OR state = $1
  ORDER BY id DESC
