@@ -190,7 +190,14 @@ class Client:
     async def requeue(self, job_id: int) -> bool:
         """Run the job again from attempt 1, now; a running attempt stops at once.
         Returns True (JobNotFound if there is no such job)."""
-        self._found(job_id, await self.pool.fetchval(self.sql.requeue_job, job_id))
+        try:
+            self._found(job_id, await self.pool.fetchval(self.sql.requeue_job, job_id))
+        except asyncpg.UniqueViolationError:
+            # Its unique key is taken by another active job since it finished.
+            row = await self.pool.fetchrow(self.sql.active_job_with_key, job_id)
+            if row is None:
+                raise
+            raise DuplicateJob(row["task"], row["unique_key"], row["id"], row["state"]) from None
         return True
 
     async def delete(self, job_id: int) -> bool:

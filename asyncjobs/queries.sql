@@ -253,6 +253,13 @@ SELECT id, task, queue, priority, args, kwargs, state, attempt, max_attempts, ti
  ORDER BY id DESC
  LIMIT $2;
 
+-- name: active_job_with_key
+-- The active job holding the unique key of job $1 (another one), for requeue's error.
+SELECT a.id, a.task, a.unique_key, a.state
+  FROM {schema}.jobs AS j
+  JOIN {schema}.jobs AS a ON a.task = j.task AND a.active_key = j.unique_key
+ WHERE j.id = $1 AND a.id <> j.id;
+
 -- name: cancel_job
 SELECT {schema}.cancel_job($1);
 

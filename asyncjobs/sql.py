@@ -44,6 +44,7 @@ class Queries:
     running_job_states: str
     get_job: str
     list_jobs: str
+    active_job_with_key: str
     cancel_job: str
     requeue_job: str
     delete_job: str
