@@ -225,7 +225,9 @@ async def test_unknown_parent_is_a_clear_error_and_stores_nothing(
     async def child() -> None: ...
 
     real = await client.enqueue(child)
-    with pytest.raises(asyncjobs.JobNotFound, match="cannot enqueue after job 999998, 999999") as raised:
+    with pytest.raises(
+        asyncjobs.JobNotFound, match="cannot enqueue after job 999998, 999999"
+    ) as raised:
         await client.enqueue_many(
             [child.call(), child.options(after=[real, 999999, 999998]).call()]
         )

@@ -149,9 +149,7 @@ async def test_concurrent_enqueues_of_one_key_make_exactly_one_job(
     async def enqueue_from(conn: asyncpg.Connection, n: int) -> None:
         await go.wait()
         async with conn.transaction():
-            results.append(
-                await client.enqueue_tx(conn, rebuild.options(unique_key="index"), n)
-            )
+            results.append(await client.enqueue_tx(conn, rebuild.options(unique_key="index"), n))
             await anyio.sleep(0.05)
 
     async def enqueue_plain(n: int) -> None:
@@ -183,9 +181,7 @@ async def test_concurrent_enqueues_of_one_key_make_exactly_one_job(
     assert count == 1 and queue_rows == 1
 
 
-async def test_requeue_respects_an_active_key(
-    app: asyncjobs.App, client: asyncjobs.Client
-) -> None:
+async def test_requeue_respects_an_active_key(app: asyncjobs.App, client: asyncjobs.Client) -> None:
     @app.task
     async def job() -> None: ...
 
