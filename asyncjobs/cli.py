@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any, Literal, NoReturn, ParamSpec, TypeVar
 
 import anyio
 import asyncpg
@@ -236,6 +236,33 @@ def _s(items: Any) -> str:
     type=click.IntRange(min=1),
     help="Attempts before it fails [the task's, else 3].",
 )
+@click.option(
+    "--unique-key",
+    default=None,
+    help="While a job of TASK with this key is active, print its id instead of enqueueing.",
+)
+@click.option(
+    "--on-duplicate",
+    default="existing",
+    show_default=True,
+    type=click.Choice(["existing", "raise"]),
+    help="With --unique-key: print the active job's id, or fail.",
+)
+@click.option(
+    "--after",
+    "after",
+    multiple=True,
+    type=click.IntRange(min=1),
+    metavar="JOB_ID",
+    help="Run only after this job succeeded (repeat for several).",
+)
+@click.option(
+    "--on-parent-failure",
+    default="cancel",
+    show_default=True,
+    type=click.Choice(["cancel", "run"]),
+    help="With --after: when a parent fails, is cancelled or deleted, cancel or run anyway.",
+)
 def enqueue(
     *,
     dsn: str | None,
@@ -248,6 +275,10 @@ def enqueue(
     priority: int | None,
     delay: float | None,
     max_attempts: int | None,
+    unique_key: str | None,
+    on_duplicate: Literal["existing", "raise"],
+    after: tuple[int, ...],
+    on_parent_failure: Literal["cancel", "run"],
 ) -> None:
     """Enqueue a job of TASK (its stored name) with ARGS, a JSON array; print its id.
 
@@ -289,7 +320,14 @@ def enqueue(
         app = _make_app(dsn or defined.dsn, schema or defined.schema)
     try:
         named = named.options(
-            queue=queue, priority=priority, max_attempts=max_attempts, delay=delay
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            delay=delay,
+            unique_key=unique_key,
+            on_duplicate=on_duplicate,
+            after=after or None,
+            on_parent_failure=on_parent_failure,
         )
         call = named.call(*positional, **keywords)
     except (AsyncJobsError, TypeError) as exc:
@@ -341,6 +379,10 @@ def _show(job: Job) -> None:
     click.echo(f"  args      {orjson.dumps(job.args).decode()} {orjson.dumps(job.kwargs).decode()}")
     if job.timeout is not None:
         click.echo(f"  timeout   {job.timeout:g}s")
+    if job.unique_key is not None:
+        click.echo(f"  unique    {job.unique_key}")
+    if job.parents:
+        click.echo(f"  after     {', '.join(str(p) for p in job.parents)}")
     click.echo(f"  created   {when(job.created_at)}")
     click.echo(f"  run at    {when(job.run_at)}")
     click.echo(f"  started   {when(job.started_at)}")
