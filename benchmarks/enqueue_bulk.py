@@ -1,0 +1,168 @@
+"""Bulk enqueue: jobs/s of `enqueue_many` at 1k/10k/100k jobs, plain and with unique keys and
+schedules, against two alternatives of the same statement:
+
+- `before`: the enqueue statement as it was before unique keys and continuations (plain
+  batches only), read from git at the commit this branch started from;
+- `copy`: the current statement reading its input from a temp table filled by COPY
+  (asyncpg's copy_records_to_table) instead of from unnest() over array parameters.
+
+    .venv/bin/python -m benchmarks.enqueue_bulk --dsn postgresql://postgres@127.0.0.1/test
+
+Each cell is the median of --repeat runs (min-max), each into emptied tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import statistics
+import subprocess
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+import asyncjobs
+from asyncjobs.client import _id_array
+from asyncjobs.sql import parse, render
+
+from .common import ROOT, check_local
+
+BASE_COMMIT = "0d5259d"
+_UNNEST = "FROM unnest($1::text[]"
+_STAGE_COLUMNS = (
+    "task text, queue text, priority int, args text, kwargs text, max_attempts int, "
+    "timeout float8, run_at_in timestamptz, delay float8, unique_key text, "
+    "refuse_duplicate bool, parents text, run_anyway bool, n bigint"
+)
+
+
+def _calls(task: asyncjobs.Task[Any, Any], count: int, keyed: bool) -> list[asyncjobs.TaskCall]:
+    if not keyed:
+        return [task.call(i) for i in range(count)]
+    run = uuid.uuid4().hex[:8]
+    return [
+        task.options(unique_key=f"{run}:{i}", delay=3600 if i % 2 else None).call(i)
+        for i in range(count)
+    ]
+
+
+def _columns(calls: list[asyncjobs.TaskCall]) -> list[list[Any]]:
+    return [
+        [c.task for c in calls],
+        [c.options.queue for c in calls],
+        [c.options.priority for c in calls],
+        [c.args.decode() for c in calls],
+        [c.kwargs.decode() for c in calls],
+        [c.options.max_attempts for c in calls],
+        [c.options.timeout for c in calls],
+        [c.options.run_at for c in calls],
+        [c.options.delay for c in calls],
+        [c.options.unique_key for c in calls],
+        [c.options.on_duplicate == "raise" for c in calls],
+        [_id_array(c.options.after) for c in calls],
+        [c.options.on_parent_failure == "run" for c in calls],
+    ]
+
+
+def _staged_statement(enqueue_sql: str) -> str:
+    """The enqueue statement with its unnest() input replaced by the staging table."""
+    start = enqueue_sql.index(_UNNEST)
+    end = enqueue_sql.index("AS t(", start)
+    end = enqueue_sql.index(")", end) + 1
+    return enqueue_sql[:start] + "FROM aj_stage AS t" + enqueue_sql[end:]
+
+
+def _before_statement(schema: str) -> str | None:
+    try:
+        text = subprocess.run(
+            ["git", "show", f"{BASE_COMMIT}:asyncjobs/queries.sql"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return render(parse(text)["enqueue"], schema)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    check_local(args.dsn)
+    schema = f"bench_enqueue_{uuid.uuid4().hex[:8]}"
+    app = asyncjobs.App(args.dsn, schema=schema)
+
+    @app.task(name="bench.noop")
+    async def noop(i: int) -> None: ...
+
+    admin = await asyncpg.connect(args.dsn)
+    try:
+        async with app.client() as client:
+            before_sql = _before_statement(schema)
+            staged_sql = _staged_statement(client.sql.enqueue)
+            print(f"PostgreSQL {await admin.fetchval('SHOW server_version')}, schema {schema}")
+
+            async def unnest(calls: list[asyncjobs.TaskCall]) -> None:
+                await client.enqueue_many(calls)
+
+            async def before(calls: list[asyncjobs.TaskCall]) -> None:
+                assert before_sql is not None
+                async with client.pool.acquire() as conn:
+                    await conn.fetchval(before_sql, *_columns(calls)[:9])
+
+            async def copy(calls: list[asyncjobs.TaskCall]) -> None:
+                columns = _columns(calls)
+                records = [(*row, n) for n, row in enumerate(zip(*columns, strict=True), 1)]
+                async with client.pool.acquire() as conn, conn.transaction():
+                    await conn.execute(
+                        f"CREATE TEMP TABLE aj_stage ({_STAGE_COLUMNS}) ON COMMIT DROP"
+                    )
+                    await conn.copy_records_to_table("aj_stage", records=records)
+                    await conn.fetchval(staged_sql)
+
+            variants: dict[str, Callable[[list[asyncjobs.TaskCall]], Awaitable[None]]] = {
+                "unnest": unnest,
+                "copy": copy,
+            }
+            if before_sql is not None:
+                variants["before"] = before
+            print(f"{'jobs':>7}  {'batch':<16}" + "".join(f"{v:>26}" for v in variants))
+            for size in (int(s) for s in args.sizes.split(",")):
+                for keyed in (False, True):
+                    cells = []
+                    for name, run in variants.items():
+                        if name == "before" and keyed:
+                            cells.append("n/a")
+                            continue
+                        rates = []
+                        for _ in range(args.repeat):
+                            await admin.execute(
+                                f'TRUNCATE "{schema}".jobs, "{schema}".queue, '
+                                f'"{schema}".job_parents'
+                            )
+                            await admin.execute(f'VACUUM ANALYZE "{schema}".jobs')
+                            calls = _calls(noop, size, keyed)
+                            started = time.perf_counter()
+                            await run(calls)
+                            rates.append(size / (time.perf_counter() - started))
+                        cells.append(
+                            f"{statistics.median(rates):,.0f} ({min(rates):,.0f}-{max(rates):,.0f})"
+                        )
+                    label = "keys+schedules" if keyed else "plain"
+                    print(f"{size:>7}  {label:<16}" + "".join(f"{c:>26}" for c in cells))
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
+    print(f"({datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; jobs/s, median (min-max))")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
