@@ -155,7 +155,7 @@ class Client:
                 [c.options.unique_key for c in calls],
                 [c.options.on_duplicate == "raise" for c in calls],
                 [_id_array(c.options.after) for c in calls],
-                [c.options.on_parent_failure == "run" for c in calls],
+                [c.options.on_parent_failure if c.options.after else None for c in calls],
             )
         except (asyncpg.ForeignKeyViolationError, asyncpg.UniqueViolationError) as exc:
             raise _refused(exc) from None

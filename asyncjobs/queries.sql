@@ -11,11 +11,13 @@
 -- returns that row even when a concurrent transaction committed it after this statement's
 -- snapshot was taken; DO NOTHING and a SELECT would not see it. Calls of one batch with
 -- the same task and key become one job. $11: refuse (abort the statement) instead.
--- Continuations ($12, parents as an array literal; $13 run even if a parent fails): the
--- parents' rows are locked in id order before their state is read, and a parent that
--- finishes takes the same row lock before its trigger looks for children, so a child
--- enqueued while its parent finishes is never missed by both. A job with unfinished
--- parents is 'awaiting' (no queue row); one whose parent already failed is cancelled.
+-- Continuations ($12: parents as an array literal; $13: 'cancel' or 'run' when one fails):
+-- the parents' rows are locked in id order before their state is read, and a parent that
+-- ends holds the same row lock when its trigger looks for children, so a child enqueued
+-- while its parent ends is never missed by both. A job with unfinished parents is
+-- 'awaiting' (no queue row); one whose parent already failed is cancelled at once.
+-- Rows are matched up through one-row maps (jsonb), never by joining two large CTEs:
+-- a cached generic plan does not know the batch size and would nest such loops.
 -- Wakes workers of each queue; a future job's payload carries its epoch so that an idle
 -- worker can sleep exactly until it is due.
 WITH input AS (
@@ -23,37 +25,36 @@ WITH input AS (
                      ELSE min(t.n) OVER (PARTITION BY t.task, t.unique_key) END AS leader
       FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[],
                   $7::float8[], $8::timestamptz[], $9::float8[], $10::text[], $11::bool[],
-                  $12::text[], $13::bool[]) WITH ORDINALITY
+                  $12::text[], $13::text[]) WITH ORDINALITY
            AS t(task, queue, priority, args, kwargs, max_attempts, timeout, run_at_in, delay,
-                unique_key, refuse_duplicate, parents, run_anyway, n)
+                unique_key, refuse_duplicate, parents, on_parent_failure, n)
 ), parent AS (
     SELECT j.id, j.state, j.has_children
       FROM {schema}.jobs AS j
-     WHERE j.id IN (SELECT unnest(parents::bigint[]) FROM input)
+     WHERE j.id = ANY ((SELECT array_agg(p) FROM input, unnest(input.parents::bigint[]) AS p)
+                       ::bigint[])
      ORDER BY j.id
        FOR NO KEY UPDATE
 ), flagged AS (
     UPDATE {schema}.jobs AS j SET has_children = true
-      FROM parent AS p
-     WHERE j.id = p.id AND NOT p.has_children
-), edge AS (
-    SELECT i.n, p.id AS parent_id, p.state, i.run_anyway
-      FROM input AS i
-     CROSS JOIN LATERAL unnest(i.parents::bigint[]) AS e(id)
-      JOIN parent AS p ON p.id = e.id
-), wait AS (
-    SELECT n,
-           count(*) FILTER (WHERE state NOT IN ('succeeded', 'failed', 'cancelled')) AS pending,
-           min(parent_id) FILTER (WHERE state IN ('failed', 'cancelled') AND NOT run_anyway)
-               AS blocker
-      FROM edge GROUP BY n
+     WHERE j.id = ANY ((SELECT array_agg(id) FROM parent WHERE NOT has_children)::bigint[])
+), parents AS (
+    SELECT coalesce(jsonb_object_agg(id::text, state), '{}') AS state_of FROM parent
 ), new AS (
     SELECT i.n, i.task, i.queue, i.priority, i.args::jsonb AS args, i.kwargs::jsonb AS kwargs,
-           i.max_attempts, i.timeout, i.unique_key, i.parents::bigint[] AS parents,
-           coalesce(w.pending, 0) AS pending, w.blocker,
+           i.max_attempts, i.timeout, i.unique_key, i.refuse_duplicate,
+           i.parents::bigint[] AS parents, i.on_parent_failure,
+           CASE WHEN i.parents IS NOT NULL THEN (
+               SELECT count(*) FROM unnest(i.parents::bigint[]) AS p
+                WHERE ps.state_of ->> p::text NOT IN ('succeeded', 'failed', 'cancelled'))
+           END AS pending,
+           CASE WHEN i.on_parent_failure = 'cancel' THEN (
+               SELECT min(p) FROM unnest(i.parents::bigint[]) AS p
+                WHERE ps.state_of ->> p::text IN ('failed', 'cancelled'))
+           END AS blocker,
            coalesce(i.run_at_in, now() + make_interval(secs => coalesce(i.delay, 0))) AS due,
            nextval('{schema}.jobs_id_seq') AS id
-      FROM input AS i LEFT JOIN wait AS w USING (n)
+      FROM input AS i CROSS JOIN parents AS ps
      WHERE i.n = i.leader
 ), job AS (
     SELECT new.*,
@@ -65,42 +66,56 @@ WITH input AS (
 ), inserted AS (
     INSERT INTO {schema}.jobs AS j
            (id, task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state,
-            queue_entry, unique_key, parents, pending_parents, finished_at, error)
+            queue_entry, unique_key, parents, on_parent_failure, pending_parents, finished_at,
+            error)
     OVERRIDING SYSTEM VALUE
-    SELECT id, task, queue, priority, args, kwargs, max_attempts, timeout, due, state,
+    SELECT job.id, task, queue, priority, args, kwargs, max_attempts, timeout, due, state,
            CASE WHEN state IN ('queued', 'scheduled')
                 THEN nextval('{schema}.queue_id_seq') END,
-           unique_key, parents, pending,
+           unique_key, parents, on_parent_failure, coalesce(pending, 0),
            CASE WHEN state = 'cancelled' THEN now() END,
-           CASE WHEN state = 'cancelled' THEN {schema}.parent_error(
-                blocker, (SELECT p.state FROM parent AS p WHERE p.id = blocker)) END
-      FROM job
+           CASE WHEN state = 'cancelled'
+                THEN {schema}.parent_error(blocker, ps.state_of ->> blocker::text) END
+      FROM job CROSS JOIN parents AS ps
         ON CONFLICT (task, active_key) WHERE active_key IS NOT NULL
         DO UPDATE SET unique_key = EXCLUDED.unique_key
     RETURNING j.id, j.task, j.unique_key, j.state, j.queue, j.priority, j.run_at,
-              j.queue_entry
-), mine AS (
-    SELECT inserted.* FROM inserted JOIN job USING (id)
+              j.queue_entry, j.parents
+), ours AS (
+    -- The id this statement gave each keyed job: a returned row with another id is the
+    -- active job that was there already.
+    SELECT coalesce(jsonb_object_agg(jsonb_build_array(task, unique_key)::text, id), '{}')
+           AS id_of
+      FROM new WHERE unique_key IS NOT NULL
+), placed AS (
+    SELECT r.*, r.unique_key IS NULL
+                OR (o.id_of ->> jsonb_build_array(r.task, r.unique_key)::text)::bigint = r.id
+                AS created
+      FROM inserted AS r CROSS JOIN ours AS o
 ), linked AS (
-    INSERT INTO {schema}.job_parents (parent_id, job_id, run_anyway)
-    SELECT e.parent_id, mine.id, e.run_anyway
-      FROM mine
-      JOIN job ON job.id = mine.id
-      JOIN edge AS e ON e.n = job.n
-     WHERE mine.state = 'awaiting' AND e.state NOT IN ('succeeded', 'failed', 'cancelled')
+    INSERT INTO {schema}.job_parents (parent_id, job_id)
+    SELECT p, r.id
+      FROM placed AS r CROSS JOIN parents AS ps CROSS JOIN LATERAL unnest(r.parents) AS p
+     WHERE r.created AND r.state = 'awaiting'
+       AND ps.state_of ->> p::text NOT IN ('succeeded', 'failed', 'cancelled')
 ), entries AS (
     INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)
-    SELECT queue_entry, id, queue, priority, run_at FROM mine WHERE queue_entry IS NOT NULL
+    SELECT queue_entry, id, queue, priority, run_at
+      FROM placed WHERE created AND queue_entry IS NOT NULL
+), found AS (
+    SELECT coalesce(jsonb_object_agg(jsonb_build_array(task, unique_key)::text,
+                                     jsonb_build_array(id, state, created)), '{}') AS job_of
+      FROM placed WHERE unique_key IS NOT NULL
 ), result AS (
-    SELECT i.n, i.task, i.unique_key, i.refuse_duplicate,
-           coalesce(m.id, theirs.id) AS id, coalesce(m.state, theirs.state) AS state,
-           m.id IS NULL OR i.n <> i.leader AS duplicate
-      FROM input AS i
-      JOIN job AS leader ON leader.n = i.leader
-      LEFT JOIN mine AS m ON m.id = leader.id
-      LEFT JOIN inserted AS theirs
-             ON m.id IS NULL AND theirs.task = leader.task
-            AND theirs.unique_key = leader.unique_key
+    SELECT n, id, state, task, unique_key, refuse_duplicate, false AS duplicate
+      FROM job WHERE unique_key IS NULL
+    UNION ALL
+    SELECT i.n, (hit ->> 0)::bigint, hit ->> 1, i.task, i.unique_key, i.refuse_duplicate,
+           i.n <> i.leader OR NOT (hit ->> 2)::boolean
+      FROM input AS i CROSS JOIN found AS f
+     CROSS JOIN LATERAL (
+           SELECT f.job_of -> jsonb_build_array(i.task, i.unique_key)::text AS hit) AS h
+     WHERE i.unique_key IS NOT NULL
 )
 SELECT array_agg(id ORDER BY n) AS ids,
        (SELECT count(*) FROM (
@@ -108,11 +123,13 @@ SELECT array_agg(id ORDER BY n) AS ids,
                              CASE WHEN min(run_at) > now()
                                   THEN queue || '@' || extract(epoch FROM min(run_at))
                                   ELSE queue END)
-              FROM mine WHERE queue_entry IS NOT NULL GROUP BY queue) AS n) AS notified,
+              FROM placed WHERE created AND queue_entry IS NOT NULL GROUP BY queue) AS n)
+           AS notified,
        {schema}.refuse_enqueue(
-           (SELECT array_agg(DISTINCT e.id ORDER BY e.id)
-              FROM input, unnest(input.parents::bigint[]) AS e(id)
-             WHERE e.id NOT IN (SELECT id FROM parent)),
+           (SELECT array_agg(DISTINCT p ORDER BY p)
+              FROM input CROSS JOIN parents AS ps
+             CROSS JOIN LATERAL unnest(input.parents::bigint[]) AS p
+             WHERE NOT ps.state_of ? p::text),
            (SELECT jsonb_build_object('task', task, 'unique_key', unique_key, 'job', id,
                                       'state', state)
               FROM result WHERE refuse_duplicate AND duplicate ORDER BY n LIMIT 1)) AS refused

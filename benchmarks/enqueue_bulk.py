@@ -36,7 +36,7 @@ _UNNEST = "FROM unnest($1::text[]"
 _STAGE_COLUMNS = (
     "task text, queue text, priority int, args text, kwargs text, max_attempts int, "
     "timeout float8, run_at_in timestamptz, delay float8, unique_key text, "
-    "refuse_duplicate bool, parents text, run_anyway bool, n bigint"
+    "refuse_duplicate bool, parents text, on_parent_failure text, n bigint"
 )
 
 
@@ -64,7 +64,7 @@ def _columns(calls: list[asyncjobs.TaskCall]) -> list[list[Any]]:
         [c.options.unique_key for c in calls],
         [c.options.on_duplicate == "raise" for c in calls],
         [_id_array(c.options.after) for c in calls],
-        [c.options.on_parent_failure == "run" for c in calls],
+        [c.options.on_parent_failure if c.options.after else None for c in calls],
     ]
 
 

@@ -247,9 +247,7 @@ async def test_migrate_applies_then_says_up_to_date(
     listed = ", ".join(str(v) for v in versions)
     plural = "s" if len(versions) > 1 else ""
     assert first.stdout == f"schema {schema!r}: applied migration{plural} {listed}\n"
-    assert await admin.fetchval(f'SELECT max(version) FROM "{schema}".migrations') == max(
-        versions
-    )
+    assert await admin.fetchval(f'SELECT max(version) FROM "{schema}".migrations') == max(versions)
     again = await run_cli(env, "migrate")
     assert again.returncode == 0, again
     assert again.stdout == f"schema {schema!r} is up to date\n"

@@ -9,10 +9,12 @@ ALTER TABLE {schema}.jobs
     ADD COLUMN active_key text GENERATED ALWAYS AS (
         CASE WHEN state IN ('scheduled', 'queued', 'awaiting', 'processing')
              THEN unique_key END) STORED,
-    -- Continuations: the jobs this one runs after (for display), how many of them have
-    -- not finished yet, and whether any job waits on this one (so that the trigger
+    -- Continuations: the jobs this one runs after, what it does when one of them does
+    -- not succeed ('cancel' or 'run'), how many have not finished yet, and whether any
+    -- job waits on this one (so that the trigger
     -- below costs nothing for jobs that have none).
     ADD COLUMN parents bigint[],
+    ADD COLUMN on_parent_failure text,
     ADD COLUMN pending_parents integer NOT NULL DEFAULT 0,
     ADD COLUMN has_children boolean NOT NULL DEFAULT false;
 
@@ -28,9 +30,8 @@ CREATE UNIQUE INDEX jobs_active_key_idx ON {schema}.jobs (task, active_key)
 -- the table holds only live waits. No foreign keys: a deleted job is handled by the
 -- trigger below, and a deleted child simply is not found when its parent finishes.
 CREATE TABLE {schema}.job_parents (
-    parent_id  bigint  NOT NULL,
-    job_id     bigint  NOT NULL,
-    run_anyway boolean NOT NULL,
+    parent_id bigint NOT NULL,
+    job_id    bigint NOT NULL,
     PRIMARY KEY (parent_id, job_id)
 );
 
@@ -64,7 +65,7 @@ BEGIN
     WHILE i <= cardinality(done_ids) LOOP
         WITH edges AS (
             DELETE FROM {schema}.job_parents WHERE parent_id = done_ids[i]
-            RETURNING job_id, run_anyway
+            RETURNING job_id
         ), released AS (
             UPDATE {schema}.jobs AS j
                SET pending_parents = j.pending_parents - 1,
@@ -75,7 +76,7 @@ BEGIN
                                       THEN nextval('{schema}.queue_id_seq') END
               FROM edges AS e
              WHERE j.id = e.job_id AND j.state = 'awaiting'
-               AND (done_states[i] = 'succeeded' OR e.run_anyway)
+               AND (done_states[i] = 'succeeded' OR j.on_parent_failure = 'run')
             RETURNING j.id, j.queue, j.priority, j.run_at, j.queue_entry
         ), entries AS (
             INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)
@@ -89,7 +90,7 @@ BEGIN
                    error = {schema}.parent_error(done_ids[i], done_states[i])
               FROM edges AS e
              WHERE j.id = e.job_id AND j.state = 'awaiting'
-               AND NOT (done_states[i] = 'succeeded' OR e.run_anyway)
+               AND NOT (done_states[i] = 'succeeded' OR j.on_parent_failure = 'run')
             RETURNING j.id
         ), woken AS (
             SELECT pg_notify('{channel_prefix}.enqueue',
