@@ -16,8 +16,9 @@
 -- ends holds the same row lock when its trigger looks for children, so a child enqueued
 -- while its parent ends is never missed by both. A job with unfinished parents is
 -- 'awaiting' (no queue row); one whose parent already failed is cancelled at once.
--- Rows are matched up through one-row maps (jsonb), never by joining two large CTEs:
--- a cached generic plan does not know the batch size and would nest such loops.
+-- Rows are matched up through one-row maps (jsonb, MATERIALIZED so that they are built
+-- once), never by joining two large CTEs: a cached generic plan does not know the batch
+-- size and nests its loops (10,000 jobs took 11 s that way instead of 0.35 s).
 -- Wakes workers of each queue; a future job's payload carries its epoch so that an idle
 -- worker can sleep exactly until it is due.
 WITH input AS (
@@ -38,7 +39,7 @@ WITH input AS (
 ), flagged AS (
     UPDATE {schema}.jobs AS j SET has_children = true
      WHERE j.id = ANY ((SELECT array_agg(id) FROM parent WHERE NOT has_children)::bigint[])
-), parents AS (
+), parents AS MATERIALIZED (
     SELECT coalesce(jsonb_object_agg(id::text, state), '{}') AS state_of FROM parent
 ), new AS (
     SELECT i.n, i.task, i.queue, i.priority, i.args::jsonb AS args, i.kwargs::jsonb AS kwargs,
@@ -81,7 +82,7 @@ WITH input AS (
         DO UPDATE SET unique_key = EXCLUDED.unique_key
     RETURNING j.id, j.task, j.unique_key, j.state, j.queue, j.priority, j.run_at,
               j.queue_entry, j.parents
-), ours AS (
+), ours AS MATERIALIZED (
     -- The id this statement gave each keyed job: a returned row with another id is the
     -- active job that was there already.
     SELECT coalesce(jsonb_object_agg(jsonb_build_array(task, unique_key)::text, id), '{}')
@@ -102,7 +103,7 @@ WITH input AS (
     INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)
     SELECT queue_entry, id, queue, priority, run_at
       FROM placed WHERE created AND queue_entry IS NOT NULL
-), found AS (
+), found AS MATERIALIZED (
     SELECT coalesce(jsonb_object_agg(jsonb_build_array(task, unique_key)::text,
                                      jsonb_build_array(id, state, created)), '{}') AS job_of
       FROM placed WHERE unique_key IS NOT NULL

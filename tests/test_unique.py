@@ -214,3 +214,34 @@ def test_invalid_unique_and_after_options_are_rejected(
 
     with pytest.raises(asyncjobs.ConfigurationError, match=message):
         noop.options(**options)  # type: ignore[arg-type]
+
+
+async def test_bulk_enqueue_stays_linear_under_a_cached_generic_plan(
+    app: asyncjobs.App, client: asyncjobs.Client, pg_dsn: str, schema: str
+) -> None:
+    """A prepared statement runs on a generic plan after five executions, planned without
+    knowing the batch size: joins between the statement's CTEs then become nested loops.
+    20,000 jobs take about a second; quadratic, they took minutes."""
+
+    @app.task
+    async def item(n: int) -> None: ...
+
+    parent = await client.enqueue(item.options(delay=3600), -1)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(f'VACUUM ANALYZE "{schema}".jobs')
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        calls = [
+            item.options(unique_key=f"k{n}").call(n)
+            if n % 2
+            else item.options(after=parent).call(n)
+            if n % 10 == 0
+            else item.call(n)
+            for n in range(20_000)
+        ]
+        with anyio.fail_after(20):
+            ids = await client.enqueue_many_tx(conn, calls)
+    finally:
+        await conn.close()
+    assert len(set(ids)) == 20_000
+    assert (await client.get(ids[10])).state is asyncjobs.JobState.AWAITING
