@@ -140,23 +140,28 @@ class Client:
         for call in calls:
             if not isinstance(call, TaskCall):
                 raise TypeError(f"enqueue_many takes task.call(...) items, got {call!r}")
+        columns: list[list[Any]] = [
+            [c.task for c in calls],
+            [c.options.queue for c in calls],
+            [c.options.priority for c in calls],
+            [c.args.decode() for c in calls],
+            [c.kwargs.decode() for c in calls],
+            [c.options.max_attempts for c in calls],
+            [c.options.timeout for c in calls],
+            [c.options.run_at for c in calls],
+            [c.options.delay for c in calls],
+        ]
+        if not any(c.options.unique_key is not None or c.options.after for c in calls):
+            ids: list[int] = await conn.fetchval(self.sql.enqueue, *columns)
+            return ids
+        columns += [
+            [c.options.unique_key for c in calls],
+            [c.options.on_duplicate == "raise" for c in calls],
+            [_id_array(c.options.after) for c in calls],
+            [c.options.on_parent_failure if c.options.after else None for c in calls],
+        ]
         try:
-            ids: list[int] = await conn.fetchval(
-                self.sql.enqueue,
-                [c.task for c in calls],
-                [c.options.queue for c in calls],
-                [c.options.priority for c in calls],
-                [c.args.decode() for c in calls],
-                [c.kwargs.decode() for c in calls],
-                [c.options.max_attempts for c in calls],
-                [c.options.timeout for c in calls],
-                [c.options.run_at for c in calls],
-                [c.options.delay for c in calls],
-                [c.options.unique_key for c in calls],
-                [c.options.on_duplicate == "raise" for c in calls],
-                [_id_array(c.options.after) for c in calls],
-                [c.options.on_parent_failure if c.options.after else None for c in calls],
-            )
+            ids = await conn.fetchval(self.sql.enqueue_unique_or_after, *columns)
         except (asyncpg.ForeignKeyViolationError, asyncpg.UniqueViolationError) as exc:
             raise _refused(exc) from None
         return ids

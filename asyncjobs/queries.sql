@@ -6,6 +6,40 @@
 -- Inserts jobs and their queue rows in one statement. A job is due at $8 (run_at), else
 -- $9 (delay) seconds from now, else now. Arguments come as JSON text so that this runs on
 -- any caller's connection (enqueue_tx), whatever codecs it has.
+-- Wakes workers of each queue; a future job's payload carries its epoch so that an idle
+-- worker can sleep exactly until it is due.
+WITH new AS (
+    SELECT t.task, t.queue, t.priority, t.args::jsonb AS args, t.kwargs::jsonb AS kwargs,
+           t.max_attempts, t.timeout,
+           coalesce(t.run_at_in, now() + make_interval(secs => coalesce(t.delay, 0))) AS due,
+           nextval('{schema}.queue_id_seq') AS entry
+      FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[],
+                  $7::float8[], $8::timestamptz[], $9::float8[])
+           AS t(task, queue, priority, args, kwargs, max_attempts, timeout, run_at_in, delay)
+), inserted AS (
+    INSERT INTO {schema}.jobs
+           (task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state, queue_entry)
+    SELECT task, queue, priority, args, kwargs, max_attempts, timeout, due,
+           CASE WHEN due > now() THEN 'scheduled' ELSE 'queued' END, entry
+      FROM new
+    RETURNING id, queue, priority, run_at, queue_entry
+), entries AS (
+    INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)
+    SELECT queue_entry, id, queue, priority, run_at FROM inserted
+)
+SELECT array_agg(id ORDER BY id) AS ids,
+       (SELECT count(*) FROM (
+            SELECT pg_notify('{channel_prefix}.enqueue',
+                             CASE WHEN min(run_at) > now()
+                                  THEN queue || '@' || extract(epoch FROM min(run_at))
+                                  ELSE queue END)
+              FROM inserted GROUP BY queue) AS n) AS notified
+  FROM inserted;
+
+-- name: enqueue_unique_or_after
+-- `enqueue` for batches where some job has a unique key or parents (the plain statement
+-- above stays the fast path: this one does about twice the work per row).
+-- $1-$9 as for `enqueue`.
 -- Unique keys ($10): a job whose task already has an active job with its key is not
 -- inserted and gets that job's id. ON CONFLICT DO UPDATE (a no-op assignment) is what
 -- returns that row even when a concurrent transaction committed it after this statement's
@@ -19,8 +53,6 @@
 -- Rows are matched up through one-row maps (jsonb, MATERIALIZED so that they are built
 -- once), never by joining two large CTEs: a cached generic plan does not know the batch
 -- size and nests its loops (10,000 jobs took 11 s that way instead of 0.35 s).
--- Wakes workers of each queue; a future job's payload carries its epoch so that an idle
--- worker can sleep exactly until it is due.
 WITH input AS (
     SELECT t.*, CASE WHEN t.unique_key IS NULL THEN t.n
                      ELSE min(t.n) OVER (PARTITION BY t.task, t.unique_key) END AS leader

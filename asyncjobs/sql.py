@@ -35,6 +35,7 @@ class Queries:
     """Each statement of queries.sql, rendered for one schema, under its own name."""
 
     enqueue: str
+    enqueue_unique_or_after: str
     claim: str
     watch_held: str
     start_jobs: str

@@ -1,10 +1,7 @@
-"""Bulk enqueue: jobs/s of `enqueue_many` at 1k/10k/100k jobs, plain and with unique keys and
-schedules, against two alternatives of the same statement:
-
-- `before`: the enqueue statement as it was before unique keys and continuations (plain
-  batches only), read from git at the commit this branch started from;
-- `copy`: the current statement reading its input from a temp table filled by COPY
-  (asyncpg's copy_records_to_table) instead of from unnest() over array parameters.
+"""Bulk enqueue: jobs/s of `enqueue_many` at 1k/10k/100k jobs, plain (statement `enqueue`)
+and with unique keys and schedules (statement `enqueue_unique_or_after`), against the same
+statement reading its input from a temp table filled by COPY (asyncpg's
+copy_records_to_table) instead of from unnest() over array parameters.
 
     .venv/bin/python -m benchmarks.enqueue_bulk --dsn postgresql://postgres@127.0.0.1/test
 
@@ -17,7 +14,6 @@ import argparse
 import asyncio
 import datetime
 import statistics
-import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,16 +23,17 @@ import asyncpg
 
 import asyncjobs
 from asyncjobs.client import _id_array
-from asyncjobs.sql import parse, render
 
-from .common import ROOT, check_local
+from .common import check_local
 
-BASE_COMMIT = "0d5259d"
 _UNNEST = "FROM unnest($1::text[]"
-_STAGE_COLUMNS = (
+_PLAIN_COLUMNS = (
     "task text, queue text, priority int, args text, kwargs text, max_attempts int, "
-    "timeout float8, run_at_in timestamptz, delay float8, unique_key text, "
-    "refuse_duplicate bool, parents text, on_parent_failure text, n bigint"
+    "timeout float8, run_at_in timestamptz, delay float8"
+)
+_KEYED_COLUMNS = (
+    f"{_PLAIN_COLUMNS}, unique_key text, refuse_duplicate bool, parents text, "
+    "on_parent_failure text, n bigint"
 )
 
 
@@ -76,20 +73,6 @@ def _staged_statement(enqueue_sql: str) -> str:
     return enqueue_sql[:start] + "FROM aj_stage AS t" + enqueue_sql[end:]
 
 
-def _before_statement(schema: str) -> str | None:
-    try:
-        text = subprocess.run(
-            ["git", "show", f"{BASE_COMMIT}:asyncjobs/queries.sql"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return render(parse(text)["enqueue"], schema)
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/test")
@@ -106,42 +89,37 @@ async def main() -> None:
     admin = await asyncpg.connect(args.dsn)
     try:
         async with app.client() as client:
-            before_sql = _before_statement(schema)
-            staged_sql = _staged_statement(client.sql.enqueue)
+            staged = {
+                False: _staged_statement(client.sql.enqueue),
+                True: _staged_statement(client.sql.enqueue_unique_or_after),
+            }
             print(f"PostgreSQL {await admin.fetchval('SHOW server_version')}, schema {schema}")
 
             async def unnest(calls: list[asyncjobs.TaskCall]) -> None:
                 await client.enqueue_many(calls)
 
-            async def before(calls: list[asyncjobs.TaskCall]) -> None:
-                assert before_sql is not None
-                async with client.pool.acquire() as conn:
-                    await conn.fetchval(before_sql, *_columns(calls)[:9])
-
             async def copy(calls: list[asyncjobs.TaskCall]) -> None:
+                keyed = any(c.options.unique_key for c in calls)
                 columns = _columns(calls)
-                records = [(*row, n) for n, row in enumerate(zip(*columns, strict=True), 1)]
+                if keyed:
+                    records = [(*row, n) for n, row in enumerate(zip(*columns, strict=True), 1)]
+                else:
+                    records = list(zip(*columns[:9], strict=True))
+                stage = _KEYED_COLUMNS if keyed else _PLAIN_COLUMNS
                 async with client.pool.acquire() as conn, conn.transaction():
-                    await conn.execute(
-                        f"CREATE TEMP TABLE aj_stage ({_STAGE_COLUMNS}) ON COMMIT DROP"
-                    )
+                    await conn.execute(f"CREATE TEMP TABLE aj_stage ({stage}) ON COMMIT DROP")
                     await conn.copy_records_to_table("aj_stage", records=records)
-                    await conn.fetchval(staged_sql)
+                    await conn.fetchval(staged[keyed])
 
             variants: dict[str, Callable[[list[asyncjobs.TaskCall]], Awaitable[None]]] = {
                 "unnest": unnest,
                 "copy": copy,
             }
-            if before_sql is not None:
-                variants["before"] = before
             print(f"{'jobs':>7}  {'batch':<16}" + "".join(f"{v:>26}" for v in variants))
             for size in (int(s) for s in args.sizes.split(",")):
                 for keyed in (False, True):
                     cells = []
-                    for name, run in variants.items():
-                        if name == "before" and keyed:
-                            cells.append("n/a")
-                            continue
+                    for run in variants.values():
                         rates = []
                         for _ in range(args.repeat):
                             await admin.execute(
