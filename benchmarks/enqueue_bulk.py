@@ -65,12 +65,12 @@ def _columns(calls: list[asyncjobs.TaskCall]) -> list[list[Any]]:
     ]
 
 
-def _staged_statement(enqueue_sql: str) -> str:
-    """The enqueue statement with its unnest() input replaced by the staging table."""
+def _staged_statement(enqueue_sql: str, table: str) -> str:
+    """The enqueue statement with its unnest() input replaced by a staging table."""
     start = enqueue_sql.index(_UNNEST)
     end = enqueue_sql.index("AS t(", start)
     end = enqueue_sql.index(")", end) + 1
-    return enqueue_sql[:start] + "FROM aj_stage AS t" + enqueue_sql[end:]
+    return enqueue_sql[:start] + f"FROM {table} AS t" + enqueue_sql[end:]
 
 
 async def main() -> None:
@@ -90,8 +90,8 @@ async def main() -> None:
     try:
         async with app.client() as client:
             staged = {
-                False: _staged_statement(client.sql.enqueue),
-                True: _staged_statement(client.sql.enqueue_unique_or_after),
+                False: _staged_statement(client.sql.enqueue, "aj_stage_plain"),
+                True: _staged_statement(client.sql.enqueue_unique_or_after, "aj_stage_keyed"),
             }
             print(f"PostgreSQL {await admin.fetchval('SHOW server_version')}, schema {schema}")
 
@@ -105,10 +105,15 @@ async def main() -> None:
                     records = [(*row, n) for n, row in enumerate(zip(*columns, strict=True), 1)]
                 else:
                     records = list(zip(*columns[:9], strict=True))
-                stage = _KEYED_COLUMNS if keyed else _PLAIN_COLUMNS
+                # One table name per layout: asyncpg caches a table's columns by name.
+                table, stage = (
+                    ("aj_stage_keyed", _KEYED_COLUMNS)
+                    if keyed
+                    else ("aj_stage_plain", _PLAIN_COLUMNS)
+                )
                 async with client.pool.acquire() as conn, conn.transaction():
-                    await conn.execute(f"CREATE TEMP TABLE aj_stage ({stage}) ON COMMIT DROP")
-                    await conn.copy_records_to_table("aj_stage", records=records)
+                    await conn.execute(f"CREATE TEMP TABLE {table} ({stage}) ON COMMIT DROP")
+                    await conn.copy_records_to_table(table, records=records)
                     await conn.fetchval(staged[keyed])
 
             variants: dict[str, Callable[[list[asyncjobs.TaskCall]], Awaitable[None]]] = {
