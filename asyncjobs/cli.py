@@ -396,6 +396,9 @@ def _show(job: Job) -> None:
             f"  error     attempt {error.get('attempt')}: {error.get('type')}: "
             f"{error.get('message')}"
         )
+    if job.error and job.error not in job.errors:
+        # Not an attempt's error: e.g. why a continuation was cancelled.
+        click.echo(f"  reason    {job.error.get('type')}: {job.error.get('message')}")
 
 
 @jobs.command("show")

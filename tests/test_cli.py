@@ -500,3 +500,9 @@ async def test_enqueue_with_unique_key_and_after_and_show_them(
     assert "unique    user:42" in shown_keyed.stdout
     listed = await run_cli(env, "jobs", "list", "--state", "awaiting")
     assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == [str(child_id)]
+
+    cancelling_child = await enqueue(env, "quick", "[7]", "--after", str(parent))
+    assert (await run_cli(env, "jobs", "cancel", str(parent))).returncode == 0
+    shown = await run_cli(env, "jobs", "show", str(cancelling_child))
+    assert "state     cancelled" in shown.stdout
+    assert f"reason    ParentNotSucceeded: parent job {parent} was cancelled" in shown.stdout
