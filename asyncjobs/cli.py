@@ -12,7 +12,7 @@ import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, NoReturn, ParamSpec, TypeVar
+from typing import Any, ClassVar, Literal, NoReturn, ParamSpec, TypeVar
 
 import anyio
 import asyncpg
@@ -317,6 +317,33 @@ def _s(items: Any) -> str:
     type=click.IntRange(min=1),
     help="Attempts before it fails [the task's, else 3].",
 )
+@click.option(
+    "--unique-key",
+    default=None,
+    help="While a job of TASK with this key is active, print its id instead of enqueueing.",
+)
+@click.option(
+    "--on-duplicate",
+    default="existing",
+    show_default=True,
+    type=click.Choice(["existing", "raise"]),
+    help="With --unique-key: print the active job's id, or fail.",
+)
+@click.option(
+    "--after",
+    "after",
+    multiple=True,
+    type=click.IntRange(min=1),
+    metavar="JOB_ID",
+    help="Run only after this job succeeded (repeat for several).",
+)
+@click.option(
+    "--on-parent-failure",
+    default="cancel",
+    show_default=True,
+    type=click.Choice(["cancel", "run"]),
+    help="With --after: when a parent fails, is cancelled or deleted, cancel or run anyway.",
+)
 def enqueue(
     *,
     dsn: str | None,
@@ -329,6 +356,10 @@ def enqueue(
     priority: int | None,
     delay: float | None,
     max_attempts: int | None,
+    unique_key: str | None,
+    on_duplicate: Literal["existing", "raise"],
+    after: tuple[int, ...],
+    on_parent_failure: Literal["cancel", "run"],
 ) -> None:
     """Enqueue a job of TASK (its stored name) with ARGS, a JSON array; print its id.
 
@@ -370,7 +401,14 @@ def enqueue(
         app = _make_app(dsn or defined.dsn, schema or defined.schema)
     try:
         named = named.options(
-            queue=queue, priority=priority, max_attempts=max_attempts, delay=delay
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            delay=delay,
+            unique_key=unique_key,
+            on_duplicate=on_duplicate,
+            after=after or None,
+            on_parent_failure=on_parent_failure,
         )
         call = named.call(*positional, **keywords)
     except (AsyncJobsError, TypeError) as exc:
@@ -422,6 +460,10 @@ def _show(job: Job) -> None:
     click.echo(f"  args      {orjson.dumps(job.args).decode()} {orjson.dumps(job.kwargs).decode()}")
     if job.timeout is not None:
         click.echo(f"  timeout   {job.timeout:g}s")
+    if job.unique_key is not None:
+        click.echo(f"  unique    {job.unique_key}")
+    if job.parents:
+        click.echo(f"  after     {', '.join(str(p) for p in job.parents)}")
     click.echo(f"  created   {when(job.created_at)}")
     click.echo(f"  run at    {when(job.run_at)}")
     click.echo(f"  started   {when(job.started_at)}")
@@ -442,6 +484,9 @@ def _show(job: Job) -> None:
             f"  error     attempt {error.get('attempt')}: {error.get('type')}: "
             f"{error.get('message')}"
         )
+    if job.error and job.error not in job.errors:
+        # Not an attempt's error: e.g. why a continuation was cancelled.
+        click.echo(f"  reason    {job.error.get('type')}: {job.error.get('message')}")
 
 
 @jobs.command("show")

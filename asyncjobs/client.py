@@ -13,12 +13,19 @@ import anyio
 import asyncpg
 
 from .connections import connect, create_pool
-from .errors import ConnectionFailed, JobCancelled, JobFailed, JobNotFound, WaitTimeout
+from .errors import (
+    ConnectionFailed,
+    DuplicateJob,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    WaitTimeout,
+)
 from .job import Job, JobState, WorkerInfo
 from .migrations import check, migrate
 from .retry import Backoff
 from .schedules import Schedules
-from .serialization import dumps, encode_arguments
+from .serialization import dumps, encode_arguments, loads
 from .sql import Channels, Queries
 from .tasks import JobOptions, P, Task, TaskCall
 
@@ -137,19 +144,14 @@ class Client:
         for call in calls:
             if not isinstance(call, TaskCall):
                 raise TypeError(f"enqueue_many takes task.call(...) items, got {call!r}")
-        ids: list[int] = await conn.fetchval(
-            self.sql.enqueue,
-            [c.task for c in calls],
-            [c.options.queue for c in calls],
-            [c.options.priority for c in calls],
-            [c.args.decode() for c in calls],
-            [c.kwargs.decode() for c in calls],
-            [c.options.max_attempts for c in calls],
-            [c.options.timeout for c in calls],
-            [c.options.run_at for c in calls],
-            [c.options.delay for c in calls],
-            [_backoff_json(c.options.backoff) for c in calls],
-        )
+        columns = enqueue_columns(calls)
+        if len(columns) == PLAIN_COLUMNS:
+            ids: list[int] = await conn.fetchval(self.sql.enqueue, *columns)
+            return ids
+        try:
+            ids = await conn.fetchval(self.sql.enqueue_unique_or_after, *columns)
+        except (asyncpg.ForeignKeyViolationError, asyncpg.UniqueViolationError) as exc:
+            raise _refused(exc) from None
         return ids
 
     # -- read -----------------------------------------------------------------------
@@ -181,7 +183,14 @@ class Client:
     async def requeue(self, job_id: int) -> bool:
         """Run the job again from attempt 1, now; a running attempt stops at once.
         Returns True (JobNotFound if there is no such job)."""
-        self._found(job_id, await self.pool.fetchval(self.sql.requeue_job, job_id))
+        try:
+            self._found(job_id, await self.pool.fetchval(self.sql.requeue_job, job_id))
+        except asyncpg.UniqueViolationError:
+            # Its unique key is taken by another active job since it finished.
+            row = await self.pool.fetchrow(self.sql.active_job_with_key, job_id)
+            if row is None:
+                raise
+            raise DuplicateJob(row["task"], row["unique_key"], row["id"], row["state"]) from None
         return True
 
     async def delete(self, job_id: int) -> bool:
@@ -287,5 +296,53 @@ class Client:
             await conn.close()
 
 
+PLAIN_COLUMNS = 10
+
+
+def enqueue_columns(calls: Sequence[TaskCall]) -> list[list[Any]]:
+    """The array parameters of statement `enqueue` ($1-$10); when a call has a unique key
+    or parents, also those that `enqueue_unique_or_after` takes after them ($11-$14)."""
+    columns: list[list[Any]] = [
+        [c.task for c in calls],
+        [c.options.queue for c in calls],
+        [c.options.priority for c in calls],
+        [c.args.decode() for c in calls],
+        [c.kwargs.decode() for c in calls],
+        [c.options.max_attempts for c in calls],
+        [c.options.timeout for c in calls],
+        [c.options.run_at for c in calls],
+        [c.options.delay for c in calls],
+        [_backoff_json(c.options.backoff) for c in calls],
+    ]
+    if any(c.options.unique_key is not None or c.options.after for c in calls):
+        columns += [
+            [c.options.unique_key for c in calls],
+            [c.options.on_duplicate == "raise" for c in calls],
+            [_id_array(c.options.after) for c in calls],
+            [c.options.on_parent_failure if c.options.after else None for c in calls],
+        ]
+    return columns
+
+
 def _backoff_json(backoff: Backoff | None) -> str | None:
     return None if backoff is None else dumps(backoff.to_json()).decode()
+
+
+def _id_array(ids: tuple[int, ...]) -> str | None:
+    """Job ids as a PostgreSQL array literal, the form the enqueue statement takes."""
+    return "{" + ",".join(str(i) for i in ids) + "}" if ids else None
+
+
+def _refused(exc: asyncpg.PostgresError) -> Exception:
+    """The error for an enqueue that statement `enqueue` refused, else `exc` itself."""
+    constraint = getattr(exc, "constraint_name", None)
+    detail = getattr(exc, "detail", None) or ""
+    if constraint == "asyncjobs_unknown_parent":
+        return JobNotFound(
+            f"cannot enqueue after job {detail.replace(',', ', ')}: no such job (it never "
+            "existed or was deleted); nothing was enqueued"
+        )
+    if constraint == "asyncjobs_unique_key":
+        found = loads(detail)
+        return DuplicateJob(found["task"], found["unique_key"], found["job"], found["state"])
+    return exc

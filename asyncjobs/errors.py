@@ -35,6 +35,21 @@ class JobNotFound(AsyncJobsError, LookupError):
     """No job has the given id (it never existed, or it was deleted)."""
 
 
+class DuplicateJob(AsyncJobsError):
+    """An enqueue with `on_duplicate="raise"` met an active job of its task with its
+    unique key; `job_id` is that job. Nothing of that enqueue was stored."""
+
+    def __init__(self, task: str, unique_key: str, job_id: int, state: str) -> None:
+        self.task = task
+        self.unique_key = unique_key
+        self.job_id = job_id
+        super().__init__(
+            f"task {task!r} already has an active job with unique key {unique_key!r} "
+            f"(job {job_id}, {state}); nothing was enqueued. Pass on_duplicate='existing' "
+            "to get that job's id instead"
+        )
+
+
 class JobFailed(AsyncJobsError):
     """The job ended in `failed`; `error` holds its last error."""
 

@@ -11,10 +11,12 @@ from typing import Any
 
 
 class JobState(enum.StrEnum):
-    """Where a job is in its life. succeeded, failed and cancelled are final."""
+    """Where a job is in its life. succeeded, failed and cancelled are final; awaiting
+    means it waits for its parent jobs (`after=`) to succeed."""
 
     SCHEDULED = "scheduled"
     QUEUED = "queued"
+    AWAITING = "awaiting"
     PROCESSING = "processing"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -60,6 +62,9 @@ class Job:
         if self.state is JobState.CANCELLED and self.error and self.error.get("type") == "Cancel":
             return str(self.error.get("message") or "")
         return None
+
+    unique_key: str | None = None
+    parents: list[int] = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any] | Any) -> Job:

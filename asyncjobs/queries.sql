@@ -38,6 +38,147 @@ SELECT array_agg(id ORDER BY id) AS ids,
               FROM inserted GROUP BY queue) AS n) AS notified
   FROM inserted;
 
+-- name: enqueue_unique_or_after
+-- `enqueue` for batches where some job has a unique key or parents (the plain statement
+-- above stays the fast path: this one does about twice the work per row).
+-- $1-$10 as for `enqueue`.
+-- Unique keys ($11): a job whose task already has an active job with its key is not
+-- inserted and gets that job's id. ON CONFLICT DO UPDATE (a no-op assignment) is what
+-- returns that row even when a concurrent transaction committed it after this statement's
+-- snapshot was taken; DO NOTHING and a SELECT would not see it. Calls of one batch with
+-- the same task and key become one job. $12: refuse (abort the statement) instead.
+-- Continuations ($13: parents as an array literal; $14: 'cancel' or 'run' when one fails):
+-- the parents' rows are locked in id order before their state is read, and a parent that
+-- ends holds the same row lock when its trigger looks for children, so a child enqueued
+-- while its parent ends is never missed by both. A job with unfinished parents is
+-- 'awaiting' (no queue row); one whose parent already failed is cancelled at once.
+-- Rows are matched up by window functions over (task, unique_key), never by joining two
+-- large CTEs: a cached generic plan does not know the batch size and nests its loops
+-- (10,000 jobs took 11 s that way instead of 0.35 s), and a jsonb map of a whole batch
+-- is detoasted at every lookup (100,000 keyed jobs took minutes). The map of parents'
+-- states (parents) is small unless one batch has thousands of distinct parents.
+WITH input AS (
+    SELECT t.*, CASE WHEN t.unique_key IS NULL THEN t.n
+                     ELSE min(t.n) OVER (PARTITION BY t.task, t.unique_key) END AS leader
+      FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[],
+                  $7::float8[], $8::timestamptz[], $9::float8[], $10::text[], $11::text[],
+                  $12::bool[], $13::text[], $14::text[]) WITH ORDINALITY
+           AS t(task, queue, priority, args, kwargs, max_attempts, timeout, run_at_in, delay,
+                backoff, unique_key, refuse_duplicate, parents, on_parent_failure, n)
+), parent AS (
+    SELECT j.id, j.state, j.has_children
+      FROM {schema}.jobs AS j
+     WHERE j.id = ANY ((SELECT array_agg(p) FROM input, unnest(input.parents::bigint[]) AS p)
+                       ::bigint[])
+     ORDER BY j.id
+       FOR NO KEY UPDATE
+), flagged AS (
+    UPDATE {schema}.jobs AS j SET has_children = true
+     WHERE j.id = ANY ((SELECT array_agg(id) FROM parent WHERE NOT has_children)::bigint[])
+), parents AS MATERIALIZED (
+    SELECT coalesce(jsonb_object_agg(id::text, state), '{}') AS state_of FROM parent
+), new AS (
+    SELECT i.n, i.task, i.queue, i.priority, i.args::jsonb AS args, i.kwargs::jsonb AS kwargs,
+           i.max_attempts, i.timeout, i.backoff::jsonb AS backoff, i.unique_key,
+           i.refuse_duplicate,
+           i.parents::bigint[] AS parents, i.on_parent_failure,
+           CASE WHEN i.parents IS NOT NULL THEN (
+               SELECT count(*) FROM unnest(i.parents::bigint[]) AS p
+                WHERE ps.state_of ->> p::text NOT IN ('succeeded', 'failed', 'cancelled'))
+           END AS pending,
+           CASE WHEN i.on_parent_failure = 'cancel' THEN (
+               SELECT min(p) FROM unnest(i.parents::bigint[]) AS p
+                WHERE ps.state_of ->> p::text IN ('failed', 'cancelled'))
+           END AS blocker,
+           coalesce(i.run_at_in, now() + make_interval(secs => coalesce(i.delay, 0))) AS due,
+           nextval('{schema}.jobs_id_seq') AS id
+      FROM input AS i CROSS JOIN parents AS ps
+     WHERE i.n = i.leader
+), job AS (
+    SELECT new.*,
+           CASE WHEN blocker IS NOT NULL THEN 'cancelled'
+                WHEN pending > 0 THEN 'awaiting'
+                WHEN due > now() THEN 'scheduled'
+                ELSE 'queued' END AS state
+      FROM new
+), inserted AS (
+    INSERT INTO {schema}.jobs AS j
+           (id, task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state,
+            queue_entry, unique_key, parents, on_parent_failure, pending_parents, finished_at,
+            error, backoff)
+    OVERRIDING SYSTEM VALUE
+    SELECT job.id, task, queue, priority, args, kwargs, max_attempts, timeout, due, state,
+           CASE WHEN state IN ('queued', 'scheduled')
+                THEN nextval('{schema}.queue_id_seq') END,
+           unique_key, parents, on_parent_failure, coalesce(pending, 0),
+           CASE WHEN state = 'cancelled' THEN now() END,
+           CASE WHEN state = 'cancelled'
+                THEN {schema}.parent_error(blocker, ps.state_of ->> blocker::text) END,
+           backoff
+      FROM job CROSS JOIN parents AS ps
+        ON CONFLICT (task, active_key) WHERE active_key IS NOT NULL
+        DO UPDATE SET unique_key = EXCLUDED.unique_key
+    RETURNING j.id, j.task, j.unique_key, j.state, j.queue, j.priority, j.run_at,
+              j.queue_entry, j.parents
+), returned AS (
+    SELECT id, task, unique_key, state, queue, priority, run_at, queue_entry, parents,
+           NULL::bigint AS ours
+      FROM inserted
+     UNION ALL
+    SELECT NULL, task, unique_key, NULL, NULL, NULL, NULL, NULL, NULL, id
+      FROM new WHERE unique_key IS NOT NULL
+), placed AS (
+    -- A keyed row is the active job that was there already when its id is not the one
+    -- this statement gave its key.
+    SELECT r.*, r.unique_key IS NULL OR r.id = r.our_id AS created
+      FROM (SELECT returned.*, max(ours) OVER (PARTITION BY task, unique_key) AS our_id
+              FROM returned) AS r
+     WHERE r.id IS NOT NULL
+), linked AS (
+    INSERT INTO {schema}.job_parents (parent_id, job_id)
+    SELECT p, r.id
+      FROM placed AS r CROSS JOIN parents AS ps CROSS JOIN LATERAL unnest(r.parents) AS p
+     WHERE r.created AND r.state = 'awaiting'
+       AND ps.state_of ->> p::text NOT IN ('succeeded', 'failed', 'cancelled')
+), entries AS (
+    INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)
+    SELECT queue_entry, id, queue, priority, run_at
+      FROM placed WHERE created AND queue_entry IS NOT NULL
+), result AS (
+    SELECT n, id, state, task, unique_key, refuse_duplicate, false AS duplicate
+      FROM job WHERE unique_key IS NULL
+     UNION ALL
+    SELECT n, found_id, found_state, task, unique_key, refuse_duplicate,
+           n <> leader OR NOT found_created
+      FROM (SELECT u.*, max(u.rid) OVER w AS found_id, max(u.rstate) OVER w AS found_state,
+                   bool_or(u.rcreated) OVER w AS found_created
+              FROM (SELECT n, leader, task, unique_key, refuse_duplicate, NULL::bigint AS rid,
+                           NULL::text AS rstate, NULL::boolean AS rcreated
+                      FROM input WHERE unique_key IS NOT NULL
+                     UNION ALL
+                    SELECT NULL, NULL, task, unique_key, NULL, id, state, created
+                      FROM placed WHERE unique_key IS NOT NULL) AS u
+            WINDOW w AS (PARTITION BY task, unique_key)) AS k
+     WHERE n IS NOT NULL
+)
+SELECT array_agg(id ORDER BY n) AS ids,
+       (SELECT count(*) FROM (
+            SELECT pg_notify('{channel_prefix}.enqueue',
+                             CASE WHEN min(run_at) > now()
+                                  THEN queue || '@' || extract(epoch FROM min(run_at))
+                                  ELSE queue END)
+              FROM placed WHERE created AND queue_entry IS NOT NULL GROUP BY queue) AS n)
+           AS notified,
+       {schema}.refuse_enqueue(
+           (SELECT array_agg(DISTINCT p ORDER BY p)
+              FROM input CROSS JOIN parents AS ps
+             CROSS JOIN LATERAL unnest(input.parents::bigint[]) AS p
+             WHERE NOT ps.state_of ? p::text),
+           (SELECT jsonb_build_object('task', task, 'unique_key', unique_key, 'job', id,
+                                      'state', state)
+              FROM result WHERE refuse_duplicate AND duplicate ORDER BY n LIMIT 1)) AS refused
+  FROM result;
+
 -- name: claim
 -- Runs inside the worker's claim transaction, which stays open while the jobs run.
 DELETE FROM {schema}.queue
@@ -180,7 +321,7 @@ SELECT id, state, queue_entry, attempt FROM {schema}.jobs WHERE id = ANY($1::big
 -- name: get_job
 SELECT id, task, queue, priority, args, kwargs, state, attempt, max_attempts, timeout,
        run_at, worker_id, created_at, started_at, finished_at, result, error, errors,
-       progress, progress_message, log
+       progress, progress_message, log, unique_key, coalesce(parents, '{}') AS parents
   FROM {schema}.jobs
  WHERE id = $1;
 
@@ -188,11 +329,18 @@ SELECT id, task, queue, priority, args, kwargs, state, attempt, max_attempts, ti
 -- Newest first; $1 NULL means every state.
 SELECT id, task, queue, priority, args, kwargs, state, attempt, max_attempts, timeout,
        run_at, worker_id, created_at, started_at, finished_at, result, error, errors,
-       progress, progress_message, log
+       progress, progress_message, log, unique_key, coalesce(parents, '{}') AS parents
   FROM {schema}.jobs
  WHERE $1::text IS NULL OR state = $1
  ORDER BY id DESC
  LIMIT $2;
+
+-- name: active_job_with_key
+-- The active job holding the unique key of job $1 (another one), for requeue's error.
+SELECT a.id, a.task, a.unique_key, a.state
+  FROM {schema}.jobs AS j
+  JOIN {schema}.jobs AS a ON a.task = j.task AND a.active_key = j.unique_key
+ WHERE j.id = $1 AND a.id <> j.id;
 
 -- name: cancel_job
 SELECT {schema}.cancel_job($1);

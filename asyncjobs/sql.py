@@ -35,6 +35,7 @@ class Queries:
     """Each statement of queries.sql, rendered for one schema, under its own name."""
 
     enqueue: str
+    enqueue_unique_or_after: str
     claim: str
     watch_held: str
     start_jobs: str
@@ -45,6 +46,7 @@ class Queries:
     running_job_states: str
     get_job: str
     list_jobs: str
+    active_job_with_key: str
     cancel_job: str
     requeue_job: str
     delete_job: str

@@ -6,8 +6,8 @@ import dataclasses
 import datetime
 import inspect
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Generic, Literal, ParamSpec, TypeVar
 
 from .cancel import CancelToken
 from .errors import ConfigurationError
@@ -20,6 +20,11 @@ R = TypeVar("R")
 # No whitespace, '@' or ',' : queue names travel in NOTIFY payloads ("emails@<epoch>").
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _INT32 = 2**31
+_INT64 = 2**63
+# A btree entry must fit in a third of a page; keys are meant to be short anyway.
+MAX_UNIQUE_KEY = 512
+OnDuplicate = Literal["existing", "raise"]
+OnParentFailure = Literal["cancel", "run"]
 
 
 def validate_queue(queue: str) -> str:
@@ -43,6 +48,10 @@ class JobOptions:
     run_at: datetime.datetime | None = None
     # A per-call backoff, stored on the job row; None: the task's.
     backoff: Backoff | None = None
+    unique_key: str | None = None
+    on_duplicate: OnDuplicate = "existing"
+    after: tuple[int, ...] = ()
+    on_parent_failure: OnParentFailure = "cancel"
 
     def __post_init__(self) -> None:
         validate_queue(self.queue)
@@ -71,6 +80,27 @@ class JobOptions:
             if self.delay is not None:
                 raise ConfigurationError("pass delay or run_at, not both")
         validate_backoff(self.backoff)
+        if self.unique_key is not None and (
+            not isinstance(self.unique_key, str)
+            or not self.unique_key
+            or len(self.unique_key) > MAX_UNIQUE_KEY
+        ):
+            raise ConfigurationError(
+                f"unique_key must be a non-empty string of at most {MAX_UNIQUE_KEY} "
+                f"characters, got {self.unique_key!r}"
+            )
+        if self.on_duplicate not in ("existing", "raise"):
+            raise ConfigurationError(
+                f"on_duplicate must be 'existing' (return the active job's id) or 'raise', "
+                f"got {self.on_duplicate!r}"
+            )
+        if not all(_is_int(p) and 1 <= p < _INT64 for p in self.after):
+            raise ConfigurationError(f"after must be job ids (integers >= 1), got {self.after!r}")
+        if self.on_parent_failure not in ("cancel", "run"):
+            raise ConfigurationError(
+                "on_parent_failure must be 'cancel' (the default) or 'run' (run anyway), "
+                f"got {self.on_parent_failure!r}"
+            )
 
 
 def _is_int(value: object) -> bool:
@@ -79,6 +109,20 @@ def _is_int(value: object) -> bool:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _job_ids(value: int | Iterable[int] | None) -> tuple[int, ...] | None:
+    """`after=` as a sorted tuple of distinct ids (one id or an iterable of them)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        raise ConfigurationError(f"after must be a job id or job ids, got {value!r}")
+    ids = (value,) if isinstance(value, int) else tuple(value)
+    if not ids:
+        raise ConfigurationError("after needs at least one job id (or leave it out)")
+    if not all(_is_int(i) for i in ids):
+        raise ConfigurationError(f"after must be job ids (integers), got {value!r}")
+    return tuple(sorted(set(ids)))
 
 
 def _seconds(value: float | datetime.timedelta | None) -> float | None:
@@ -161,12 +205,22 @@ class Task(Generic[P, R]):
         delay: float | datetime.timedelta | None = None,
         run_at: datetime.datetime | None = None,
         retry: Backoff | None = None,
+        unique_key: str | None = None,
+        on_duplicate: OnDuplicate | None = None,
+        after: int | Iterable[int] | None = None,
+        on_parent_failure: OnParentFailure | None = None,
     ) -> Task[P, R]:
         """This task with other options for the jobs enqueued through it.
 
-        `await client.enqueue(send_email.options(delay=60, priority=5), "a@example.com")`.
+        `await client.enqueue(send_email.options(delay=60, priority=5), "a@example.com")`
+
         `retry=Backoff(...)` is stored with the job, so the worker uses it instead of the
         task's; which exceptions retry stays the task's (`retry_on`, `fail_on`).
+        `unique_key`: while a job of this task with this key is scheduled, queued, awaiting
+        or processing, enqueueing another returns that job's id (`on_duplicate="raise"`:
+        raises DuplicateJob). `after`: a job id or ids; the job waits in `awaiting` until
+        every one of them succeeded, and is cancelled if one fails, is cancelled or
+        deleted (`on_parent_failure="run"`: it runs once they have all finished).
         """
         changes: dict[str, Any] = {
             "queue": queue,
@@ -176,6 +230,10 @@ class Task(Generic[P, R]):
             "delay": _seconds(delay),
             "run_at": run_at,
             "backoff": retry,
+            "unique_key": unique_key,
+            "on_duplicate": on_duplicate,
+            "after": _job_ids(after),
+            "on_parent_failure": on_parent_failure,
         }
         options = dataclasses.replace(
             self.defaults, **{k: v for k, v in changes.items() if v is not None}

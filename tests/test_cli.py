@@ -549,3 +549,44 @@ async def test_schedules_commands(env: dict[str, str], admin: asyncpg.Connection
     assert remove.stdout == "schedule 'every-5' removed\n", remove
     assert (await run_cli(env, "schedules", "list")).stdout == "no schedules\n"
     assert (await run_cli(env, "schedules", "list", "--json")).stdout == ""
+
+
+async def test_enqueue_with_unique_key_and_after_and_show_them(
+    env: dict[str, str], admin: asyncpg.Connection, schema: str
+) -> None:
+    parent = await enqueue(env, "quick", "[1]", "--delay", "3600")
+    keyed = await enqueue(env, "quick", "[2]", "--unique-key", "user:42")
+    again, refused, child, unknown = await run_many(
+        env,
+        [
+            ["enqueue", "quick", "[3]", "--unique-key", "user:42"],
+            ["enqueue", "quick", "[4]", "--unique-key", "user:42", "--on-duplicate", "raise"],
+            [
+                *("enqueue", "quick", "[5]", "--after", str(parent), "--after", str(keyed)),
+                *("--on-parent-failure", "run"),
+            ],
+            ["enqueue", "quick", "[6]", "--after", "999999"],
+        ],
+    )
+    assert int(again.stdout) == keyed
+    line = one_line_error(refused)
+    assert f"unique key 'user:42' (job {keyed}, queued)" in line
+    assert "cannot enqueue after job 999999" in one_line_error(unknown)
+    child_id = int(child.stdout)
+    row = await job_row(admin, schema, child_id)
+    assert row is not None and row["state"] == "awaiting"
+
+    shown_child, shown_keyed = await run_many(
+        env, [["jobs", "show", str(child_id)], ["jobs", "show", str(keyed)]]
+    )
+    assert "state     awaiting, attempt 0 of 3" in shown_child.stdout
+    assert f"after     {min(parent, keyed)}, {max(parent, keyed)}" in shown_child.stdout
+    assert "unique    user:42" in shown_keyed.stdout
+    listed = await run_cli(env, "jobs", "list", "--state", "awaiting")
+    assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == [str(child_id)]
+
+    cancelling_child = await enqueue(env, "quick", "[7]", "--after", str(parent))
+    assert (await run_cli(env, "jobs", "cancel", str(parent))).returncode == 0
+    shown = await run_cli(env, "jobs", "show", str(cancelling_child))
+    assert "state     cancelled" in shown.stdout
+    assert f"reason    ParentNotSucceeded: parent job {parent} was cancelled" in shown.stdout

@@ -98,7 +98,7 @@ async def check(conn: Connection, schema: str) -> None:
     current = max(applied, default=None)
     if current is not None and current > newest:
         raise MigrationError(
-            f"schema {schema!r} is at version {current}, newer than this asyncjobs knows "
+            f"schema {schema!r} is at version {max(applied)}, newer than this asyncjobs knows "
             f"({newest}): upgrade asyncjobs on this machine"
         )
     missing = [m.version for m in shipped if m.version not in applied]
