@@ -38,15 +38,17 @@ async def test_fail_on_and_retry_on_decide_which_errors_retry(
     assert [e["type"] for e in job.errors] == ["FileNotFoundError"]
 
 
+@pytest.mark.parametrize("keyed", [False, True], ids=["plain", "with_unique_key"])
 async def test_a_per_call_backoff_is_stored_and_used_by_the_worker(
-    app: asyncjobs.App, client: asyncjobs.Client
+    app: asyncjobs.App, client: asyncjobs.Client, keyed: bool
 ) -> None:
     @app.task(max_attempts=3, retry=asyncjobs.Backoff(base=0.01))
     async def flaky() -> None:
         raise ConnectionError("down")
 
     slow = asyncjobs.Backoff(base=1000, cap=5000, jitter=False)
-    job_id = await client.enqueue(flaky.options(retry=slow))
+    # A unique key takes the other enqueue statement: both must store the backoff.
+    job_id = await client.enqueue(flaky.options(retry=slow, unique_key="k" if keyed else None))
     assert (await client.get(job_id)).state is asyncjobs.JobState.QUEUED
     async with app.worker():
         with anyio.fail_after(20):
