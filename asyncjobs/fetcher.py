@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import anyio
 import asyncpg
 
-from .claims import WATCH_SETTINGS, Claim, ClaimConnections
+from .claims import Claim, ClaimConnections
 from .connections import DATABASE_ERRORS
 from .job_runner import RunningJob
 from .sql import Queries
@@ -53,6 +53,7 @@ class Fetcher:
         self._wake = anyio.Event()
         self._due_at = math.inf  # wall-clock epoch of the next known due job
         self._watching = False
+        self._watcher: asyncpg.Connection | None = None
 
     def wake(self, due_at: float | None = None) -> None:
         """Something may be claimable (now, or at epoch `due_at`)."""
@@ -90,28 +91,37 @@ class Fetcher:
     async def _watch(self) -> None:
         """Wait, in PostgreSQL, for a due row that another worker holds; wake when it is free.
 
-        A claim that rolls back (its worker died) sends no NOTIFY. So while this worker is
-        idle it queues for the lock on the first held due row (FOR UPDATE without SKIP
-        LOCKED): PostgreSQL grants it the moment the holder's transaction ends. A commit
+        A claim that rolls back (its worker died) sends no NOTIFY. So while this worker has
+        free slots it queues for the lock on the first due row held by another worker (its
+        own rows are excluded: waiting on them would hide a peer's crash until the fallback
+        poll): PostgreSQL grants the lock the moment the holder's transaction ends. A commit
         deletes the row and the wait moves on to the next held row; a rollback hands us the
         row, and the fetcher claims it (and the rest of the dead claim) at once.
         """
-        conn = None
         try:
-            conn = await self._claims.acquire_watcher(WATCH_SETTINGS)
-            async with conn.transaction():
-                row = await conn.fetchrow(self._sql.watch_held, self._queues)
-            self._claims.release(conn)
-            conn = None
-            if row is not None:
+            if self._watcher is None or self._watcher.is_closed():
+                self._watcher = await self._claims.acquire_watcher()
+            seen = "gone"
+            while seen == "gone" and self._free_slots() > 0:
+                seen = await self._watcher.fetchval(
+                    self._sql.watch_held, self._queues, self._claims.held()
+                )
+            if seen == "free":
                 self.wake()
         except DATABASE_ERRORS as exc:
             logger.debug("watch ended: %s", exc)
+            if self._watcher is not None:
+                self._watcher.terminate()
+                self._watcher = None
         finally:
-            if conn is not None:
-                conn.terminate()
             # Rearmed by the next idle round; a row that just came free is claimed first.
             self._watching = False
+
+    async def close(self) -> None:
+        """Close the watcher's connection; a lock wait in progress is abandoned."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.terminate()
 
     async def _until_next_due(self) -> float:
         seconds = await self._pool.fetchval(self._sql.next_due, self._queues)
@@ -128,18 +138,20 @@ class Fetcher:
         many queue rows were claimed (stale ones included, so the caller claims again)."""
         conn = await self._claims.acquire()
         try:
-            await conn.execute("BEGIN")
             rows = await conn.fetch(self._sql.claim, self._queues, limit)
         except BaseException:
             conn.terminate()
             raise
         if not rows:
-            await conn.execute("ROLLBACK")
-            self._claims.release(conn)
+            try:
+                await self._claims.end(conn, commit=False)
+            except BaseException:
+                conn.terminate()
+                raise
             return 0
-        claim = Claim(conn, self._claims, self._on_claim_lost)
         job_ids = [row["job_id"] for row in rows]
         entries = [row["id"] for row in rows]
+        claim = Claim(conn, self._claims, entries, self._on_claim_lost)
         try:
             started = await self._pool.fetch(
                 self._sql.start_jobs, job_ids, entries, self._worker_id

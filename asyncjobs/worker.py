@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from .cancel import CancelReason
 from .claims import Claim, ClaimConnections
 from .completer import Completer
-from .connections import create_pool
+from .connections import connect, create_pool
 from .errors import ConfigurationError, ConnectionFailed
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
@@ -168,14 +168,19 @@ class Worker:
     async def _serve(self, task_status: TaskStatus[None]) -> None:
         async with contextlib.AsyncExitStack() as stack:
             dsn = await stack.enter_async_context(self.app.database())
-            pool = await create_pool(dsn, min_size=2, max_size=4)
-            stack.push_async_callback(pool.close)
-            async with pool.acquire() as conn:
+            # Migrated on its own connection: the pool's connections prepare statements of
+            # the current schema as they open.
+            conn = await connect(dsn)
+            try:
                 if self.app.auto_migrate:
                     await migrate(conn, self.app.schema)
                 else:
                     await check(conn, self.app.schema)
-            claims = ClaimConnections(dsn)
+            finally:
+                await conn.close()
+            pool = await create_pool(dsn, min_size=2, max_size=4, warm_up=self._warm_up)
+            stack.push_async_callback(pool.close)
+            claims = ClaimConnections(dsn, self.sql.claim, self.queues)
             stack.push_async_callback(claims.close)
             runner = JobRunner(self.app.tasks, self.concurrency)
             completer = Completer(pool, self.sql.finish_jobs)
@@ -208,6 +213,7 @@ class Worker:
             )
             await heartbeat.register()
             stack.push_async_callback(heartbeat.unregister)
+            stack.push_async_callback(self._fetcher.close)
             logger.info(
                 "worker %s started: queues %s, concurrency %s",
                 self.id,
@@ -231,6 +237,13 @@ class Worker:
                 await completer.drain()
                 services.cancel_scope.cancel()
             logger.info("worker %s stopped", self.id)
+
+    async def _warm_up(self, conn: asyncpg.Connection) -> None:
+        """Run the pool's per-job statements once with nothing to do, so that the first real
+        ones (the first jobs, or a peer's jobs after its crash) skip parsing and planning."""
+        await conn.fetch(self.sql.start_jobs, [], [], self.id)
+        await conn.fetch(self.sql.fail_lost_jobs, [], [])
+        await conn.execute(self.sql.finish_jobs, [], [], [], [], [], [], [])
 
     async def _fetch(self, scope: anyio.CancelScope) -> None:
         assert self._fetcher is not None

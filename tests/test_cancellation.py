@@ -201,10 +201,13 @@ async def test_lost_claim_connection_interrupts_the_job_and_it_never_runs_twice_
     async with app.worker(), app.worker():
         job_id = await client.enqueue(guarded)
         await _until(lambda: runs)
-        # The backend holding the claim transaction: idle in transaction.
+        # The backend holding the claim transaction: the one session that deleted a row of
+        # this schema's queue and has not committed. (Idle claim connections wait inside a
+        # begun transaction too, and other tests' workers may share the server.)
         claim_pids = await admin.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' "
-            "AND application_name = 'asyncjobs'"
+            "SELECT DISTINCT pid FROM pg_locks WHERE relation = $1::regclass "
+            "AND mode = 'RowExclusiveLock' AND granted AND pid <> pg_backend_pid()",
+            f'"{app.schema}".queue',
         )
         assert len(claim_pids) == 1
         await admin.execute("SELECT pg_terminate_backend($1)", claim_pids[0]["pid"])

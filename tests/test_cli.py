@@ -18,6 +18,7 @@ import click
 import pytest
 
 from asyncjobs.cli import cli as root_command
+from asyncjobs.migrations import available
 
 ROOT = Path(__file__).resolve().parent.parent
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
@@ -242,8 +243,11 @@ async def test_migrate_applies_then_says_up_to_date(
 ) -> None:
     first = await run_cli(env, "migrate")
     assert first.returncode == 0, first
-    assert first.stdout == f"schema {schema!r}: applied migration 1\n"
-    assert await admin.fetchval(f'SELECT max(version) FROM "{schema}".migrations') == 1
+    versions = [m.version for m in available()]
+    listed = ", ".join(map(str, versions))
+    plural = "s" if len(versions) > 1 else ""
+    assert first.stdout == f"schema {schema!r}: applied migration{plural} {listed}\n"
+    assert await admin.fetchval(f'SELECT max(version) FROM "{schema}".migrations') == max(versions)
     again = await run_cli(env, "migrate")
     assert again.returncode == 0, again
     assert again.stdout == f"schema {schema!r} is up to date\n"
