@@ -141,9 +141,9 @@ class Client:
             [c.args.decode() for c in calls],
             [c.kwargs.decode() for c in calls],
             [c.options.max_attempts for c in calls],
-            [c.options.timeout for c in calls],
-            [c.options.run_at for c in calls],
-            [c.options.delay for c in calls],
+            _column([c.options.timeout for c in calls]),
+            _column([c.options.run_at for c in calls]),
+            _column([c.options.delay for c in calls]),
         )
         return ids
 
@@ -265,3 +265,10 @@ class Client:
         if conn is not None:
             conn.remove_termination_listener(self._listen_lost)
             await conn.close()
+
+
+def _column(values: list[Any]) -> list[Any] | None:
+    """An optional column for `unnest`: None when every value is None. unnest pads a NULL
+    array with NULLs, and asyncpg then skips a per-element check that costs about a
+    microsecond each (a tenth of a large batch's Python time)."""
+    return None if all(v is None for v in values) else values

@@ -205,6 +205,7 @@ class Worker:
                 on_claim_lost=self._claim_lost,
                 poll_interval=self.poll_interval,
                 batch_size=self.batch_size,
+                gather=max(1, min(self.batch_size, self.concurrency) // 2),
             )
             listener = Listener(
                 dsn,
