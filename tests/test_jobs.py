@@ -170,7 +170,7 @@ async def test_plain_signatures_are_checked_as_bind_would(app: asyncjobs.App) ->
     for args, kwargs in fine:
         assert plain.call(*args, **kwargs).task == plain.name
     for args, kwargs in wrong:
-        with pytest.raises(TypeError, match="task .*plain"):
+        with pytest.raises(TypeError, match=r"task .*plain"):
             plain.call(*args, **kwargs)
 
 
