@@ -124,12 +124,15 @@ class App:
         grace: float = 0.0,
         poll_interval: float = 5.0,
         heartbeat_interval: float = 10.0,
+        claim_sessions: int | None = None,
     ) -> Worker:
         """A worker running this app's tasks: `async with app.worker(concurrency=10):`.
 
-        `queues` defaults to every queue the app's tasks use (or "default"). On stop,
-        running jobs get `grace` seconds to finish, then are interrupted and queued again
-        without spending an attempt.
+        `queues` defaults to every queue the app's tasks use (or "default"), taken in the
+        order given. On stop, running jobs get `grace` seconds to finish, then are
+        interrupted and queued again without spending an attempt. At most `claim_sessions`
+        database sessions (default: concurrency, at most 10) hold claim transactions; past
+        that, new jobs join the youngest open claim.
         """
         from .worker import Worker
 
@@ -140,6 +143,7 @@ class App:
             grace=grace,
             poll_interval=poll_interval,
             heartbeat_interval=heartbeat_interval,
+            claim_sessions=claim_sessions,
         )
 
     async def migrate(self) -> list[int]:

@@ -8,6 +8,7 @@ because by then another worker may be running them.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -39,13 +40,23 @@ class ClaimConnections:
     real claim (say, right after a peer's crash) does not pay for parsing and planning.
     """
 
-    def __init__(self, dsn: str, claim_sql: str, queues: Sequence[str]) -> None:
+    def __init__(self, dsn: str, claim_sql: str, queues: Sequence[str], limit: int) -> None:
         self._dsn = dsn
         self._claim_sql = claim_sql
         self._queues = list(queues)
+        self._limit = limit
         self._idle: list[asyncpg.Connection] = []
         self._open: set[Claim] = set()
         self.opened = 0
+
+    def joinable(self) -> Claim | None:
+        """At the limit of open claims, the youngest one that new rows may join: its
+        transaction stays open anyway while its jobs run, so joining it costs no session.
+        (A joined claim commits when its last job is done, so it may live longer.)"""
+        if len(self._open) < self._limit:
+            return None
+        candidates = [c for c in self._open if c.jobs and not c.lost and not c.joining]
+        return max(candidates, key=lambda c: c.opened_at, default=None)
 
     async def acquire(self) -> asyncpg.Connection:
         """An open connection inside a transaction that has run nothing yet."""
@@ -115,6 +126,9 @@ class Claim:
         self.entries = list(entries)
         self.jobs: set[RunningJob] = set()
         self.lost = False
+        # While the fetcher claims more rows in this transaction it must not end.
+        self.joining = False
+        self.opened_at = time.monotonic()
         self._connections = connections
         self._on_lost = on_lost
         conn.add_termination_listener(self._terminated)
@@ -129,8 +143,8 @@ class Claim:
 
     @property
     def settled(self) -> bool:
-        """Whether every job of this claim is done with."""
-        return not self.jobs
+        """Whether every job of this claim is done with (and no more are being added)."""
+        return not self.jobs and not self.joining
 
     async def end(self, *, commit: bool = True) -> None:
         """Commit (or roll back) the transaction and give the connection back."""

@@ -140,6 +140,12 @@ def cli(log_level: str) -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="Fallback poll, seconds.",
 )
+@click.option(
+    "--claim-sessions",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Sessions holding claims [concurrency, at most 10]; more jobs share them.",
+)
 @click.option("--dsn", default=None, help="PostgreSQL DSN, instead of the app's.")
 @click.option("--schema", default=None, help="Schema, instead of the app's.")
 def worker(
@@ -149,6 +155,7 @@ def worker(
     queues: str | None,
     grace: float,
     poll_interval: float,
+    claim_sessions: int | None,
     dsn: str | None,
     schema: str | None,
 ) -> None:
@@ -172,7 +179,11 @@ def worker(
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     try:
         runner = app.worker(
-            concurrency=concurrency, queues=queue_list, grace=grace, poll_interval=poll_interval
+            concurrency=concurrency,
+            queues=queue_list,
+            grace=grace,
+            poll_interval=poll_interval,
+            claim_sessions=claim_sessions,
         )
     except AsyncJobsError as exc:
         raise click.BadParameter(str(exc)) from exc

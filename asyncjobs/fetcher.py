@@ -154,6 +154,9 @@ class Fetcher:
     async def claim(self, limit: int) -> int:
         """Claim up to `limit` due jobs in one held transaction and start them; return how
         many queue rows were claimed (stale ones included, so the caller claims again)."""
+        joinable = self._claims.joinable()
+        if joinable is not None:
+            return await self._join(joinable, limit)
         conn = await self._claims.acquire()
         try:
             rows = await conn.fetch(self._sql.claim, self._queues, limit)
@@ -167,20 +170,48 @@ class Fetcher:
                 conn.terminate()
                 raise
             return 0
-        job_ids = [row["job_id"] for row in rows]
-        entries = [row["id"] for row in rows]
-        claim = Claim(conn, self._claims, entries, self._on_claim_lost)
+        claim = Claim(conn, self._claims, [row["id"] for row in rows], self._on_claim_lost)
         try:
-            started = await self._pool.fetch(
-                self._sql.start_jobs, job_ids, entries, self._worker_id
-            )
-            if len(started) < len(rows):
-                await self._pool.fetch(self._sql.fail_lost_jobs, job_ids, entries)
+            await self._start(claim, rows)
         except BaseException:
             # Nothing ran: put every row back for the next claim.
             with anyio.CancelScope(shield=True):
                 await claim.end(commit=False)
             raise
+        if claim.settled:
+            # Only stale rows (or jobs out of attempts): commit to delete them for good.
+            await claim.end()
+        return len(rows)
+
+    async def _join(self, claim: Claim, limit: int) -> int:
+        """Claim more rows inside an open claim's transaction (see ClaimConnections)."""
+        claim.joining = True
+        try:
+            # Shielded: rows deleted here but never started must not be committed with
+            # the claim, and giving the claim up (below) would interrupt its other jobs.
+            with anyio.CancelScope(shield=True):
+                rows = await claim.conn.fetch(self._sql.claim, self._queues, limit)
+                claim.entries.extend(row["id"] for row in rows)
+                if rows:
+                    await self._start(claim, rows)
+        except BaseException:
+            # The server rolls the whole claim back; its running jobs stop as for any
+            # lost claim, and every row is claimable again.
+            claim.conn.terminate()
+            raise
+        finally:
+            claim.joining = False
+        if claim.settled:
+            await claim.end()
+        return len(rows)
+
+    async def _start(self, claim: Claim, rows: Sequence[asyncpg.Record]) -> None:
+        """Start the claimed rows' jobs (statement `start_jobs`) and launch them."""
+        job_ids = [row["job_id"] for row in rows]
+        entries = [row["id"] for row in rows]
+        started = await self._pool.fetch(self._sql.start_jobs, job_ids, entries, self._worker_id)
+        if len(started) < len(rows):
+            await self._pool.fetch(self._sql.fail_lost_jobs, job_ids, entries)
         for row in started:
             job = RunningJob(
                 id=row["id"],
@@ -196,9 +227,5 @@ class Fetcher:
             )
             claim.jobs.add(job)
             self._launch(job)
-        if claim.settled:
-            # Only stale rows (or jobs out of attempts): commit to delete them for good.
-            await claim.end()
-        elif claim.lost:
+        if claim.lost and claim.jobs:
             self._on_claim_lost(claim)
-        return len(rows)

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("asyncjobs.worker")
 
+# Sessions holding claim transactions, by default: a worker also has a pool of up to 4, a
+# listener and a watcher, so one worker needs at most claim_sessions + 6 connections.
+DEFAULT_CLAIM_SESSIONS = 10
+
 _CHANGES = {
     "cancelled": CancelReason.CANCELLED,
     "requeued": CancelReason.REQUEUED,
@@ -52,9 +56,20 @@ class Worker:
         poll_interval: float = 5.0,
         heartbeat_interval: float = 10.0,
         batch_size: int = 50,
+        claim_sessions: int | None = None,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        if claim_sessions is None:
+            claim_sessions = min(concurrency, DEFAULT_CLAIM_SESSIONS)
+        if (
+            not isinstance(claim_sessions, int)
+            or isinstance(claim_sessions, bool)
+            or claim_sessions < 1
+        ):
+            raise ConfigurationError(
+                f"claim_sessions must be an integer >= 1, got {claim_sessions!r}"
+            )
         if isinstance(queues, str):
             raise ConfigurationError(f"queues must be a list of names, got the string {queues!r}")
         if queues is None:
@@ -74,6 +89,7 @@ class Worker:
         self.poll_interval = float(poll_interval)
         self.heartbeat_interval = float(heartbeat_interval)
         self.batch_size = batch_size
+        self.claim_sessions = claim_sessions
         self.sql = Queries.for_schema(app.schema)
         self.channels = Channels.for_schema(app.schema)
         self.running: dict[int, RunningJob] = {}
@@ -180,7 +196,7 @@ class Worker:
                 await conn.close()
             pool = await create_pool(dsn, min_size=2, max_size=4, warm_up=self._warm_up)
             stack.push_async_callback(pool.close)
-            claims = ClaimConnections(dsn, self.sql.claim, self.queues)
+            claims = ClaimConnections(dsn, self.sql.claim, self.queues, self.claim_sessions)
             stack.push_async_callback(claims.close)
             runner = JobRunner(self.app.tasks, self.concurrency)
             completer = Completer(pool, self.sql.finish_jobs)

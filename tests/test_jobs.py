@@ -316,3 +316,47 @@ async def test_job_is_a_plain_snapshot(app: asyncjobs.App, client: asyncjobs.Cli
     assert dataclasses.asdict(job)["task"].endswith("noop")
     with pytest.raises(asyncjobs.JobNotFound):
         await client.get(10**12)
+
+
+async def test_jobs_fed_one_at_a_time_share_a_bounded_number_of_claim_sessions(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection
+) -> None:
+    running = 0
+    most = 0
+    release = anyio.Event()
+    runs: list[int] = []
+
+    @app.task
+    async def hold(n: int) -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        runs.append(n)
+        try:
+            await release.wait()
+        finally:
+            running -= 1
+        return n
+
+    async with app.worker(concurrency=12, claim_sessions=2):
+        ids = []
+        for n in range(12):
+            ids.append(await client.enqueue(hold, n))
+            await anyio.sleep(0.02)  # each one claimed on its own
+        with anyio.fail_after(20):
+            while running < 12:
+                await anyio.sleep(0.01)
+        # Sessions holding claims: those that deleted a row of this schema's queue.
+        holders = await admin.fetchval(
+            "SELECT count(DISTINCT pid) FROM pg_locks WHERE relation = $1::regclass "
+            "AND mode = 'RowExclusiveLock' AND granted",
+            f'"{app.schema}".queue',
+        )
+        assert holders <= 2
+        release.set()
+        assert [await client.wait(i, timeout=20) for i in ids] == list(range(12))
+    assert most == 12 and sorted(runs) == list(range(12))
+    for job_id in ids:
+        assert (await client.get(job_id)).attempt == 1
+    with pytest.raises(asyncjobs.ConfigurationError, match="claim_sessions"):
+        app.worker(claim_sessions=0)
