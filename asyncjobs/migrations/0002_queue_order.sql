@@ -5,8 +5,11 @@
 -- to `wanted` due queue rows: from the first queue listed, then the next, and within a queue
 -- by priority, run_at, id. Each queue is a scalar filter, so each uses queue_fetch_idx
 -- (`queue = ANY(...)` made PostgreSQL scan and sort the whole backlog), and only the rows
--- returned are locked. statement_timestamp(), not now(): a worker begins its next claim
--- transaction ahead of time, so now() would be older than the claim.
+-- returned are locked. `= ANY (ARRAY(...))`, not `IN (...)`: the ids are computed once and
+-- the rows fetched by primary key, whatever plan PL/pgSQL caches (a generic plan for IN,
+-- not knowing the limit, hash-joins a sequential scan of the whole queue).
+-- statement_timestamp(), not now(): a worker begins its next claim transaction ahead of
+-- time, so now() would be older than the claim.
 CREATE FUNCTION {schema}.claim_jobs(queues text[], wanted integer)
 RETURNS TABLE (id bigint, job_id bigint)
 LANGUAGE plpgsql AS $$
@@ -18,10 +21,11 @@ BEGIN
     FOREACH queue_name IN ARRAY queues LOOP
         RETURN QUERY
         DELETE FROM {schema}.queue AS q
-         WHERE q.id IN (SELECT c.id FROM {schema}.queue AS c
-                         WHERE c.queue = queue_name AND c.run_at <= statement_timestamp()
-                         ORDER BY c.priority DESC, c.run_at, c.id
-                         LIMIT wanted - got FOR UPDATE SKIP LOCKED)
+         WHERE q.id = ANY (ARRAY(
+                   SELECT c.id FROM {schema}.queue AS c
+                    WHERE c.queue = queue_name AND c.run_at <= statement_timestamp()
+                    ORDER BY c.priority DESC, c.run_at, c.id
+                    LIMIT wanted - got FOR UPDATE SKIP LOCKED))
         RETURNING q.id, q.job_id;
         GET DIAGNOSTICS n = ROW_COUNT;
         got := got + n;
