@@ -66,7 +66,10 @@ class Client:
 
     @property
     def pool(self) -> asyncpg.Pool:
-        """The client's connection pool (autocommit connections)."""
+        """The client's connection pool (autocommit connections).
+
+        Connections go back to it without a reset query (an open transaction is still
+        rolled back): don't leave session state (SET, LISTEN, advisory locks) on them."""
         if self._pool is None:
             raise RuntimeError("use the client inside `async with app.client() as client:`")
         return self._pool
