@@ -205,13 +205,16 @@ class App:
         heartbeat_interval: float = 10.0,
         retention: Retention | None = None,
         prune: bool = True,
+        claim_sessions: int | None = None,
     ) -> Worker:
         """A worker running this app's tasks: `async with app.worker(concurrency=10):`.
 
-        `queues` defaults to every queue the app's tasks use (or "default"). On stop,
-        running jobs get `grace` seconds to finish, then are interrupted and queued again
-        without spending an attempt. It prunes finished jobs by `retention` (default: the
-        app's) unless `prune=False`.
+        `queues` defaults to every queue the app's tasks use (or "default"), taken in the
+        order given. On stop, running jobs get `grace` seconds to finish, then are
+        interrupted and queued again without spending an attempt. It prunes finished jobs
+        by `retention` (default: the app's) unless `prune=False`. At most `claim_sessions`
+        database sessions (default: concurrency, at most 10) hold claim transactions; past
+        that, new jobs join the youngest open claim.
         """
         from .worker import Worker
 
@@ -224,6 +227,7 @@ class App:
             heartbeat_interval=heartbeat_interval,
             retention=retention,
             prune=prune,
+            claim_sessions=claim_sessions,
         )
 
     async def migrate(self) -> list[int]:

@@ -8,7 +8,8 @@ because by then another worker may be running them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -24,38 +25,77 @@ logger = logging.getLogger("asyncjobs.claims")
 # Managed PostgreSQL often sets idle_in_transaction_session_timeout; it would kill every
 # claim whose job runs longer than that.
 CLAIM_SETTINGS = {"idle_in_transaction_session_timeout": "0", "statement_timeout": "0"}
-# The watcher's lock wait may last as long as the job it waits on.
-WATCH_SETTINGS = {**CLAIM_SETTINGS, "lock_timeout": "0"}
+# The watcher's lock wait may last as long as the job it waits on. Its statement takes a
+# row lock, so it commits a transaction id: nothing it does needs to be durable.
+WATCH_SETTINGS = {**CLAIM_SETTINGS, "lock_timeout": "0", "synchronous_commit": "off"}
 
 
 class ClaimConnections:
-    """Connections for claim transactions: reused while healthy, opened as needed."""
+    """Connections for claim transactions: reused while healthy, opened as needed.
 
-    def __init__(self, dsn: str) -> None:
+    An idle connection is kept inside a transaction already begun ("COMMIT; BEGIN" in one
+    round trip when a claim ends), so a claim costs one round trip: its DELETE. A begun
+    transaction that has run nothing holds no snapshot and no transaction id, so it pins
+    nothing. Each new connection runs the claim once with a limit of 0, so that its first
+    real claim (say, right after a peer's crash) does not pay for parsing and planning.
+    """
+
+    def __init__(self, dsn: str, claim_sql: str, queues: Sequence[str], limit: int) -> None:
         self._dsn = dsn
+        self._claim_sql = claim_sql
+        self._queues = list(queues)
+        self._limit = limit
         self._idle: list[asyncpg.Connection] = []
+        self._open: set[Claim] = set()
         self.opened = 0
 
+    def joinable(self) -> Claim | None:
+        """At the limit of open claims, the youngest one that new rows may join: its
+        transaction stays open anyway while its jobs run, so joining it costs no session.
+        (A joined claim commits when its last job is done, so it may live longer.)"""
+        if len(self._open) < self._limit:
+            return None
+        candidates = [c for c in self._open if c.jobs and not c.lost and not c.joining]
+        return max(candidates, key=lambda c: c.opened_at, default=None)
+
     async def acquire(self) -> asyncpg.Connection:
-        """An open connection with no transaction."""
+        """An open connection inside a transaction that has run nothing yet."""
         while self._idle:
             conn = self._idle.pop()
-            if not conn.is_closed():
+            if not conn.is_closed() and conn.is_in_transaction():
                 return conn
+            conn.terminate()
         self.opened += 1
-        return await connect(self._dsn, settings=CLAIM_SETTINGS)
+        conn = await connect(self._dsn, settings=CLAIM_SETTINGS)
+        try:
+            await conn.fetch(self._claim_sql, self._queues, 0)
+            await conn.execute("BEGIN")
+        except BaseException:
+            conn.terminate()
+            raise
+        return conn
 
-    async def acquire_watcher(self, settings: dict[str, str]) -> asyncpg.Connection:
+    async def acquire_watcher(self) -> asyncpg.Connection:
         """A connection for the fetcher's lock wait (see Fetcher._watch)."""
         self.opened += 1
-        return await connect(self._dsn, settings=settings)
+        return await connect(self._dsn, settings=WATCH_SETTINGS)
 
-    def release(self, conn: asyncpg.Connection) -> None:
-        """Give back a connection whose transaction has ended."""
-        if not conn.is_closed() and not conn.is_in_transaction():
-            self._idle.append(conn)
-        else:
-            conn.terminate()
+    async def end(self, conn: asyncpg.Connection, *, commit: bool) -> None:
+        """End the connection's transaction, begin the next one, and keep it for reuse."""
+        await conn.execute("COMMIT; BEGIN" if commit else "ROLLBACK; BEGIN")
+        self._idle.append(conn)
+
+    def track(self, claim: Claim) -> None:
+        """Count `claim`'s rows as held by this worker until it ends or is lost."""
+        self._open.add(claim)
+
+    def untrack(self, claim: Claim) -> None:
+        """`claim` holds nothing any more."""
+        self._open.discard(claim)
+
+    def held(self) -> list[int]:
+        """The queue rows this worker's open claims hold."""
+        return [entry for claim in self._open for entry in claim.entries]
 
     async def close(self) -> None:
         """Close every idle connection."""
@@ -79,38 +119,45 @@ class Claim:
         self,
         conn: asyncpg.Connection,
         connections: ClaimConnections,
+        entries: Sequence[int],
         on_lost: Callable[[Claim], None],
     ) -> None:
         self.conn = conn
+        self.entries = list(entries)
         self.jobs: set[RunningJob] = set()
         self.lost = False
+        # While the fetcher claims more rows in this transaction it must not end.
+        self.joining = False
+        self.opened_at = time.monotonic()
         self._connections = connections
         self._on_lost = on_lost
         conn.add_termination_listener(self._terminated)
+        connections.track(self)
 
     def _terminated(self, _conn: object) -> None:
+        # Rolled back by the server: the rows are no longer this worker's.
+        self._connections.untrack(self)
         if not self.lost:
             self.lost = True
             self._on_lost(self)
 
     @property
     def settled(self) -> bool:
-        """Whether every job of this claim is done with."""
-        return not self.jobs
+        """Whether every job of this claim is done with (and no more are being added)."""
+        return not self.jobs and not self.joining
 
     async def end(self, *, commit: bool = True) -> None:
         """Commit (or roll back) the transaction and give the connection back."""
         self.conn.remove_termination_listener(self._terminated)
+        self._connections.untrack(self)
         if self.lost or self.conn.is_closed():
             self.lost = True
             self.conn.terminate()
             return
         try:
             with anyio.CancelScope(shield=True):
-                await self.conn.execute("COMMIT" if commit else "ROLLBACK")
+                await self._connections.end(self.conn, commit=commit)
         except Exception as exc:  # a claim ending badly must never take the worker down
             # The outcomes are written: rows that come back are stale and get dropped.
             logger.warning("claim transaction ended badly: %s", exc)
             self.conn.terminate()
-            return
-        self._connections.release(self.conn)

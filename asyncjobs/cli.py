@@ -198,6 +198,12 @@ def cli(log_level: str) -> None:
     help="Seconds between prune rounds [the app's, else 60].",
 )
 @click.option("--no-prune", is_flag=True, help="This worker deletes no finished jobs.")
+@click.option(
+    "--claim-sessions",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Sessions holding claims [concurrency, at most 10]; more jobs share them.",
+)
 @click.option("--dsn", default=None, help="PostgreSQL DSN, instead of the app's.")
 @click.option("--schema", default=None, help="Schema, instead of the app's.")
 def worker(
@@ -212,6 +218,7 @@ def worker(
     keep_cancelled: _Keep | None,
     prune_interval: float | None,
     no_prune: bool,
+    claim_sessions: int | None,
     dsn: str | None,
     schema: str | None,
 ) -> None:
@@ -254,6 +261,7 @@ def worker(
             retention=retention,
             # An app that keeps jobs forever prunes only when told how long to keep them.
             prune=not no_prune and (app.retention is not None or ages_given),
+            claim_sessions=claim_sessions,
         )
     except AsyncJobsError as exc:
         raise click.BadParameter(str(exc)) from exc

@@ -15,12 +15,15 @@ from collections.abc import Callable, Sequence
 import anyio
 import asyncpg
 
-from .claims import WATCH_SETTINGS, Claim, ClaimConnections
+from .claims import Claim, ClaimConnections
 from .connections import DATABASE_ERRORS
 from .job_runner import RunningJob
 from .sql import Queries
 
 logger = logging.getLogger("asyncjobs.fetcher")
+
+# How long a claim may wait for more free slots while a backlog lasts (see Fetcher.run).
+GATHER_WAIT = 0.01
 
 
 class Fetcher:
@@ -39,6 +42,7 @@ class Fetcher:
         on_claim_lost: Callable[[Claim], None],
         poll_interval: float,
         batch_size: int,
+        gather: int = 1,
     ) -> None:
         self._sql = sql
         self._pool = pool
@@ -50,9 +54,11 @@ class Fetcher:
         self._on_claim_lost = on_claim_lost
         self._poll_interval = poll_interval
         self._batch_size = batch_size
+        self._gather = gather
         self._wake = anyio.Event()
         self._due_at = math.inf  # wall-clock epoch of the next known due job
         self._watching = False
+        self._watcher: asyncpg.Connection | None = None
 
     def wake(self, due_at: float | None = None) -> None:
         """Something may be claimable (now, or at epoch `due_at`)."""
@@ -61,8 +67,14 @@ class Fetcher:
         self._wake.set()
 
     async def run(self) -> None:
-        """Claim and start jobs until cancelled."""
+        """Claim and start jobs until cancelled.
+
+        While a backlog lasts (the last claim was full), a claim waits until `gather` slots
+        are free or GATHER_WAIT has passed: short jobs then share claims, and so the
+        commits (each an fsync) that a claim costs, instead of each taking one alone.
+        """
         backoff = 0.05
+        gather_until = -math.inf
         async with anyio.create_task_group() as tg:
             while True:
                 # A fresh event before claiming: a wake during the claim is not lost.
@@ -72,9 +84,16 @@ class Fetcher:
                     free = self._free_slots()
                     if free > 0:
                         want = min(free, self._batch_size)
+                        wait = gather_until - anyio.current_time()
+                        if want < self._gather and wait > 0:
+                            with anyio.move_on_after(wait):
+                                await self._wake.wait()
+                            continue
                         got = await self.claim(want)
                         if got == want:
+                            gather_until = anyio.current_time() + GATHER_WAIT
                             continue
+                        gather_until = -math.inf
                         timeout = await self._until_next_due()
                         if not self._watching:
                             self._watching = True
@@ -90,28 +109,37 @@ class Fetcher:
     async def _watch(self) -> None:
         """Wait, in PostgreSQL, for a due row that another worker holds; wake when it is free.
 
-        A claim that rolls back (its worker died) sends no NOTIFY. So while this worker is
-        idle it queues for the lock on the first held due row (FOR UPDATE without SKIP
-        LOCKED): PostgreSQL grants it the moment the holder's transaction ends. A commit
+        A claim that rolls back (its worker died) sends no NOTIFY. So while this worker has
+        free slots it queues for the lock on the first due row held by another worker (its
+        own rows are excluded: waiting on them would hide a peer's crash until the fallback
+        poll): PostgreSQL grants the lock the moment the holder's transaction ends. A commit
         deletes the row and the wait moves on to the next held row; a rollback hands us the
         row, and the fetcher claims it (and the rest of the dead claim) at once.
         """
-        conn = None
         try:
-            conn = await self._claims.acquire_watcher(WATCH_SETTINGS)
-            async with conn.transaction():
-                row = await conn.fetchrow(self._sql.watch_held, self._queues)
-            self._claims.release(conn)
-            conn = None
-            if row is not None:
+            if self._watcher is None or self._watcher.is_closed():
+                self._watcher = await self._claims.acquire_watcher()
+            seen = "gone"
+            while seen == "gone" and self._free_slots() > 0:
+                seen = await self._watcher.fetchval(
+                    self._sql.watch_held, self._queues, self._claims.held()
+                )
+            if seen == "free":
                 self.wake()
         except DATABASE_ERRORS as exc:
             logger.debug("watch ended: %s", exc)
+            if self._watcher is not None:
+                self._watcher.terminate()
+                self._watcher = None
         finally:
-            if conn is not None:
-                conn.terminate()
             # Rearmed by the next idle round; a row that just came free is claimed first.
             self._watching = False
+
+    async def close(self) -> None:
+        """Close the watcher's connection; a lock wait in progress is abandoned."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.terminate()
 
     async def _until_next_due(self) -> float:
         seconds = await self._pool.fetchval(self._sql.next_due, self._queues)
@@ -126,40 +154,69 @@ class Fetcher:
     async def claim(self, limit: int) -> int:
         """Claim up to `limit` due jobs in one held transaction and start them; return how
         many queue rows were claimed (stale ones included, so the caller claims again)."""
+        joinable = self._claims.joinable()
+        if joinable is not None:
+            return await self._join(joinable, limit)
         conn = await self._claims.acquire()
         try:
-            await conn.execute("BEGIN")
             rows = await conn.fetch(self._sql.claim, self._queues, limit)
         except BaseException:
             conn.terminate()
             raise
         if not rows:
-            await conn.execute("ROLLBACK")
-            self._claims.release(conn)
+            try:
+                await self._claims.end(conn, commit=False)
+            except BaseException:
+                conn.terminate()
+                raise
             return 0
-        claim = Claim(conn, self._claims, self._on_claim_lost)
+        claim = Claim(conn, self._claims, [row["id"] for row in rows], self._on_claim_lost)
         # Shielded from the fetcher's cancellation (shutdown): once start_jobs may have
         # committed, the jobs must reach the worker, whose shutdown then releases them
         # without spending the attempt. Cancelled in between, they would be left
         # 'processing' with their rows back in the queue, and the next claim would count
         # a "worker lost" attempt against them.
         with anyio.CancelScope(shield=True):
-            await self._start(claim, rows)
+            try:
+                await self._start(claim, rows)
+            except BaseException:
+                # Nothing ran: put every row back for the next claim.
+                await claim.end(commit=False)
+                raise
+        if claim.settled:
+            # Only stale rows (or jobs out of attempts): commit to delete them for good.
+            await claim.end()
         return len(rows)
 
-    async def _start(self, claim: Claim, rows: list[asyncpg.Record]) -> None:
+    async def _join(self, claim: Claim, limit: int) -> int:
+        """Claim more rows inside an open claim's transaction (see ClaimConnections)."""
+        claim.joining = True
+        try:
+            # Shielded: rows deleted here but never started must not be committed with
+            # the claim, and giving the claim up (below) would interrupt its other jobs.
+            with anyio.CancelScope(shield=True):
+                rows = await claim.conn.fetch(self._sql.claim, self._queues, limit)
+                claim.entries.extend(row["id"] for row in rows)
+                if rows:
+                    await self._start(claim, rows)
+        except BaseException:
+            # The server rolls the whole claim back; its running jobs stop as for any
+            # lost claim, and every row is claimable again.
+            claim.conn.terminate()
+            raise
+        finally:
+            claim.joining = False
+        if claim.settled:
+            await claim.end()
+        return len(rows)
+
+    async def _start(self, claim: Claim, rows: Sequence[asyncpg.Record]) -> None:
+        """Start the claimed rows' jobs (statement `start_jobs`) and launch them."""
         job_ids = [row["job_id"] for row in rows]
         entries = [row["id"] for row in rows]
-        try:
-            started = await self._pool.fetch(
-                self._sql.start_jobs, job_ids, entries, self._worker_id
-            )
-            if len(started) < len(rows):
-                await self._pool.fetch(self._sql.fail_lost_jobs, job_ids, entries)
-        except BaseException:
-            # Nothing ran: put every row back for the next claim.
-            await claim.end(commit=False)
-            raise
+        started = await self._pool.fetch(self._sql.start_jobs, job_ids, entries, self._worker_id)
+        if len(started) < len(rows):
+            await self._pool.fetch(self._sql.fail_lost_jobs, job_ids, entries)
         for row in started:
             job = RunningJob(
                 id=row["id"],
@@ -176,8 +233,5 @@ class Fetcher:
             )
             claim.jobs.add(job)
             self._launch(job)
-        if claim.settled:
-            # Only stale rows (or jobs out of attempts): commit to delete them for good.
-            await claim.end()
-        elif claim.lost:
+        if claim.lost and claim.jobs:
             self._on_claim_lost(claim)

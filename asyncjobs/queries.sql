@@ -180,23 +180,15 @@ SELECT array_agg(id ORDER BY n) AS ids,
   FROM result;
 
 -- name: claim
--- Runs inside the worker's claim transaction, which stays open while the jobs run.
-DELETE FROM {schema}.queue
- WHERE id IN (SELECT id FROM {schema}.queue
-               WHERE queue = ANY($1::text[]) AND run_at <= now()
-               ORDER BY priority DESC, run_at, id
-               LIMIT $2 FOR UPDATE SKIP LOCKED)
-RETURNING id, job_id;
+-- Runs inside the worker's claim transaction, which stays open while the jobs run: up to $2
+-- due rows, from the queues $1 in their order (see claim_jobs in the schema).
+SELECT id, job_id FROM {schema}.claim_jobs($1::text[], $2::int);
 
 -- name: watch_held
--- An idle worker's lock wait (no SKIP LOCKED): returns when the first due row held by
--- another worker's claim is released by a rollback (that worker died), or when no due row
--- is held any more. Run in a transaction that is rolled back at once.
-SELECT id FROM {schema}.queue
- WHERE queue = ANY($1::text[]) AND run_at <= now()
- ORDER BY priority DESC, run_at, id
- LIMIT 1
-   FOR UPDATE;
+-- An idle worker's lock wait (see Fetcher._watch): 'free' when the first due row held by
+-- another worker is released by a rollback (that worker died), 'gone' when its holder
+-- committed, NULL when no due row is held by another worker. $2: the rows this worker holds.
+SELECT {schema}.watch_held($1::text[], $2::bigint[]);
 
 -- name: start_jobs
 -- Autocommit, so the start is visible at once and the attempt is counted even if the
@@ -310,9 +302,11 @@ UPDATE {schema}.jobs AS j
 
 -- name: next_due
 -- Seconds until the next queue row of these queues is due, for an idle fetcher's sleep.
-SELECT extract(epoch FROM min(run_at) - now())
-  FROM {schema}.queue
- WHERE queue = ANY($1::text[]) AND run_at > now();
+-- One scalar filter per queue, so each uses the queue index.
+SELECT extract(epoch FROM min(due.run_at) - now())
+  FROM unnest($1::text[]) AS q(name),
+       LATERAL (SELECT min(run_at) AS run_at FROM {schema}.queue
+                 WHERE queue = q.name AND run_at > now()) AS due;
 
 -- name: running_job_states
 -- After a listener reconnect: what became of the jobs this worker runs.

@@ -137,9 +137,18 @@ class Pruner:
                     # Room for other writers between batches.
                     await anyio.sleep(0.01)
             finally:
-                # The pool's reset also unlocks, should this fail.
+                # The pool releases connections without a reset (see create_pool), so a
+                # lock left behind would stop every worker's pruning: if the unlock does not
+                # happen, the session goes, and the lock with it.
+                unlocked = False
                 with anyio.move_on_after(2, shield=True):
-                    await conn.fetchval(self._sql.unlock_pruning)
+                    try:
+                        await conn.fetchval(self._sql.unlock_pruning)
+                        unlocked = True
+                    except DATABASE_ERRORS:
+                        pass
+                if not unlocked:
+                    conn.terminate()
         if total:
             logger.info("pruned %s finished jobs (kept: %s)", total, self._retention.describe())
         return total

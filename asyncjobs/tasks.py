@@ -150,6 +150,33 @@ def _token_parameter(fn: Callable[..., Any]) -> str | None:
     return None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _PlainSignature:
+    """A signature of plain parameters only (no *args, **kwargs, positional- or
+    keyword-only), checked without inspect's Signature.bind, which is most of the cost of
+    enqueueing. `fits` says yes only when bind would succeed; on no, bind gives the error."""
+
+    index: dict[str, int]
+    required: tuple[str, ...]  # plain parameters without a default come first
+
+    @classmethod
+    def of(cls, signature: inspect.Signature) -> _PlainSignature | None:
+        params = list(signature.parameters.values())
+        if any(p.kind is not p.POSITIONAL_OR_KEYWORD for p in params):
+            return None
+        required = tuple(p.name for p in params if p.default is p.empty)
+        return cls({p.name: i for i, p in enumerate(params)}, required)
+
+    def fits(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+        given = len(args)
+        if given > len(self.index):
+            return False
+        for name in kwargs:
+            if self.index.get(name, -1) < given:
+                return False
+        return all(name in kwargs for name in self.required[given:])
+
+
 class Task(Generic[P, R]):
     """A function registered with `@app.task`; enqueue it with `client.enqueue(task, ...)`."""
 
@@ -177,6 +204,7 @@ class Task(Generic[P, R]):
         self.signature = full.replace(
             parameters=[p for p in full.parameters.values() if p.name != self.token_parameter]
         )
+        self._plain = _PlainSignature.of(self.signature)
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
@@ -253,10 +281,11 @@ class Task(Generic[P, R]):
         Raises TypeError if the arguments don't fit the task's signature and
         SerializationError (a TypeError) if they can't be stored as JSON.
         """
-        try:
-            self.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"task {self.name!r}: {exc}") from None
+        if self._plain is None or not self._plain.fits(args, kwargs):
+            try:
+                self.signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"task {self.name!r}: {exc}") from None
         encoded_args, encoded_kwargs = encode_arguments(self.name, args, kwargs)
         return TaskCall(self.name, encoded_args, encoded_kwargs, self.defaults)
 

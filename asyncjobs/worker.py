@@ -18,7 +18,7 @@ from .cancel import CancelReason
 from .claims import Claim, ClaimConnections
 from .client import Client
 from .completer import Completer
-from .connections import create_pool
+from .connections import connect, create_pool
 from .errors import ConfigurationError, ConnectionFailed
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
@@ -37,6 +37,10 @@ if TYPE_CHECKING:
     from .app import App
 
 logger = logging.getLogger("asyncjobs.worker")
+
+# Sessions holding claim transactions, by default: a worker also has a pool of up to 4, a
+# listener and a watcher, so one worker needs at most claim_sessions + 6 connections.
+DEFAULT_CLAIM_SESSIONS = 10
 
 _CHANGES = {
     "cancelled": CancelReason.CANCELLED,
@@ -60,9 +64,20 @@ class Worker:
         batch_size: int = 50,
         retention: Retention | None = None,
         prune: bool = True,
+        claim_sessions: int | None = None,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        if claim_sessions is None:
+            claim_sessions = min(concurrency, DEFAULT_CLAIM_SESSIONS)
+        if (
+            not isinstance(claim_sessions, int)
+            or isinstance(claim_sessions, bool)
+            or claim_sessions < 1
+        ):
+            raise ConfigurationError(
+                f"claim_sessions must be an integer >= 1, got {claim_sessions!r}"
+            )
         if isinstance(queues, str):
             raise ConfigurationError(f"queues must be a list of names, got the string {queues!r}")
         if queues is None:
@@ -88,6 +103,7 @@ class Worker:
         self.batch_size = batch_size
         # None: this worker doesn't prune (the app keeps jobs forever, or prune=False).
         self.retention = (retention or app.retention) if prune else None
+        self.claim_sessions = claim_sessions
         self.sql = Queries.for_schema(app.schema)
         self.channels = Channels.for_schema(app.schema)
         self.running: dict[int, RunningJob] = {}
@@ -183,15 +199,20 @@ class Worker:
     async def _serve(self, task_status: TaskStatus[None]) -> None:
         async with contextlib.AsyncExitStack() as stack:
             dsn = await stack.enter_async_context(self.app.database())
-            pool = await create_pool(dsn, min_size=2, max_size=4)
-            stack.push_async_callback(pool.close)
-            async with pool.acquire() as conn:
+            # Migrated on its own connection: the pool's connections prepare statements of
+            # the current schema as they open.
+            conn = await connect(dsn)
+            try:
                 if self.app.auto_migrate:
                     await migrate(conn, self.app.schema)
                 else:
                     await check(conn, self.app.schema)
                 await sync_declared(conn, self.sql, self.app.schedules)
-            claims = ClaimConnections(dsn)
+            finally:
+                await conn.close()
+            pool = await create_pool(dsn, min_size=2, max_size=4, warm_up=self._warm_up)
+            stack.push_async_callback(pool.close)
+            claims = ClaimConnections(dsn, self.sql.claim, self.queues, self.claim_sessions)
             stack.push_async_callback(claims.close)
             runner = JobRunner(self.app.tasks, self.concurrency)
             completer = Completer(pool, self.sql.finish_jobs)
@@ -217,6 +238,7 @@ class Worker:
                 on_claim_lost=self._claim_lost,
                 poll_interval=self.poll_interval,
                 batch_size=self.batch_size,
+                gather=max(1, min(self.batch_size, self.concurrency) // 2),
             )
             # Ticks enqueue through the client's transactional enqueue, on the tick's connection.
             scheduler = self._scheduler = Scheduler(
@@ -233,6 +255,7 @@ class Worker:
             )
             await heartbeat.register()
             stack.push_async_callback(heartbeat.unregister)
+            stack.push_async_callback(self._fetcher.close)
             logger.info(
                 "worker %s started: queues %s, concurrency %s",
                 self.id,
@@ -262,6 +285,13 @@ class Worker:
                 await completer.drain()
                 services.cancel_scope.cancel()
             logger.info("worker %s stopped", self.id)
+
+    async def _warm_up(self, conn: asyncpg.Connection) -> None:
+        """Run the pool's per-job statements once with nothing to do, so that the first real
+        ones (the first jobs, or a peer's jobs after its crash) skip parsing and planning."""
+        await conn.fetch(self.sql.start_jobs, [], [], self.id)
+        await conn.fetch(self.sql.fail_lost_jobs, [], [])
+        await conn.execute(self.sql.finish_jobs, [], [], [], [], [], [], [])
 
     async def _fetch(self, scope: anyio.CancelScope, done: anyio.Event) -> None:
         assert self._fetcher is not None

@@ -82,7 +82,11 @@ async def main() -> None:
 
             async def copy(calls: list[asyncjobs.TaskCall]) -> None:
                 keyed = any(c.options.unique_key for c in calls)
-                columns = enqueue_columns(calls)
+                # COPY needs every column; the client sends an all-NULL one as a NULL array.
+                columns = [
+                    [None] * len(calls) if column is None else column
+                    for column in enqueue_columns(calls)
+                ]
                 if keyed:
                     records = [(*row, n) for n, row in enumerate(zip(*columns, strict=True), 1)]
                 else:

@@ -201,12 +201,15 @@ async def test_lost_claim_connection_interrupts_the_job_and_it_never_runs_twice_
     async with app.worker(), app.worker():
         job_id = await client.enqueue(guarded)
         await _until(lambda: runs)
-        # The backend holding the claim transaction: idle in transaction, on this test's
-        # schema (the server may be shared with other test runs).
+        # The backend holding the claim transaction: the one session that deleted a row of
+        # this schema's queue and has not committed (so it has a transaction id; a claim
+        # that found nothing has none). Idle claim connections wait inside a begun
+        # transaction too, and other tests' workers may share the server.
         claim_pids = await admin.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' "
-            "AND application_name = 'asyncjobs' AND strpos(query, $1) > 0",
-            f'"{schema}".queue',
+            "SELECT DISTINCT l.pid FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid) "
+            "WHERE l.relation = $1::regclass AND l.mode = 'RowExclusiveLock' AND l.granted "
+            "AND a.backend_xid IS NOT NULL",
+            f'"{app.schema}".queue',
         )
         assert len(claim_pids) == 1
         await admin.execute("SELECT pg_terminate_backend($1)", claim_pids[0]["pid"])

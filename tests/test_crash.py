@@ -61,6 +61,31 @@ async def test_sigkilled_workers_job_runs_again_promptly_and_succeeds_once(
     assert second.wait(10) == 0
 
 
+async def test_an_idle_worker_notices_a_peers_crash_while_it_runs_a_job_of_its_own(
+    client: asyncjobs.Client, spawn_worker: Spawn
+) -> None:
+    """The idle worker's lock wait must be on the peer's row, not on its own running job's
+    (which comes first in its order here): else the crash waits for the fallback poll."""
+    from tests.worker_app import sleep
+
+    slow_poll = ("--poll-interval", "120")
+    peer = spawn_worker("--queues", "other", "--concurrency", "1", *slow_poll)
+    await _workers_up(client, 1)
+    theirs = await client.enqueue(sleep.options(queue="other"), 30.0)
+    await _until_state(client, theirs, lambda j: j.state == "processing", 20)
+    ours = await client.enqueue(sleep.options(priority=5), 30.0)
+    watcher = spawn_worker("--queues", "default,other", "--concurrency", "2", *slow_poll)
+    await _until_state(client, ours, lambda j: j.state == "processing", 20)
+    await anyio.sleep(0.5)  # the watcher is in its lock wait by now
+    peer.send_signal(signal.SIGKILL)
+    job = await _until_state(client, theirs, lambda j: j.attempt == 2, 10)
+    mine = await client.get(ours)
+    assert job.state == "processing" and job.worker_id == mine.worker_id
+    assert mine.attempt == 1
+    watcher.terminate()
+    assert watcher.wait(10) == 0
+
+
 async def test_a_job_that_kills_its_worker_every_time_fails_after_max_attempts(
     client: asyncjobs.Client, spawn_worker: Spawn
 ) -> None:

@@ -124,6 +124,56 @@ async def test_delay_and_priority(app: asyncjobs.App, client: asyncjobs.Client) 
     assert job.started_at is not None and job.started_at >= job.run_at
 
 
+async def test_a_worker_takes_its_queues_in_the_order_listed(
+    app: asyncjobs.App, client: asyncjobs.Client
+) -> None:
+    order: list[str] = []
+
+    @app.task
+    async def mark(name: str) -> None:
+        order.append(name)
+
+    # Priority orders jobs within a queue, never across: "later" outranks everything in
+    # "first", and still waits for it.
+    ids = [
+        await client.enqueue(mark.options(queue="later", priority=10), "later-high"),
+        await client.enqueue(mark.options(queue="later"), "later-low"),
+        await client.enqueue(mark.options(queue="first"), "first-low"),
+        await client.enqueue(mark.options(queue="first", priority=1), "first-high"),
+        await client.enqueue(mark.options(queue="ignored", priority=99), "ignored"),
+    ]
+    async with app.worker(concurrency=1, queues=["first", "later"]):
+        for job_id in ids[:4]:
+            await client.wait(job_id, timeout=10)
+    assert order == ["first-high", "first-low", "later-high", "later-low"]
+    assert (await client.get(ids[4])).state is asyncjobs.JobState.QUEUED
+
+
+async def test_plain_signatures_are_checked_as_bind_would(app: asyncjobs.App) -> None:
+    @app.task
+    async def plain(a: int, b: int = 2, c: int = 3) -> None: ...
+
+    fine: list[tuple[tuple[int, ...], dict[str, int]]] = [
+        ((1,), {}),
+        ((1, 2, 3), {}),
+        ((), {"a": 1}),
+        ((1,), {"c": 5}),
+        ((), {"c": 1, "a": 2, "b": 3}),
+    ]
+    wrong: list[tuple[tuple[int, ...], dict[str, int]]] = [
+        ((), {}),
+        ((1, 2, 3, 4), {}),
+        ((1,), {"a": 1}),
+        ((1,), {"d": 1}),
+        ((), {"b": 1}),
+    ]
+    for args, kwargs in fine:
+        assert plain.call(*args, **kwargs).task == plain.name
+    for args, kwargs in wrong:
+        with pytest.raises(TypeError, match=r"task .*plain"):
+            plain.call(*args, **kwargs)
+
+
 async def test_unknown_task_fails_that_job_clearly(
     app: asyncjobs.App, client: asyncjobs.Client
 ) -> None:
@@ -266,3 +316,47 @@ async def test_job_is_a_plain_snapshot(app: asyncjobs.App, client: asyncjobs.Cli
     assert dataclasses.asdict(job)["task"].endswith("noop")
     with pytest.raises(asyncjobs.JobNotFound):
         await client.get(10**12)
+
+
+async def test_jobs_fed_one_at_a_time_share_a_bounded_number_of_claim_sessions(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection
+) -> None:
+    running = 0
+    most = 0
+    release = anyio.Event()
+    runs: list[int] = []
+
+    @app.task
+    async def hold(n: int) -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        runs.append(n)
+        try:
+            await release.wait()
+        finally:
+            running -= 1
+        return n
+
+    async with app.worker(concurrency=12, claim_sessions=2):
+        ids = []
+        for n in range(12):
+            ids.append(await client.enqueue(hold, n))
+            await anyio.sleep(0.02)  # each one claimed on its own
+        with anyio.fail_after(20):
+            while running < 12:
+                await anyio.sleep(0.01)
+        # Sessions holding claims: those that deleted a row of this schema's queue.
+        holders = await admin.fetchval(
+            "SELECT count(DISTINCT pid) FROM pg_locks WHERE relation = $1::regclass "
+            "AND mode = 'RowExclusiveLock' AND granted",
+            f'"{app.schema}".queue',
+        )
+        assert holders <= 2
+        release.set()
+        assert [await client.wait(i, timeout=20) for i in ids] == list(range(12))
+    assert most == 12 and sorted(runs) == list(range(12))
+    for job_id in ids:
+        assert (await client.get(job_id)).attempt == 1
+    with pytest.raises(asyncjobs.ConfigurationError, match="claim_sessions"):
+        app.worker(claim_sessions=0)
