@@ -315,12 +315,21 @@ async def test_parent_finishing_waits_for_a_child_enqueue_in_an_open_transaction
     parent = await client.enqueue(quick)
     conn = await asyncpg.connect(pg_dsn)
     try:
+        # The child's transaction takes the parent's row before any worker runs (a worker
+        # started first may finish the parent before the enqueue).
+        tx = conn.transaction()
+        await tx.start()
+        child = await client.enqueue_tx(conn, quick.options(after=parent))
         async with app.worker():
-            async with conn.transaction():
-                child = await client.enqueue_tx(conn, quick.options(after=parent))
+            try:
                 # The worker cannot start or finish the parent until this commits.
                 await anyio.sleep(0.5)
                 assert not (await _state(client, parent)).finished
+                await tx.commit()
+            finally:
+                # Else the worker's stop would wait for the lock (it finishes what it began).
+                if conn.is_in_transaction():
+                    await tx.rollback()
             assert await client.wait(child, timeout=10) == "ok"
 
         other = await client.enqueue(quick.options(delay=3600))
