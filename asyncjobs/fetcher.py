@@ -22,6 +22,9 @@ from .sql import Queries
 
 logger = logging.getLogger("asyncjobs.fetcher")
 
+# Seconds a job taken over from a lost claim waits before it runs (see Fetcher._start).
+TAKEOVER_GRACE = 0.05
+
 # How long a claim may wait for more free slots while a backlog lasts (see Fetcher.run).
 GATHER_WAIT = 0.01
 
@@ -217,6 +220,13 @@ class Fetcher:
         started = await self._pool.fetch(self._sql.start_jobs, job_ids, entries, self._worker_id)
         if len(started) < len(rows):
             await self._pool.fetch(self._sql.fail_lost_jobs, job_ids, entries)
+        if any(row["taken_over"] for row in started):
+            # The rollback that freed the row reached us as fast as the lost connection's
+            # end reaches the worker that ran it, and a loaded machine can deliver ours
+            # first: give it a moment to interrupt its attempt, so one job never runs twice
+            # at once when its worker is alive but lost the claim. A crashed worker's jobs
+            # pay this wait once.
+            await anyio.sleep(TAKEOVER_GRACE)
         for row in started:
             job = RunningJob(
                 id=row["id"],

@@ -194,6 +194,8 @@ SELECT {schema}.watch_held($1::text[], $2::bigint[]);
 -- Autocommit, so the start is visible at once and the attempt is counted even if the
 -- worker dies. 'processing' is allowed: holding the claimed row proves its last holder is
 -- gone. A claimed row that matches nothing here is stale (or its job is out of attempts).
+-- taken_over: the job was 'processing', so its last worker may not know yet that it lost
+-- the claim (see Fetcher._start).
 UPDATE {schema}.jobs AS j
    SET state = 'processing',
        attempt = j.attempt + 1,
@@ -205,12 +207,14 @@ UPDATE {schema}.jobs AS j
        errors = CASE WHEN j.state = 'processing' THEN j.errors || {schema}.worker_lost_error(
                     j.attempt, format('the worker running attempt %s was lost', j.attempt))
                      ELSE j.errors END
-  FROM unnest($1::bigint[], $2::bigint[]) AS c(job_id, entry)
+  FROM (SELECT c.job_id, c.entry, o.state = 'processing' AS taken_over
+          FROM unnest($1::bigint[], $2::bigint[]) AS c(job_id, entry)
+          JOIN {schema}.jobs AS o ON o.id = c.job_id) AS c
  WHERE j.id = c.job_id AND j.queue_entry = c.entry
    AND (j.state IN ('queued', 'scheduled')
         OR (j.state = 'processing' AND j.attempt < j.max_attempts))
 RETURNING j.id, j.queue_entry, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
-          j.timeout, j.queue, j.backoff;
+          j.timeout, j.queue, j.backoff, c.taken_over;
 
 -- name: fail_lost_jobs
 -- A claimed job whose worker died during its last allowed attempt: it crashed the worker
