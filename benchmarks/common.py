@@ -43,9 +43,11 @@ def check_local(dsn: str) -> None:
         raise SystemExit(f"refusing to run against {host!r}: benchmarks only run on 127.0.0.1")
 
 
-async def ensure_database(admin_dsn: str, name: str) -> None:
-    """Create database `name` unless it exists (connecting through `admin_dsn`)."""
-    conn = await asyncpg.connect(admin_dsn)
+async def ensure_database(dsn: str, name: str) -> None:
+    """Create database `name` unless it exists, on the server of `dsn`. Connects to its
+    maintenance database, so that the database `dsn` names need not exist either."""
+    parts = urllib.parse.urlsplit(dsn)
+    conn = await asyncpg.connect(urllib.parse.urlunsplit(parts._replace(path="/postgres")))
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
