@@ -103,8 +103,10 @@ class AsyncjobsSystem(System):
         )
 
     def _listening(self, query: str) -> bool:
-        # The listener LISTENs on enqueue, then control; the fetcher starts right after.
-        return ".control" in query
+        # The listener LISTENs on each of the worker's channels in turn (enqueue first), then
+        # the fetcher starts: any of them will do, with wait_ready's settling pause after.
+        # (Waiting for one named channel broke when the schedules channel came last.)
+        return "LISTEN" in query.upper()
 
     async def remaining(self, conn: asyncpg.Connection) -> int:
         return int(
