@@ -590,3 +590,14 @@ async def test_enqueue_with_unique_key_and_after_and_show_them(
     shown = await run_cli(env, "jobs", "show", str(cancelling_child))
     assert "state     cancelled" in shown.stdout
     assert f"reason    ParentNotSucceeded: parent job {parent} was cancelled" in shown.stdout
+
+
+async def test_the_demo_runs_every_step(env: dict[str, str]) -> None:
+    """The README's first command: two real workers, a cancel, a SIGKILL."""
+    demo = await run_cli(env, "demo")
+    assert demo.returncode == 0, demo
+    lines = demo.stdout.splitlines()
+    assert [line.split(" ", 1)[0] for line in lines[1:]] == ["1.", "2.", "3.", "4.", "5."], lines
+    assert "its code was interrupted" in lines[3]
+    assert "the job's code ran again on the other worker" in lines[4]
+    assert "it slept 2s" in lines[4]
