@@ -18,6 +18,7 @@ import platform
 import sys
 import time
 import traceback
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import asyncpg
 import psutil
 
 from benchmarks import report, scenarios
-from benchmarks.common import RESULTS, check_local, kill_all
+from benchmarks.common import RESULTS, check_local, ensure_database, kill_all
 from benchmarks.scenarios import Bench, Config, NotApplicable, PgbenchCeiling
 from benchmarks.systems import NAMES, get
 from benchmarks.systems.base import System
@@ -303,6 +304,10 @@ async def main_async(args: argparse.Namespace) -> int:
         raise SystemExit(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")
     wanted = [s for s in SCENARIOS if s in wanted]
 
+    # The named database need not exist: the run reads the server's settings through it.
+    named = urllib.parse.urlsplit(args.dsn).path.strip("/")
+    if named:
+        await ensure_database(args.dsn, named)
     env = await environment(args.dsn)
     head = header(env, args, systems)
     print(head, flush=True)
