@@ -46,9 +46,8 @@ def pg_dsn() -> Iterator[str]:
             server.stop()
 
 
-@pytest.fixture
-async def schema(pg_dsn: str) -> AsyncIterator[str]:
-    """A fresh schema name for one test, dropped afterwards."""
+async def fresh_schema(pg_dsn: str) -> AsyncIterator[str]:
+    """A fresh schema name, dropped afterwards: the body of schema-name fixtures."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     yield name
     conn = await asyncpg.connect(pg_dsn)
@@ -56,6 +55,20 @@ async def schema(pg_dsn: str) -> AsyncIterator[str]:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def schema(pg_dsn: str) -> AsyncIterator[str]:
+    """A fresh schema name for one test, dropped afterwards."""
+    async for name in fresh_schema(pg_dsn):
+        yield name
+
+
+@pytest.fixture
+async def other_schema(pg_dsn: str) -> AsyncIterator[str]:
+    """A second fresh schema name, for tests that compare two."""
+    async for name in fresh_schema(pg_dsn):
+        yield name
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ plans against a migrated schema."""
 from __future__ import annotations
 
 import dataclasses
-import uuid
-from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
@@ -17,18 +15,6 @@ import pytest
 import asyncjobs
 from asyncjobs.migrations import available, check, migrate
 from asyncjobs.sql import Queries, parse, render
-
-
-@pytest.fixture
-async def other_schema(pg_dsn: str) -> AsyncIterator[str]:
-    """A second fresh schema name for tests that compare two, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield name
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    finally:
-        await conn.close()
 
 
 def _schema_sql() -> str:
