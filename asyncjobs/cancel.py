@@ -28,6 +28,11 @@ class Interrupted(AsyncJobsError):
         super().__init__(f"job interrupted: {reason.value}")
 
 
+# Guards every token's lazy event and callbacks: a token is made for every job and almost
+# never waited on from a thread, so it owns no threading objects of its own until then.
+_TOKENS = threading.Lock()
+
+
 class CancelToken:
     """Set the moment a running job is stopped, for code that can't see CancelledError.
 
@@ -36,18 +41,27 @@ class CancelToken:
     Deeper code needs no asyncjobs types: pass it `token.event`, a `threading.Event`.
     """
 
-    __slots__ = ("_callbacks", "_lock", "_reason", "event")
+    __slots__ = ("_callbacks", "_event", "_reason")
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self._event: threading.Event | None = None
         self._reason: CancelReason | None = None
-        self._callbacks: list[Callable[[CancelReason], object]] = []
-        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[CancelReason], object]] | None = None
+
+    @property
+    def event(self) -> threading.Event:
+        """A `threading.Event`, set when the job is stopped."""
+        with _TOKENS:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._reason is not None:
+                    self._event.set()
+            return self._event
 
     @property
     def cancelled(self) -> bool:
         """Whether the job has been stopped."""
-        return self.event.is_set()
+        return self._reason is not None
 
     @property
     def reason(self) -> CancelReason | None:
@@ -71,8 +85,10 @@ class CancelToken:
 
         It runs on the thread that stops the job (the worker's event loop): keep it short.
         """
-        with self._lock:
+        with _TOKENS:
             if self._reason is None:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(callback)
                 return
             reason = self._reason
@@ -80,11 +96,13 @@ class CancelToken:
 
     def cancel(self, reason: CancelReason) -> None:
         """Set the token (the worker does this; tests of job code may too). Idempotent."""
-        with self._lock:
+        with _TOKENS:
             if self._reason is not None:
                 return
             self._reason = reason
-            callbacks, self._callbacks = self._callbacks, []
-        self.event.set()
+            callbacks, self._callbacks = self._callbacks or [], None
+            event = self._event
+        if event is not None:
+            event.set()
         for callback in callbacks:
             callback(reason)

@@ -24,10 +24,21 @@ logger = logging.getLogger("asyncjobs.claims")
 
 # Managed PostgreSQL often sets idle_in_transaction_session_timeout; it would kill every
 # claim whose job runs longer than that.
-CLAIM_SETTINGS = {"idle_in_transaction_session_timeout": "0", "statement_timeout": "0"}
+# A claim commits only after its jobs' outcomes are committed (durably, elsewhere), so
+# losing its commit in a server crash just brings back stale rows, which the next claim
+# drops: it need not wait for the WAL flush.
+CLAIM_SETTINGS = {
+    "idle_in_transaction_session_timeout": "0",
+    "statement_timeout": "0",
+    "synchronous_commit": "off",
+}
 # The watcher's lock wait may last as long as the job it waits on. Its statement takes a
 # row lock, so it commits a transaction id: nothing it does needs to be durable.
-WATCH_SETTINGS = {**CLAIM_SETTINGS, "lock_timeout": "0", "synchronous_commit": "off"}
+WATCH_SETTINGS = {**CLAIM_SETTINGS, "lock_timeout": "0"}
+
+
+# How long a claim's transaction takes more claims (see ClaimConnections.joinable).
+JOIN_WINDOW = 0.02
 
 
 class ClaimConnections:
@@ -38,6 +49,13 @@ class ClaimConnections:
     transaction that has run nothing holds no snapshot and no transaction id, so it pins
     nothing. Each new connection runs the claim once with a limit of 0, so that its first
     real claim (say, right after a peer's crash) does not pay for parsing and planning.
+
+    While a backlog lasts, claims made within JOIN_WINDOW of each other share one
+    transaction, and so one commit: a claim whose jobs are all done that young is parked,
+    still open, for the next claim to join, and ended by `end_parked` once its window has
+    passed or the fetcher has nothing more to claim. Its rows stay locked meanwhile (other
+    workers skip them, as they skip running jobs' rows); a crash brings them back as stale
+    rows, which the next claim drops.
     """
 
     def __init__(self, dsn: str, claim_sql: str, queues: Sequence[str], limit: int) -> None:
@@ -48,15 +66,58 @@ class ClaimConnections:
         self._idle: list[asyncpg.Connection] = []
         self._open: set[Claim] = set()
         self.opened = 0
+        # Whether settled young claims wait for more (off once the worker stops).
+        self.parking = True
 
     def joinable(self) -> Claim | None:
-        """At the limit of open claims, the youngest one that new rows may join: its
-        transaction stays open anyway while its jobs run, so joining it costs no session.
-        (A joined claim commits when its last job is done, so it may live longer.)"""
+        """The open claim that new rows should join, if any: one still in its join window
+        (parked or running jobs), else, at the limit of open claims, the youngest one with
+        jobs running: its transaction stays open anyway while they run, so joining it costs
+        no session. (A joined claim commits when its last job is done, so it may live
+        longer.)"""
+        now = time.monotonic()
+        young = [
+            c
+            for c in self._open
+            if not c.lost and not c.joining and not c.ending and now - c.opened_at < JOIN_WINDOW
+        ]
+        if young:
+            return max(young, key=lambda c: c.opened_at)
         if len(self._open) < self._limit:
             return None
-        candidates = [c for c in self._open if c.jobs and not c.lost and not c.joining]
+        candidates = [
+            c for c in self._open if c.jobs and not c.lost and not c.joining and not c.ending
+        ]
         return max(candidates, key=lambda c: c.opened_at, default=None)
+
+    async def settle(self, claim: Claim) -> None:
+        """`claim` has nothing running and nothing being added: park it for the next claim
+        to join while it is young, else end it."""
+        if self.parking and not claim.lost and time.monotonic() - claim.opened_at < JOIN_WINDOW:
+            claim.parked = True
+            return
+        await claim.end()
+
+    def parked_until(self) -> float | None:
+        """When the oldest parked claim's window ends (monotonic), or None."""
+        times = [c.opened_at + JOIN_WINDOW for c in self._open if c.parked and not c.ending]
+        return min(times, default=None)
+
+    async def end_parked(self, *, all_of_them: bool = False) -> None:
+        """End the parked claims whose join window has passed (or all of them)."""
+        now = time.monotonic()
+        due = [
+            c
+            for c in self._open
+            if c.parked
+            and c.settled
+            and not c.ending
+            and (all_of_them or now - c.opened_at >= JOIN_WINDOW)
+        ]
+        if due:
+            async with anyio.create_task_group() as tg:
+                for claim in due:
+                    tg.start_soon(claim.end)
 
     async def acquire(self) -> asyncpg.Connection:
         """An open connection inside a transaction that has run nothing yet."""
@@ -98,7 +159,10 @@ class ClaimConnections:
         return [entry for claim in self._open for entry in claim.entries]
 
     async def close(self) -> None:
-        """Close every idle connection."""
+        """End parked claims and close every idle connection."""
+        self.parking = False
+        with anyio.CancelScope(shield=True):
+            await self.end_parked(all_of_them=True)
         idle, self._idle = self._idle, []
         with anyio.CancelScope(shield=True):
             for conn in idle:
@@ -128,6 +192,9 @@ class Claim:
         self.lost = False
         # While the fetcher claims more rows in this transaction it must not end.
         self.joining = False
+        # Settled but left open for the next claim to join (see ClaimConnections).
+        self.parked = False
+        self.ending = False
         self.opened_at = time.monotonic()
         self._connections = connections
         self._on_lost = on_lost
@@ -146,8 +213,16 @@ class Claim:
         """Whether every job of this claim is done with (and no more are being added)."""
         return not self.jobs and not self.joining
 
+    async def settle(self) -> None:
+        """Every job is done with: end the claim, or park it (see ClaimConnections)."""
+        await self._connections.settle(self)
+
     async def end(self, *, commit: bool = True) -> None:
         """Commit (or roll back) the transaction and give the connection back."""
+        if self.ending:
+            return
+        self.ending = True
+        self.parked = False
         self.conn.remove_termination_listener(self._terminated)
         self._connections.untrack(self)
         if self.lost or self.conn.is_closed():

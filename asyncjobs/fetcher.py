@@ -1,7 +1,8 @@
 """The fetch loop: claims jobs when a slot is free and something is due, and starts them.
 
 It wakes on NOTIFY from enqueue, on a freed slot, at the next due run_at, and on a slow
-fallback poll; it never claims more than the free slots.
+fallback poll; it never claims more than the free slots. A claim's jobs are started (by
+the recorder) while the next claim's DELETE runs: the two round trips overlap.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import uuid
 from collections.abc import Callable, Sequence
 
 import anyio
+import anyio.abc
 import asyncpg
 
 from .claims import Claim, ClaimConnections
 from .connections import DATABASE_ERRORS
 from .job_runner import RunningJob
+from .recorder import Recorder
 from .sql import Queries
 
 logger = logging.getLogger("asyncjobs.fetcher")
@@ -38,6 +41,7 @@ class Fetcher:
         sql: Queries,
         pool: asyncpg.Pool,
         claims: ClaimConnections,
+        recorder: Recorder,
         worker_id: uuid.UUID,
         queues: Sequence[str],
         free_slots: Callable[[], int],
@@ -50,6 +54,7 @@ class Fetcher:
         self._sql = sql
         self._pool = pool
         self._claims = claims
+        self._recorder = recorder
         self._worker_id = worker_id
         self._queues = list(queues)
         self._free_slots = free_slots
@@ -62,6 +67,9 @@ class Fetcher:
         self._due_at = math.inf  # wall-clock epoch of the next known due job
         self._watching = False
         self._watcher: asyncpg.Connection | None = None
+        # Slots promised to claimed jobs whose start is still being written.
+        self._reserved = 0
+        self._starting: anyio.abc.TaskGroup | None = None
 
     def wake(self, due_at: float | None = None) -> None:
         """Something may be claimable (now, or at epoch `due_at`)."""
@@ -69,22 +77,32 @@ class Fetcher:
             self._due_at = min(self._due_at, due_at)
         self._wake.set()
 
+    def free(self) -> int:
+        """Slots neither running a job nor promised to one being started."""
+        return self._free_slots() - self._reserved
+
     async def run(self) -> None:
-        """Claim and start jobs until cancelled.
+        """Claim and start jobs until cancelled; starts still being written finish first
+        (they are shielded), so every started job reaches the worker.
 
         While a backlog lasts (the last claim was full), a claim waits until `gather` slots
-        are free or GATHER_WAIT has passed: short jobs then share claims, and so the
-        commits (each an fsync) that a claim costs, instead of each taking one alone.
+        are free or GATHER_WAIT has passed: short jobs then share claims, and so the round
+        trips and commits that a claim costs. A claim's start is written in the background
+        (its slots reserved), so the next claim need not wait for it.
         """
         backoff = 0.05
         gather_until = -math.inf
         async with anyio.create_task_group() as tg:
+            self._starting = tg
             while True:
                 # A fresh event before claiming: a wake during the claim is not lost.
                 self._wake = anyio.Event()
+                parked_until = self._claims.parked_until()
+                if parked_until is not None and parked_until <= time.monotonic():
+                    tg.start_soon(self._claims.end_parked)
                 timeout = math.inf
                 try:
-                    free = self._free_slots()
+                    free = self.free()
                     if free > 0:
                         want = min(free, self._batch_size)
                         wait = gather_until - anyio.current_time()
@@ -97,6 +115,8 @@ class Fetcher:
                             gather_until = anyio.current_time() + GATHER_WAIT
                             continue
                         gather_until = -math.inf
+                        # Nothing more to claim now: nothing will join the parked claims.
+                        await self._claims.end_parked(all_of_them=True)
                         timeout = await self._until_next_due()
                         if not self._watching:
                             self._watching = True
@@ -106,6 +126,9 @@ class Fetcher:
                     logger.warning("fetch failed (retrying in %.2fs): %s", backoff, exc)
                     timeout = backoff
                     backoff = min(backoff * 2, 5.0)
+                parked_until = self._claims.parked_until()
+                if parked_until is not None:
+                    timeout = min(timeout, max(0.0, parked_until - time.monotonic()))
                 with anyio.move_on_after(timeout):
                     await self._wake.wait()
 
@@ -123,7 +146,7 @@ class Fetcher:
             if self._watcher is None or self._watcher.is_closed():
                 self._watcher = await self._claims.acquire_watcher()
             seen = "gone"
-            while seen == "gone" and self._free_slots() > 0:
+            while seen == "gone" and self.free() > 0:
                 seen = await self._watcher.fetchval(
                     self._sql.watch_held, self._queues, self._claims.held()
                 )
@@ -155,18 +178,22 @@ class Fetcher:
         return max(0.0, min(self._poll_interval, hint))
 
     async def claim(self, limit: int) -> int:
-        """Claim up to `limit` due jobs in one held transaction and start them; return how
-        many queue rows were claimed (stale ones included, so the caller claims again)."""
+        """Claim up to `limit` due jobs in one held transaction and have them started;
+        return how many queue rows were claimed (stale ones included, so the caller claims
+        again)."""
         joinable = self._claims.joinable()
         if joinable is not None:
             return await self._join(joinable, limit)
         conn = await self._claims.acquire()
+        self._recorder.expect()
         try:
             rows = await conn.fetch(self._sql.claim, self._queues, limit)
         except BaseException:
+            self._recorder.unexpect()
             conn.terminate()
             raise
         if not rows:
+            self._recorder.unexpect()
             try:
                 await self._claims.end(conn, commit=False)
             except BaseException:
@@ -174,7 +201,46 @@ class Fetcher:
                 raise
             return 0
         claim = Claim(conn, self._claims, [row["id"] for row in rows], self._on_claim_lost)
-        # Shielded from the fetcher's cancellation (shutdown): once start_jobs may have
+        self._begin_start(claim, rows, joined=False)
+        return len(rows)
+
+    async def _join(self, claim: Claim, limit: int) -> int:
+        """Claim more rows inside an open claim's transaction (see ClaimConnections)."""
+        claim.joining = True
+        claim.parked = False
+        try:
+            # Shielded: rows deleted here but never started must not be committed with
+            # the claim, and giving the claim up (below) would interrupt its other jobs.
+            with anyio.CancelScope(shield=True):
+                self._recorder.expect()
+                rows = await claim.conn.fetch(self._sql.claim, self._queues, limit)
+        except BaseException:
+            # The server rolls the whole claim back; its running jobs stop as for any
+            # lost claim, and every row is claimable again.
+            self._recorder.unexpect()
+            claim.joining = False
+            claim.conn.terminate()
+            raise
+        claim.entries.extend(row["id"] for row in rows)
+        if rows:
+            self._begin_start(claim, rows, joined=True)
+            return len(rows)
+        self._recorder.unexpect()
+        claim.joining = False
+        if claim.settled:
+            await claim.settle()
+        return 0
+
+    def _begin_start(self, claim: Claim, rows: Sequence[asyncpg.Record], *, joined: bool) -> None:
+        """Start the claimed rows' jobs in the background; their slots are reserved."""
+        assert self._starting is not None
+        self._reserved += len(rows)
+        self._starting.start_soon(self._start_claimed, claim, rows, joined)
+
+    async def _start_claimed(
+        self, claim: Claim, rows: Sequence[asyncpg.Record], joined: bool
+    ) -> None:
+        # Shielded from the fetcher's cancellation (shutdown): once the start may have
         # committed, the jobs must reach the worker, whose shutdown then releases them
         # without spending the attempt. Cancelled in between, they would be left
         # 'processing' with their rows back in the queue, and the next claim would count
@@ -182,42 +248,35 @@ class Fetcher:
         with anyio.CancelScope(shield=True):
             try:
                 await self._start(claim, rows)
+            except DATABASE_ERRORS as exc:
+                logger.warning("cannot start claimed jobs (they stay queued): %s", exc)
+                # Nothing ran: every row goes back for the next claim. A joined claim's
+                # other jobs go with it (it is lost, as for a dead connection).
+                if joined:
+                    claim.conn.terminate()
+                else:
+                    await claim.end(commit=False)
+                return
             except BaseException:
-                # Nothing ran: put every row back for the next claim.
-                await claim.end(commit=False)
+                if joined:
+                    claim.conn.terminate()
+                else:
+                    await claim.end(commit=False)
                 raise
-        if claim.settled:
-            # Only stale rows (or jobs out of attempts): commit to delete them for good.
-            await claim.end()
-        return len(rows)
-
-    async def _join(self, claim: Claim, limit: int) -> int:
-        """Claim more rows inside an open claim's transaction (see ClaimConnections)."""
-        claim.joining = True
-        try:
-            # Shielded: rows deleted here but never started must not be committed with
-            # the claim, and giving the claim up (below) would interrupt its other jobs.
-            with anyio.CancelScope(shield=True):
-                rows = await claim.conn.fetch(self._sql.claim, self._queues, limit)
-                claim.entries.extend(row["id"] for row in rows)
-                if rows:
-                    await self._start(claim, rows)
-        except BaseException:
-            # The server rolls the whole claim back; its running jobs stop as for any
-            # lost claim, and every row is claimable again.
-            claim.conn.terminate()
-            raise
-        finally:
-            claim.joining = False
-        if claim.settled:
-            await claim.end()
-        return len(rows)
+            finally:
+                self._reserved -= len(rows)
+                if joined:
+                    claim.joining = False
+                self.wake()
+            if claim.settled:
+                # Only stale rows (or jobs out of attempts), or every job already done.
+                await claim.settle()
 
     async def _start(self, claim: Claim, rows: Sequence[asyncpg.Record]) -> None:
-        """Start the claimed rows' jobs (statement `start_jobs`) and launch them."""
+        """Start the claimed rows' jobs (through the recorder) and launch them."""
         job_ids = [row["job_id"] for row in rows]
         entries = [row["id"] for row in rows]
-        started = await self._pool.fetch(self._sql.start_jobs, job_ids, entries, self._worker_id)
+        started = await self._recorder.start(job_ids, entries)
         if len(started) < len(rows):
             await self._pool.fetch(self._sql.fail_lost_jobs, job_ids, entries)
         if any(row["taken_over"] for row in started):

@@ -94,6 +94,11 @@ class JobContext:
             del self._lines[:-LOG_LINES]
         self._changed()
 
+    @property
+    def pending(self) -> bool:
+        """Whether something reported is not taken for writing yet."""
+        return self._progress is not None or bool(self._lines)
+
     def take(self) -> tuple[tuple[float, str | None] | None, list[dict[str, Any]]] | None:
         """What changed since the last call (for the worker's writer), or None."""
         with self._lock:

@@ -92,6 +92,8 @@ class JobRunner:
         """Run one attempt of `job` and say what to record; never raises for the job's sake."""
         started = time.perf_counter()
         outcome = await self._attempt(job)
+        if not logger.isEnabledFor(logging.INFO):
+            return outcome
         logger.info(
             "job %s %s attempt %s/%s: %s in %.3fs%s",
             job.id,

@@ -49,6 +49,11 @@ class ProgressWriter:
             if dirty:
                 await self._write(dirty)
 
+    def needs_flush(self, context: JobContext) -> bool:
+        """Whether `flush(context)` has anything to do: a report not written yet, or a write
+        in flight that the outcome must not overtake."""
+        return context.pending or self._writing.locked()
+
     async def flush(self, context: JobContext) -> None:
         """Write what `context` still holds: its attempt is over, its outcome comes next."""
         with self._dirty_lock:

@@ -190,58 +190,25 @@ SELECT id, job_id FROM {schema}.claim_jobs($1::text[], $2::int);
 -- committed, NULL when no due row is held by another worker. $2: the rows this worker holds.
 SELECT {schema}.watch_held($1::text[], $2::bigint[]);
 
--- name: start_jobs
--- Autocommit, so the start is visible at once and the attempt is counted even if the
--- worker dies. 'processing' is allowed: holding the claimed row proves its last holder is
--- gone. A claimed row that matches nothing here is stale (or its job is out of attempts).
+-- name: start_and_finish
+-- Everything a worker has to record, in one statement and one commit: the outcomes of
+-- finished attempts ($1-$7) and the start of claimed jobs ($8-$9, by worker $10). They
+-- never concern the same job: a job starts only from a queue row its claim holds, and an
+-- outcome that queues its job again inserts a new row, which nobody has claimed yet.
+--
+-- Outcomes: each guarded by the claim it ran under: an outcome whose job has another
+-- queue_entry or attempt by now was decided by someone else, and is dropped. 'retry' and
+-- 'release' (shutdown: attempt not counted) get a new queue row; 'cancelled' is the job
+-- raising asyncjobs.Cancel.
+--
+-- Starts: committed here, on the recorder's connection, not in the held claim, so the
+-- start is visible at once and the attempt is counted even if the worker dies.
+-- 'processing' is allowed: holding the claimed row proves its last holder is gone. A
+-- claimed row that matches nothing here is stale (or its job is out of attempts).
 -- taken_over: the job was 'processing', so its last worker may not know yet that it lost
 -- the claim (see Fetcher._start).
-UPDATE {schema}.jobs AS j
-   SET state = 'processing',
-       attempt = j.attempt + 1,
-       worker_id = $3,
-       started_at = now(),
-       error = CASE WHEN j.state = 'processing' THEN {schema}.worker_lost_error(j.attempt,
-                   format('the worker running attempt %s was lost', j.attempt))
-                    ELSE j.error END,
-       errors = CASE WHEN j.state = 'processing' THEN j.errors || {schema}.worker_lost_error(
-                    j.attempt, format('the worker running attempt %s was lost', j.attempt))
-                     ELSE j.errors END
-  FROM (SELECT c.job_id, c.entry, o.state = 'processing' AS taken_over
-          FROM unnest($1::bigint[], $2::bigint[]) AS c(job_id, entry)
-          JOIN {schema}.jobs AS o ON o.id = c.job_id) AS c
- WHERE j.id = c.job_id AND j.queue_entry = c.entry
-   AND (j.state IN ('queued', 'scheduled')
-        OR (j.state = 'processing' AND j.attempt < j.max_attempts))
-RETURNING j.id, j.queue_entry, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
-          j.timeout, j.queue, j.backoff, c.taken_over;
-
--- name: fail_lost_jobs
--- A claimed job whose worker died during its last allowed attempt: it crashed the worker
--- (or was caught in crashes) max_attempts times, so it fails instead of running again.
-WITH failed AS (
-    UPDATE {schema}.jobs AS j
-       SET state = 'failed', queue_entry = NULL, finished_at = now(),
-           error = {schema}.worker_lost_error(j.attempt, format(
-               'worker lost during attempt %s of %s; giving up', j.attempt, j.max_attempts)),
-           errors = j.errors || {schema}.worker_lost_error(j.attempt, format(
-               'worker lost during attempt %s of %s; giving up', j.attempt, j.max_attempts))
-      FROM unnest($1::bigint[], $2::bigint[]) AS c(job_id, entry)
-     WHERE j.id = c.job_id AND j.queue_entry = c.entry
-       AND j.state = 'processing' AND j.attempt >= j.max_attempts
-    RETURNING j.id
-)
-SELECT array_agg(id) AS ids,
-       (SELECT count(*) FROM (
-            SELECT pg_notify('{channel_prefix}.done', string_agg(id::text, ','))
-              FROM failed HAVING count(*) > 0) AS n) AS notified
-  FROM failed;
-
--- name: finish_jobs
--- Writes a batch of outcomes, each guarded by the claim it ran under: an outcome whose
--- job has another queue_entry or attempt by now was decided by someone else, and is
--- dropped. 'retry' and 'release' (shutdown: attempt not counted) get a new queue row;
--- 'cancelled' is the job raising asyncjobs.Cancel.
+--
+-- Returns the started jobs, or one row of NULLs when none started.
 WITH outcome AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[], $5::jsonb[],
                          $6::jsonb[], $7::float8[])
@@ -272,18 +239,60 @@ WITH outcome AS (
 ), requeued AS (
     INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)
     SELECT queue_entry, id, queue, priority, run_at FROM finished WHERE queue_entry IS NOT NULL
+), started AS (
+    UPDATE {schema}.jobs AS j
+       SET state = 'processing',
+           attempt = j.attempt + 1,
+           worker_id = $10,
+           started_at = now(),
+           error = CASE WHEN j.state = 'processing' THEN {schema}.worker_lost_error(j.attempt,
+                       format('the worker running attempt %s was lost', j.attempt))
+                        ELSE j.error END,
+           errors = CASE WHEN j.state = 'processing' THEN j.errors || {schema}.worker_lost_error(
+                        j.attempt, format('the worker running attempt %s was lost', j.attempt))
+                         ELSE j.errors END
+      FROM (SELECT c.job_id, c.entry, o.state = 'processing' AS taken_over
+              FROM unnest($8::bigint[], $9::bigint[]) AS c(job_id, entry)
+              JOIN {schema}.jobs AS o ON o.id = c.job_id) AS c
+     WHERE j.id = c.job_id AND j.queue_entry = c.entry
+       AND (j.state IN ('queued', 'scheduled')
+            OR (j.state = 'processing' AND j.attempt < j.max_attempts))
+    RETURNING j.id, j.queue_entry, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
+              j.timeout, j.queue, j.backoff, c.taken_over
+), notified AS (
+    SELECT (SELECT count(*) FROM (
+                SELECT pg_notify('{channel_prefix}.done', string_agg(id::text, ','))
+                  FROM finished WHERE state IN ('succeeded', 'failed', 'cancelled')
+                HAVING count(*) > 0) AS n)
+           + (SELECT count(*) FROM (
+                SELECT pg_notify('{channel_prefix}.enqueue',
+                                 CASE WHEN min(run_at) > now()
+                                      THEN queue || '@' || extract(epoch FROM min(run_at))
+                                      ELSE queue END)
+                  FROM finished WHERE queue_entry IS NOT NULL GROUP BY queue) AS n) AS count
 )
-SELECT (SELECT count(*) FROM finished) AS written,
+SELECT s.* FROM notified LEFT JOIN started AS s ON true;
+
+-- name: fail_lost_jobs
+-- A claimed job whose worker died during its last allowed attempt: it crashed the worker
+-- (or was caught in crashes) max_attempts times, so it fails instead of running again.
+WITH failed AS (
+    UPDATE {schema}.jobs AS j
+       SET state = 'failed', queue_entry = NULL, finished_at = now(),
+           error = {schema}.worker_lost_error(j.attempt, format(
+               'worker lost during attempt %s of %s; giving up', j.attempt, j.max_attempts)),
+           errors = j.errors || {schema}.worker_lost_error(j.attempt, format(
+               'worker lost during attempt %s of %s; giving up', j.attempt, j.max_attempts))
+      FROM unnest($1::bigint[], $2::bigint[]) AS c(job_id, entry)
+     WHERE j.id = c.job_id AND j.queue_entry = c.entry
+       AND j.state = 'processing' AND j.attempt >= j.max_attempts
+    RETURNING j.id
+)
+SELECT array_agg(id) AS ids,
        (SELECT count(*) FROM (
             SELECT pg_notify('{channel_prefix}.done', string_agg(id::text, ','))
-              FROM finished WHERE state IN ('succeeded', 'failed', 'cancelled')
-            HAVING count(*) > 0) AS n) AS done_notified,
-       (SELECT count(*) FROM (
-            SELECT pg_notify('{channel_prefix}.enqueue',
-                             CASE WHEN min(run_at) > now()
-                                  THEN queue || '@' || extract(epoch FROM min(run_at))
-                                  ELSE queue END)
-              FROM finished WHERE queue_entry IS NOT NULL GROUP BY queue) AS n) AS woken;
+              FROM failed HAVING count(*) > 0) AS n) AS notified
+  FROM failed;
 
 -- name: report_progress
 -- Progress and log lines of running jobs, many per round trip, each guarded by the attempt

@@ -38,9 +38,8 @@ class Queries:
     enqueue_unique_or_after: str
     claim: str
     watch_held: str
-    start_jobs: str
+    start_and_finish: str
     fail_lost_jobs: str
-    finish_jobs: str
     report_progress: str
     next_due: str
     running_job_states: str

@@ -205,6 +205,11 @@ class Task(Generic[P, R]):
             parameters=[p for p in full.parameters.values() if p.name != self.token_parameter]
         )
         self._plain = _PlainSignature.of(self.signature)
+        # Stored arguments of a plain signature are passed as they are when they fit (the
+        # worker's fast path); the token then goes by keyword, so it must come last.
+        self._pass_through = self._plain is not None and (
+            self.token_parameter is None or list(full.parameters)[-1] == self.token_parameter
+        )
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
@@ -297,6 +302,11 @@ class Task(Generic[P, R]):
         Raises TypeError when stored arguments don't fit the function (a corrupt row, or a
         signature changed since the job was enqueued).
         """
+        if self._pass_through and self._plain is not None and self._plain.fits(args, kwargs):
+            passed = dict(kwargs)
+            if self.token_parameter is not None:
+                passed[self.token_parameter] = token
+            return list(args), passed
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
         values = dict(bound.arguments)

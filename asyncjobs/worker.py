@@ -1,4 +1,4 @@
-"""The worker: one task group holding a listener, a fetcher, job runners, a completer, a
+"""The worker: one task group holding a listener, a fetcher, job runners, a recorder, a
 heartbeat and a scheduler; stopped by `stop()`, a stop broadcast, or leaving `async with`."""
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from anyio.abc import TaskGroup, TaskStatus
 from .cancel import CancelReason
 from .claims import Claim, ClaimConnections
 from .client import Client
-from .completer import Completer
 from .connections import connect, create_pool
 from .errors import ConfigurationError, ConnectionFailed
 from .fetcher import Fetcher
@@ -27,6 +26,7 @@ from .job_runner import JobRunner, RunningJob
 from .listener import Listener
 from .migrations import check, migrate
 from .progress_writer import ProgressWriter
+from .recorder import Recorder
 from .retention import Pruner, Retention
 from .scheduler import Scheduler
 from .schedules import sync_declared
@@ -215,7 +215,9 @@ class Worker:
             claims = ClaimConnections(dsn, self.sql.claim, self.queues, self.claim_sessions)
             stack.push_async_callback(claims.close)
             runner = JobRunner(self.app.tasks, self.concurrency)
-            completer = Completer(pool, self.sql.finish_jobs)
+            recorder = Recorder(dsn, self.sql, self.id)
+            await recorder.open()
+            stack.push_async_callback(recorder.close)
             progress = ProgressWriter(pool, self.sql.report_progress)
             heartbeat = Heartbeat(
                 sql=self.sql,
@@ -231,10 +233,11 @@ class Worker:
                 sql=self.sql,
                 pool=pool,
                 claims=claims,
+                recorder=recorder,
                 worker_id=self.id,
                 queues=self.queues,
                 free_slots=lambda: 0 if self.stopping else self.concurrency - len(self.running),
-                launch=lambda job: self._launch(job, runner, completer, progress),
+                launch=lambda job: self._launch(job, runner, recorder, progress),
                 on_claim_lost=self._claim_lost,
                 poll_interval=self.poll_interval,
                 batch_size=self.batch_size,
@@ -265,7 +268,7 @@ class Worker:
             async with anyio.create_task_group() as services:
                 # Listening before the first claim, so no enqueue in between goes unheard.
                 await services.start(listener.run)
-                services.start_soon(completer.run)
+                services.start_soon(recorder.run)
                 services.start_soon(progress.run)
                 if self.retention is not None:
                     services.start_soon(Pruner(pool, self.sql, self.retention).run)
@@ -282,16 +285,14 @@ class Worker:
                     # A claim being started finishes first, so its jobs get the grace too.
                     await fetched.wait()
                     await self._shutdown()
-                await completer.drain()
+                await recorder.drain()
                 services.cancel_scope.cancel()
             logger.info("worker %s stopped", self.id)
 
     async def _warm_up(self, conn: asyncpg.Connection) -> None:
         """Run the pool's per-job statements once with nothing to do, so that the first real
         ones (the first jobs, or a peer's jobs after its crash) skip parsing and planning."""
-        await conn.fetch(self.sql.start_jobs, [], [], self.id)
         await conn.fetch(self.sql.fail_lost_jobs, [], [])
-        await conn.execute(self.sql.finish_jobs, [], [], [], [], [], [], [])
 
     async def _fetch(self, scope: anyio.CancelScope, done: anyio.Event) -> None:
         assert self._fetcher is not None
@@ -337,7 +338,7 @@ class Worker:
     # -- jobs -------------------------------------------------------------------------
 
     def _launch(
-        self, job: RunningJob, runner: JobRunner, completer: Completer, progress: ProgressWriter
+        self, job: RunningJob, runner: JobRunner, recorder: Recorder, progress: ProgressWriter
     ) -> None:
         assert self._jobs is not None
         job.context = JobContext(
@@ -351,19 +352,19 @@ class Worker:
             on_change=progress.mark,
         )
         self.running[job.id] = job
-        self._jobs.start_soon(self._run_job, job, runner, completer, progress)
+        self._jobs.start_soon(self._run_job, job, runner, recorder, progress)
 
     async def _run_job(
-        self, job: RunningJob, runner: JobRunner, completer: Completer, progress: ProgressWriter
+        self, job: RunningJob, runner: JobRunner, recorder: Recorder, progress: ProgressWriter
     ) -> None:
         try:
             outcome = await runner.run(job)
-            if job.context is not None:
+            if job.context is not None and progress.needs_flush(job.context):
                 # Before the outcome: once the job is finished, its guard refuses progress.
                 # Bounded: progress is not worth holding up a shutdown for.
                 with anyio.move_on_after(5, shield=True):
                     await progress.flush(job.context)
-            completer.submit(job, outcome)
+            recorder.submit(job, outcome)
         finally:
             if self.running.get(job.id) is job:
                 del self.running[job.id]
