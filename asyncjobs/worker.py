@@ -281,6 +281,8 @@ class Worker:
                     task_status.started()
                     assert self._stop_requested is not None
                     await self._stop_requested.wait()
+                    # Nothing will join a parked claim any more: claims end when settled.
+                    claims.parking = False
                     fetching.cancel()
                     # A claim being started finishes first, so its jobs get the grace too.
                     await fetched.wait()
