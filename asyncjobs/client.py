@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, overload
 import anyio
 import asyncpg
 
-from .connections import connect, create_pool
+from .connections import connect
 from .errors import (
     ConnectionFailed,
     DuplicateJob,
@@ -23,6 +23,7 @@ from .errors import (
 )
 from .job import Job, JobState, WorkerInfo
 from .migrations import check, migrate
+from .pool import Pool, open_pool
 from .retry import Backoff
 from .schedules import Schedules
 from .serialization import dumps, encode_arguments, loads
@@ -43,7 +44,7 @@ class Client:
         self.sql = Queries.for_schema(app.schema)
         self.channels = Channels.for_schema(app.schema)
         self._stack: contextlib.AsyncExitStack | None = None
-        self._pool: asyncpg.Pool | None = None
+        self._pool: Pool | None = None
         self._dsn = ""
         self._listen_conn: asyncpg.Connection | None = None
         self._listen_lock: anyio.Lock | None = None
@@ -54,7 +55,7 @@ class Client:
     async def __aenter__(self) -> Client:
         async with contextlib.AsyncExitStack() as stack:
             self._dsn = await stack.enter_async_context(self.app.database())
-            self._pool = await create_pool(self._dsn, min_size=1, max_size=4)
+            self._pool = await open_pool(self._dsn, min_size=1, max_size=4)
             stack.push_async_callback(self._pool.close)
             async with self._pool.acquire() as conn:
                 if self.app.auto_migrate:
@@ -76,11 +77,13 @@ class Client:
             await stack.__aexit__(exc_type, exc, tb)
 
     @property
-    def pool(self) -> asyncpg.Pool:
-        """The client's connection pool (autocommit connections).
+    def pool(self) -> Pool:
+        """The client's connection pool (autocommit connections): `fetch`, `fetchrow`,
+        `fetchval`, `execute` run one statement, `async with pool.acquire() as conn:`
+        lends a connection for a block.
 
-        Connections go back to it without a reset query (an open transaction is still
-        rolled back): don't leave session state (SET, LISTEN, advisory locks) on them."""
+        Connections go back to it without a reset query: don't leave session state (SET,
+        LISTEN, advisory locks) on them. One given back in a transaction is closed."""
         if self._pool is None:
             raise RuntimeError("use the client inside `async with app.client() as client:`")
         return self._pool
@@ -139,9 +142,7 @@ class Client:
             raise TypeError(f"enqueue needs a task or a task name, got {task!r}")
         return task.call(*args, **kwargs)
 
-    async def _insert(
-        self, conn: asyncpg.Connection | asyncpg.Pool, calls: list[TaskCall]
-    ) -> list[int]:
+    async def _insert(self, conn: asyncpg.Connection | Pool, calls: list[TaskCall]) -> list[int]:
         if not calls:
             return []
         for call in calls:
