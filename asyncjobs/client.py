@@ -306,24 +306,45 @@ PLAIN_COLUMNS = 10
 def enqueue_columns(calls: Sequence[TaskCall]) -> list[list[Any] | None]:
     """The array parameters of statement `enqueue` ($1-$10); when a call has a unique key
     or parents, also those that `enqueue_unique_or_after` takes after them ($11-$14)."""
-    columns: list[list[Any] | None] = [
-        [c.task for c in calls],
-        [c.options.queue for c in calls],
-        [c.options.priority for c in calls],
-        [c.args.decode() for c in calls],
-        [c.kwargs.decode() for c in calls],
-        [c.options.max_attempts for c in calls],
-        _column([c.options.timeout for c in calls]),
-        _column([c.options.run_at for c in calls]),
-        _column([c.options.delay for c in calls]),
-        _column([_backoff_json(c.options.backoff) for c in calls]),
-    ]
-    if any(c.options.unique_key is not None or c.options.after for c in calls):
+    options = [c.options for c in calls]
+    first = options[0]
+    # The calls of a batch mostly share one options object (their task's defaults): its
+    # columns are then repeated values, and optional ones are NULL (None) as a whole.
+    if options.count(first) == len(options):
+        n = len(options)
+        columns: list[list[Any] | None] = [
+            [c.task for c in calls],
+            [first.queue] * n,
+            [first.priority] * n,
+            [c.args.decode() for c in calls],
+            [c.kwargs.decode() for c in calls],
+            [first.max_attempts] * n,
+            None if first.timeout is None else [first.timeout] * n,
+            None if first.run_at is None else [first.run_at] * n,
+            None if first.delay is None else [first.delay] * n,
+            None if first.backoff is None else [_backoff_json(first.backoff)] * n,
+        ]
+        keyed = first.unique_key is not None or bool(first.after)
+    else:
+        columns = [
+            [c.task for c in calls],
+            [o.queue for o in options],
+            [o.priority for o in options],
+            [c.args.decode() for c in calls],
+            [c.kwargs.decode() for c in calls],
+            [o.max_attempts for o in options],
+            _column([o.timeout for o in options]),
+            _column([o.run_at for o in options]),
+            _column([o.delay for o in options]),
+            _column([_backoff_json(o.backoff) for o in options]),
+        ]
+        keyed = any(o.unique_key is not None or o.after for o in options)
+    if keyed:
         columns += [
-            [c.options.unique_key for c in calls],
-            [c.options.on_duplicate == "raise" for c in calls],
-            [_id_array(c.options.after) for c in calls],
-            [c.options.on_parent_failure if c.options.after else None for c in calls],
+            [o.unique_key for o in options],
+            [o.on_duplicate == "raise" for o in options],
+            [_id_array(o.after) for o in options],
+            [o.on_parent_failure if o.after else None for o in options],
         ]
     return columns
 

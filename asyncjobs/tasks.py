@@ -171,6 +171,8 @@ class _PlainSignature:
         given = len(args)
         if given > len(self.index):
             return False
+        if not kwargs:  # the common call: positional arguments only
+            return given >= len(self.required)
         for name in kwargs:
             if self.index.get(name, -1) < given:
                 return False
