@@ -34,7 +34,7 @@ class Pool:
 
     Connections go back without a reset query: don't leave session state (SET, LISTEN,
     advisory locks, prepared statements by name) on them. A connection given back with a
-    transaction open is terminated, which rolls the transaction back.
+    transaction open is closed, which rolls the transaction back.
     """
 
     def __init__(
@@ -150,19 +150,18 @@ class Pool:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Close the idle connections and refuse new uses; connections in use are
-        terminated when they are given back. Waiting acquirers get PoolClosed."""
-        self._closed = True
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(PoolClosed("the connection pool was closed"))
-        idle, self._idle = self._idle, []
-        self._size -= len(idle)
+        """Close the idle connections and refuse new uses; connections in use are closed
+        when they are given back. Waiting acquirers get PoolClosed."""
+        idle = self._refuse()
         await asyncio.gather(*(_close(conn) for conn in idle), *self._retiring)
 
     def terminate(self) -> None:
         """Close every idle connection at once, without waiting; refuse new uses."""
+        for conn in self._refuse():
+            conn.terminate()
+
+    def _refuse(self) -> list[asyncpg.Connection]:
+        """Refuse new uses, fail the waiters, and hand over the idle connections."""
         self._closed = True
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -170,8 +169,7 @@ class Pool:
                 waiter.set_exception(PoolClosed("the connection pool was closed"))
         idle, self._idle = self._idle, []
         self._size -= len(idle)
-        for conn in idle:
-            conn.terminate()
+        return idle
 
     # -- internals ---------------------------------------------------------------------
 
