@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, overload
 import anyio
 import asyncpg
 
-from .connections import connect, create_pool
+from .connections import connect
 from .errors import (
     ConnectionFailed,
     DuplicateJob,
@@ -23,6 +23,7 @@ from .errors import (
 )
 from .job import Job, JobState, WorkerInfo
 from .migrations import check, migrate
+from .pool import Pool, open_pool
 from .retry import Backoff
 from .schedules import Schedules
 from .serialization import dumps, encode_arguments, loads
@@ -43,7 +44,7 @@ class Client:
         self.sql = Queries.for_schema(app.schema)
         self.channels = Channels.for_schema(app.schema)
         self._stack: contextlib.AsyncExitStack | None = None
-        self._pool: asyncpg.Pool | None = None
+        self._pool: Pool | None = None
         self._dsn = ""
         self._listen_conn: asyncpg.Connection | None = None
         self._listen_lock: anyio.Lock | None = None
@@ -54,7 +55,7 @@ class Client:
     async def __aenter__(self) -> Client:
         async with contextlib.AsyncExitStack() as stack:
             self._dsn = await stack.enter_async_context(self.app.database())
-            self._pool = await create_pool(self._dsn, min_size=1, max_size=4)
+            self._pool = await open_pool(self._dsn, min_size=1, max_size=4)
             stack.push_async_callback(self._pool.close)
             async with self._pool.acquire() as conn:
                 if self.app.auto_migrate:
@@ -76,11 +77,13 @@ class Client:
             await stack.__aexit__(exc_type, exc, tb)
 
     @property
-    def pool(self) -> asyncpg.Pool:
-        """The client's connection pool (autocommit connections).
+    def pool(self) -> Pool:
+        """The client's connection pool (autocommit connections): `fetch`, `fetchrow`,
+        `fetchval`, `execute` run one statement, `async with pool.acquire() as conn:`
+        lends a connection for a block.
 
-        Connections go back to it without a reset query (an open transaction is still
-        rolled back): don't leave session state (SET, LISTEN, advisory locks) on them."""
+        Connections go back to it without a reset query: don't leave session state (SET,
+        LISTEN, advisory locks) on them. One given back in a transaction is closed."""
         if self._pool is None:
             raise RuntimeError("use the client inside `async with app.client() as client:`")
         return self._pool
@@ -139,9 +142,7 @@ class Client:
             raise TypeError(f"enqueue needs a task or a task name, got {task!r}")
         return task.call(*args, **kwargs)
 
-    async def _insert(
-        self, conn: asyncpg.Connection | asyncpg.Pool, calls: list[TaskCall]
-    ) -> list[int]:
+    async def _insert(self, conn: asyncpg.Connection | Pool, calls: list[TaskCall]) -> list[int]:
         if not calls:
             return []
         for call in calls:
@@ -305,24 +306,45 @@ PLAIN_COLUMNS = 10
 def enqueue_columns(calls: Sequence[TaskCall]) -> list[list[Any] | None]:
     """The array parameters of statement `enqueue` ($1-$10); when a call has a unique key
     or parents, also those that `enqueue_unique_or_after` takes after them ($11-$14)."""
-    columns: list[list[Any] | None] = [
-        [c.task for c in calls],
-        [c.options.queue for c in calls],
-        [c.options.priority for c in calls],
-        [c.args.decode() for c in calls],
-        [c.kwargs.decode() for c in calls],
-        [c.options.max_attempts for c in calls],
-        _column([c.options.timeout for c in calls]),
-        _column([c.options.run_at for c in calls]),
-        _column([c.options.delay for c in calls]),
-        _column([_backoff_json(c.options.backoff) for c in calls]),
-    ]
-    if any(c.options.unique_key is not None or c.options.after for c in calls):
+    options = [c.options for c in calls]
+    first = options[0]
+    # The calls of a batch mostly share one options object (their task's defaults): its
+    # columns are then repeated values, and optional ones are NULL (None) as a whole.
+    if options.count(first) == len(options):
+        n = len(options)
+        columns: list[list[Any] | None] = [
+            [c.task for c in calls],
+            [first.queue] * n,
+            [first.priority] * n,
+            [c.args.decode() for c in calls],
+            [c.kwargs.decode() for c in calls],
+            [first.max_attempts] * n,
+            None if first.timeout is None else [first.timeout] * n,
+            None if first.run_at is None else [first.run_at] * n,
+            None if first.delay is None else [first.delay] * n,
+            None if first.backoff is None else [_backoff_json(first.backoff)] * n,
+        ]
+        keyed = first.unique_key is not None or bool(first.after)
+    else:
+        columns = [
+            [c.task for c in calls],
+            [o.queue for o in options],
+            [o.priority for o in options],
+            [c.args.decode() for c in calls],
+            [c.kwargs.decode() for c in calls],
+            [o.max_attempts for o in options],
+            _column([o.timeout for o in options]),
+            _column([o.run_at for o in options]),
+            _column([o.delay for o in options]),
+            _column([_backoff_json(o.backoff) for o in options]),
+        ]
+        keyed = any(o.unique_key is not None or o.after for o in options)
+    if keyed:
         columns += [
-            [c.options.unique_key for c in calls],
-            [c.options.on_duplicate == "raise" for c in calls],
-            [_id_array(c.options.after) for c in calls],
-            [c.options.on_parent_failure if c.options.after else None for c in calls],
+            [o.unique_key for o in options],
+            [o.on_duplicate == "raise" for o in options],
+            [_id_array(o.after) for o in options],
+            [o.on_parent_failure if o.after else None for o in options],
         ]
     return columns
 

@@ -6,24 +6,24 @@
 -- Inserts jobs and their queue rows in one statement. A job is due at $8 (run_at), else
 -- $9 (delay) seconds from now, else now. Arguments come as JSON text so that this runs on
 -- any caller's connection (enqueue_tx), whatever codecs it has.
+-- The jobs are inserted straight from unnest, without a CTE in between: a materialized
+-- CTE writes and reads every row once more (about 5% of a 1,000-job batch's time).
 -- Wakes workers of each queue; a future job's payload carries its epoch so that an idle
 -- worker can sleep exactly until it is due.
-WITH new AS (
-    SELECT t.task, t.queue, t.priority, t.args::jsonb AS args, t.kwargs::jsonb AS kwargs,
-           t.max_attempts, t.timeout, t.backoff::jsonb AS backoff,
-           coalesce(t.run_at_in, now() + make_interval(secs => coalesce(t.delay, 0))) AS due,
-           nextval('{schema}.queue_id_seq') AS entry
+WITH inserted AS (
+    INSERT INTO {schema}.jobs
+           (task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state, queue_entry,
+            backoff)
+    SELECT t.task, t.queue, t.priority, t.args::jsonb, t.kwargs::jsonb, t.max_attempts,
+           t.timeout, d.due, CASE WHEN d.due > now() THEN 'scheduled' ELSE 'queued' END,
+           nextval('{schema}.queue_id_seq'), t.backoff::jsonb
       FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[],
                   $7::float8[], $8::timestamptz[], $9::float8[], $10::text[])
            AS t(task, queue, priority, args, kwargs, max_attempts, timeout, run_at_in, delay,
                 backoff)
-), inserted AS (
-    INSERT INTO {schema}.jobs
-           (task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state, queue_entry,
-            backoff)
-    SELECT task, queue, priority, args, kwargs, max_attempts, timeout, due,
-           CASE WHEN due > now() THEN 'scheduled' ELSE 'queued' END, entry, backoff
-      FROM new
+           CROSS JOIN LATERAL (
+               SELECT coalesce(t.run_at_in, now() + make_interval(secs => coalesce(t.delay, 0)))
+                      AS due) AS d
     RETURNING id, queue, priority, run_at, queue_entry
 ), entries AS (
     INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)

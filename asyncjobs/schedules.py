@@ -6,9 +6,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from .errors import ScheduleConflict, ScheduleNotFound, UnknownTaskError
 from .periodic import Periodic, Schedule, define, next_run
@@ -149,9 +147,7 @@ class Schedules:
         return the job's id. Works on paused schedules too."""
         async with self._client.pool.acquire() as conn, conn.transaction():
             current = await self._locked(conn, name)
-            # A pooled connection proxies a Connection: enqueue_many_tx runs on it as is.
-            calls = [current.call()]
-            (job_id,) = await self._client.enqueue_many_tx(cast("asyncpg.Connection", conn), calls)
+            (job_id,) = await self._client.enqueue_many_tx(conn, [current.call()])
         return job_id
 
     async def get(self, name: str) -> Schedule:

@@ -25,9 +25,13 @@ def encode_arguments(
 ) -> tuple[bytes, bytes]:
     """Encode a job's arguments, or raise SerializationError naming the one that can't be."""
     try:
-        return orjson.dumps(list(args)), orjson.dumps(dict(kwargs))
+        # orjson takes tuples and lists as they are; no kwargs is the common case.
+        encoded_args = orjson.dumps(args if type(args) in (tuple, list) else list(args))
+        encoded_kwargs = orjson.dumps(dict(kwargs)) if kwargs else b"{}"
     except (orjson.JSONEncodeError, TypeError):
         pass
+    else:
+        return encoded_args, encoded_kwargs
     named = [(f"positional argument {i}", v) for i, v in enumerate(args)]
     named += [(f"argument {k!r}", v) for k, v in kwargs.items()]
     for label, value in named:

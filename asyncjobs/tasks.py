@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import inspect
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, Literal, ParamSpec, TypeVar
@@ -61,13 +62,16 @@ class JobOptions:
             raise ConfigurationError(
                 f"max_attempts must be an integer >= 1, got {self.max_attempts!r}"
             )
-        if self.timeout is not None and (not _is_number(self.timeout) or self.timeout <= 0):
+        # `not x > 0` also refuses NaN, which every comparison calls false.
+        if self.timeout is not None and (not _is_number(self.timeout) or not self.timeout > 0):
             raise ConfigurationError(
                 f"timeout must be a number of seconds > 0 or None, got {self.timeout!r}"
             )
-        if self.delay is not None and (not _is_number(self.delay) or self.delay < 0):
+        if self.delay is not None and (
+            not _is_number(self.delay) or not 0 <= self.delay < math.inf
+        ):
             raise ConfigurationError(
-                f"delay must be a number of seconds >= 0 or a timedelta, got {self.delay!r}"
+                f"delay must be a finite number of seconds >= 0 or a timedelta, got {self.delay!r}"
             )
         if self.run_at is not None:
             if not isinstance(self.run_at, datetime.datetime):
@@ -171,6 +175,8 @@ class _PlainSignature:
         given = len(args)
         if given > len(self.index):
             return False
+        if not kwargs:  # the common call: positional arguments only
+            return given >= len(self.required)
         for name in kwargs:
             if self.index.get(name, -1) < given:
                 return False

@@ -55,6 +55,42 @@ async def test_enqueue_many_is_one_statement_and_keeps_order(
     assert results == list(range(500))
 
 
+async def test_enqueue_many_stores_each_calls_own_options(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, schema: str
+) -> None:
+    @app.task(queue="q1", priority=1, max_attempts=2)
+    async def work(x: int, y: str = "-") -> None: ...
+
+    run_at = datetime.datetime(2100, 1, 1, tzinfo=datetime.UTC)
+    calls = [
+        work.call(0),
+        work.options(delay=60, priority=5).call(1, y="b"),
+        work.options(queue="q2", max_attempts=7, timeout=3).call(2),
+        work.options(run_at=run_at, retry=asyncjobs.Backoff(base=2, cap=9)).call(3),
+        work.options(priority=1).call(4),  # options equal to the task's, not the same object
+    ]
+    ids = await client.enqueue_many(calls)
+    rows = await admin.fetch(
+        f"SELECT args::text, kwargs::text, queue, priority, max_attempts, timeout, state,"
+        f' run_at = $2 AS at, backoff::text FROM "{schema}".jobs WHERE id = ANY($1) ORDER BY id',
+        ids,
+        run_at,
+    )
+    assert [tuple(r) for r in rows] == [
+        ("[0]", "{}", "q1", 1, 2, None, "queued", False, None),
+        ("[1]", '{"y": "b"}', "q1", 5, 2, None, "scheduled", False, None),
+        ("[2]", "{}", "q2", 1, 7, 3.0, "queued", False, None),
+        ("[3]", "{}", "q1", 1, 2, None, "scheduled", True, '{"cap": 9, "base": 2, "jitter": true}'),
+        ("[4]", "{}", "q1", 1, 2, None, "queued", False, None),
+    ]
+    # The same batch with one shared options object each time.
+    same = await client.enqueue_many(work.options(delay=60).call(i) for i in range(3))
+    states = await admin.fetch(
+        f'SELECT state, queue FROM "{schema}".jobs WHERE id = ANY($1) ORDER BY id', same
+    )
+    assert [tuple(r) for r in states] == [("scheduled", "q1")] * 3
+
+
 async def test_transactional_enqueue_commits_and_rolls_back_with_the_caller(
     app: asyncjobs.App, client: asyncjobs.Client, pg_dsn: str
 ) -> None:
@@ -217,6 +253,9 @@ async def test_unserializable_arguments_name_the_argument_and_store_nothing(
 
     with pytest.raises(TypeError, match="argument 'attachment'") as raised:
         await client.enqueue(send, "a@example.com", attachment=object())
+    assert isinstance(raised.value, asyncjobs.SerializationError)
+    with pytest.raises(TypeError, match="positional argument 0") as raised:
+        await client.enqueue(send, {1, 2}, attachment=None)  # type: ignore[arg-type]
     assert isinstance(raised.value, asyncjobs.SerializationError)
     with pytest.raises(TypeError, match="missing a required argument"):
         await client.enqueue(send, "a@example.com")  # type: ignore[call-arg]

@@ -37,6 +37,12 @@ async def test_naive_run_at_is_rejected_and_aware_ones_in_any_zone_work(
         noop.options(run_at="2030-01-01T00:00:00Z")  # type: ignore[arg-type]
     with pytest.raises(asyncjobs.ConfigurationError, match="delay or run_at, not both"):
         noop.options(run_at=_now(), delay=5)
+    for delay in (-1, float("nan"), float("inf")):
+        with pytest.raises(asyncjobs.ConfigurationError, match="delay must be a finite number"):
+            noop.options(delay=delay)
+    for timeout in (0, float("nan")):
+        with pytest.raises(asyncjobs.ConfigurationError, match="timeout must be a number"):
+            noop.options(timeout=timeout)
     tokyo = datetime.timezone(datetime.timedelta(hours=9))
     when = (_now() + datetime.timedelta(hours=2)).astimezone(tokyo)
     job = await client.get(await client.enqueue(noop.options(run_at=when)))
