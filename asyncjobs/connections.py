@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -122,44 +122,3 @@ async def connect(
         conn.terminate()
         raise
     return conn
-
-
-async def _keep_session(_conn: asyncpg.Connection) -> None:
-    """Pool release without asyncpg's reset query (UNLISTEN, RESET ALL, unlocking advisory
-    locks: one more round trip per use). asyncjobs's pooled connections never LISTEN or SET;
-    the one session advisory lock (the pruner's) is unlocked before release, or its session
-    closed. An open transaction is still rolled back by asyncpg."""
-
-
-async def create_pool(
-    dsn: str,
-    *,
-    min_size: int = 1,
-    max_size: int = 4,
-    warm_up: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
-) -> asyncpg.Pool:
-    """Open a pool of set-up autocommit connections, or raise ConnectionFailed.
-
-    `warm_up` runs on each new connection after the setup: a place to run the statements
-    the pool will serve once, so their first real use is not slowed by parsing and planning.
-    """
-
-    async def init(conn: asyncpg.Connection) -> None:
-        await setup_connection(conn)
-        if warm_up is not None:
-            await warm_up(conn)
-
-    try:
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            init=init,
-            reset=_keep_session,
-            server_settings=server_settings(),
-            timeout=10.0,
-        )
-    except _CONNECT_ERRORS as exc:
-        raise _failure(dsn, exc) from exc
-    assert pool is not None
-    return pool

@@ -20,6 +20,7 @@ import asyncpg
 from .claims import Claim, ClaimConnections
 from .connections import DATABASE_ERRORS
 from .job_runner import RunningJob
+from .pool import Pool
 from .recorder import Recorder
 from .sql import Queries
 
@@ -39,7 +40,7 @@ class Fetcher:
         self,
         *,
         sql: Queries,
-        pool: asyncpg.Pool,
+        pool: Pool,
         claims: ClaimConnections,
         recorder: Recorder,
         worker_id: uuid.UUID,

@@ -9,9 +9,9 @@ import uuid
 from collections.abc import Callable, Sequence
 
 import anyio
-import asyncpg
 
 from .connections import DATABASE_ERRORS
+from .pool import Pool
 from .sql import Queries
 
 logger = logging.getLogger("asyncjobs.heartbeat")
@@ -24,7 +24,7 @@ class Heartbeat:
         self,
         *,
         sql: Queries,
-        pool: asyncpg.Pool,
+        pool: Pool,
         worker_id: uuid.UUID,
         queues: Sequence[str],
         concurrency: int,

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import anyio
-import asyncpg
 
 from .connections import DATABASE_ERRORS
 from .job_context import LOG_LINES, JobContext
+from .pool import Pool
 from .serialization import dumps
 
 logger = logging.getLogger("asyncjobs.progress")
@@ -25,7 +25,7 @@ logger = logging.getLogger("asyncjobs.progress")
 class ProgressWriter:
     """Collects changed job contexts (from any thread) and writes them in batches."""
 
-    def __init__(self, pool: asyncpg.Pool, report_progress_sql: str, interval: float = 0.5) -> None:
+    def __init__(self, pool: Pool, report_progress_sql: str, interval: float = 0.5) -> None:
         self._pool = pool
         self._sql = report_progress_sql
         self._interval = interval

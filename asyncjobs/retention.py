@@ -13,10 +13,10 @@ import logging
 import random
 
 import anyio
-import asyncpg
 
 from .connections import DATABASE_ERRORS
 from .errors import ConfigurationError
+from .pool import Pool
 from .sql import Queries
 
 logger = logging.getLogger("asyncjobs.retention")
@@ -96,7 +96,7 @@ def format_age(seconds: float | None) -> str:
 class Pruner:
     """Deletes finished jobs past their retention, while this worker holds the prune lock."""
 
-    def __init__(self, pool: asyncpg.Pool, sql: Queries, retention: Retention) -> None:
+    def __init__(self, pool: Pool, sql: Queries, retention: Retention) -> None:
         self._pool = pool
         self._sql = sql
         self._retention = retention
@@ -137,7 +137,7 @@ class Pruner:
                     # Room for other writers between batches.
                     await anyio.sleep(0.01)
             finally:
-                # The pool releases connections without a reset (see create_pool), so a
+                # The pool gives connections back without a reset (see pool.py), so a
                 # lock left behind would stop every worker's pruning: if the unlock does not
                 # happen, the session goes, and the lock with it.
                 unlocked = False

@@ -21,6 +21,7 @@ import asyncpg
 from .connections import DATABASE_ERRORS
 from .errors import AsyncJobsError
 from .periodic import MISSED_AFTER, Schedule, next_run
+from .pool import Pool
 from .sql import Queries
 from .tasks import TaskCall
 
@@ -48,7 +49,7 @@ class Scheduler:
         self,
         *,
         sql: Queries,
-        pool: asyncpg.Pool,
+        pool: Pool,
         enqueue: Enqueue,
         max_sleep: float = 60.0,
         batch_size: int = 100,

@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from .cancel import CancelReason
 from .claims import Claim, ClaimConnections
 from .client import Client
-from .connections import connect, create_pool
+from .connections import connect
 from .errors import ConfigurationError, ConnectionFailed
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
@@ -25,6 +25,7 @@ from .job_context import JobContext
 from .job_runner import JobRunner, RunningJob
 from .listener import Listener
 from .migrations import check, migrate
+from .pool import Pool, open_pool
 from .progress_writer import ProgressWriter
 from .recorder import Recorder
 from .retention import Pruner, Retention
@@ -210,7 +211,7 @@ class Worker:
                 await sync_declared(conn, self.sql, self.app.schedules)
             finally:
                 await conn.close()
-            pool = await create_pool(dsn, min_size=2, max_size=4, warm_up=self._warm_up)
+            pool = await open_pool(dsn, min_size=1, max_size=4, warm_up=self._warm_up)
             stack.push_async_callback(pool.close)
             claims = ClaimConnections(dsn, self.sql.claim, self.queues, self.claim_sessions)
             stack.push_async_callback(claims.close)
@@ -406,7 +407,7 @@ class Worker:
         if job is not None and str(job.entry) == entry:
             job.cancel(reason)
 
-    async def _resync(self, pool: asyncpg.Pool) -> None:
+    async def _resync(self, pool: Pool) -> None:
         """After a (re)connect of the listener: act on what its messages would have said."""
         if self._fetcher is not None:
             self._fetcher.wake()
