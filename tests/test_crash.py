@@ -12,6 +12,7 @@ from pathlib import Path
 
 import anyio
 import asyncpg
+import pytest
 
 import asyncjobs
 
@@ -219,3 +220,46 @@ async def test_restarting_postgresql_under_load_loses_nothing() -> None:
             assert {job.state for job in jobs} == {asyncjobs.JobState.SUCCEEDED}
         finally:
             server.stop()
+
+
+async def test_a_lost_parked_claim_brings_back_only_stale_rows(
+    app: asyncjobs.App,
+    client: asyncjobs.Client,
+    admin: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Claims of finished jobs stay open for a while (parked) for the next claim to join.
+    When their sessions die, their rows come back: the jobs are done and must not run
+    again, and the rows must not stay in the queue."""
+    from asyncjobs import claims
+
+    monkeypatch.setattr(claims, "JOIN_WINDOW", 60.0)
+    runs: list[int] = []
+
+    @app.task
+    async def note(n: int) -> int:
+        runs.append(n)
+        return n
+
+    async with app.worker(concurrency=4):
+        ids = await client.enqueue_many(note.call(n) for n in range(20))
+        assert [await client.wait(i, timeout=20) for i in ids] == list(range(20))
+        queue = f'"{app.schema}".queue'
+        # Finished, yet their rows are still held: deleted in claims that have not ended.
+        assert await admin.fetchval(f"SELECT count(*) FROM {queue}") == 20
+        holders = await admin.fetch(
+            "SELECT DISTINCT pid FROM pg_locks WHERE relation = $1::regclass "
+            "AND mode = 'RowExclusiveLock' AND granted",
+            queue,
+        )
+        assert holders
+        for row in holders:
+            await admin.execute("SELECT pg_terminate_backend($1)", row["pid"])
+        more = await client.enqueue(note, 20)
+        assert await client.wait(more, timeout=20) == 20
+        with anyio.fail_after(20):
+            while await admin.fetchval(f"SELECT count(*) FROM {queue}"):
+                await anyio.sleep(0.05)
+    assert sorted(runs) == list(range(21))
+    jobs = await client.list_jobs(limit=100)
+    assert {(job.state, job.attempt) for job in jobs} == {(asyncjobs.JobState.SUCCEEDED, 1)}
