@@ -66,8 +66,11 @@ class ClaimConnections:
         self._idle: list[asyncpg.Connection] = []
         self._open: set[Claim] = set()
         self.opened = 0
-        # Whether settled young claims wait for more (off once the worker stops).
+        # Whether settled young claims wait for more: while the fetcher's claims come back
+        # full (a backlog), and never once the worker stops. An idle worker's claims end
+        # at once, so the next job's claim does not meet a commit on its way.
         self.parking = True
+        self.backlog = False
 
     def joinable(self) -> Claim | None:
         """The open claim that new rows should join, if any: one still in its join window
@@ -93,7 +96,12 @@ class ClaimConnections:
     async def settle(self, claim: Claim) -> None:
         """`claim` has nothing running and nothing being added: park it for the next claim
         to join while it is young, else end it."""
-        if self.parking and not claim.lost and time.monotonic() - claim.opened_at < JOIN_WINDOW:
+        if (
+            self.parking
+            and self.backlog
+            and not claim.lost
+            and time.monotonic() - claim.opened_at < JOIN_WINDOW
+        ):
             claim.parked = True
             return
         await claim.end()
@@ -117,7 +125,7 @@ class ClaimConnections:
         if due:
             async with anyio.create_task_group() as tg:
                 for claim in due:
-                    tg.start_soon(claim.end)
+                    tg.start_soon(claim.end_parked)
 
     async def acquire(self) -> asyncpg.Connection:
         """An open connection inside a transaction that has run nothing yet."""
@@ -216,6 +224,12 @@ class Claim:
     async def settle(self) -> None:
         """Every job is done with: end the claim, or park it (see ClaimConnections)."""
         await self._connections.settle(self)
+
+    async def end_parked(self) -> None:
+        """End the claim if it is still parked: the fetcher may have joined it since it was
+        found parked, and then its connection is busy with the join's DELETE."""
+        if self.parked and self.settled:
+            await self.end()
 
     async def end(self, *, commit: bool = True) -> None:
         """Commit (or roll back) the transaction and give the connection back."""

@@ -114,8 +114,10 @@ class Fetcher:
                         got = await self.claim(want)
                         if got == want:
                             gather_until = anyio.current_time() + GATHER_WAIT
+                            self._claims.backlog = True
                             continue
                         gather_until = -math.inf
+                        self._claims.backlog = False
                         # Nothing more to claim now: nothing will join the parked claims.
                         await self._claims.end_parked(all_of_them=True)
                         timeout = await self._until_next_due()

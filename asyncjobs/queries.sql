@@ -202,7 +202,8 @@ SELECT {schema}.watch_held($1::text[], $2::bigint[]);
 -- raising asyncjobs.Cancel.
 --
 -- Starts: committed here, on the recorder's connection, not in the held claim, so the
--- start is visible at once and the attempt is counted even if the worker dies.
+-- start is visible at once and the attempt is counted even if the worker dies. Progress
+-- starts over with each attempt; the log keeps every attempt's lines (each names it).
 -- 'processing' is allowed: holding the claimed row proves its last holder is gone. A
 -- claimed row that matches nothing here is stale (or its job is out of attempts).
 -- taken_over: the job was 'processing', so its last worker may not know yet that it lost
@@ -245,6 +246,8 @@ WITH outcome AS (
            attempt = j.attempt + 1,
            worker_id = $10,
            started_at = now(),
+           progress = NULL,
+           progress_message = NULL,
            error = CASE WHEN j.state = 'processing' THEN {schema}.worker_lost_error(j.attempt,
                        format('the worker running attempt %s was lost', j.attempt))
                         ELSE j.error END,

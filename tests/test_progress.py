@@ -204,3 +204,36 @@ async def test_cli_jobs_show_prints_progress_and_log(
     assert "  progress  40% resized 4 of 10\n" in out
     assert "attempt 1: hello from the job" in out
     assert isinstance(done, subprocess.CompletedProcess)
+
+
+async def test_progress_starts_over_with_each_attempt_and_the_log_keeps_both(
+    app: asyncjobs.App, client: asyncjobs.Client
+) -> None:
+    second_started = anyio.Event()
+    release = anyio.Event()
+
+    @app.task(max_attempts=2, retry=asyncjobs.Backoff(base=0.01, cap=0.01, jitter=False))
+    async def flaky() -> int:
+        job = asyncjobs.current_job()
+        job.log(f"attempt {job.attempt} here")
+        if job.attempt == 1:
+            job.progress(0.8, "almost")
+            raise RuntimeError("first attempt fails")
+        second_started.set()
+        await release.wait()
+        return job.attempt
+
+    job_id = await client.enqueue(flaky)
+    async with app.worker():
+        with anyio.fail_after(10):
+            await second_started.wait()
+        seen = await client.get(job_id)
+        assert seen.attempt == 2
+        assert (seen.progress, seen.progress_message) == (None, None)
+        release.set()
+        assert await client.wait(job_id, timeout=10) == 2
+    job = await client.get(job_id)
+    assert [(line["attempt"], line["message"]) for line in job.log] == [
+        (1, "attempt 1 here"),
+        (2, "attempt 2 here"),
+    ]
