@@ -204,7 +204,12 @@ class Fetcher:
                 raise
             return 0
         claim = Claim(conn, self._claims, [row["id"] for row in rows], self._on_claim_lost)
-        self._begin_start(claim, rows, joined=False)
+        if self._claims.backlog:
+            self._begin_start(claim, rows, joined=False)
+        else:
+            # No backlog: nothing to claim meanwhile, so the start goes first, here.
+            self._reserved += len(rows)
+            await self._start_claimed(claim, rows, False)
         return len(rows)
 
     async def _join(self, claim: Claim, limit: int) -> int:
