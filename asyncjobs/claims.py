@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import anyio
 import asyncpg
 
-from .connections import connect
+from .connections import close_gently, connect
 
 if TYPE_CHECKING:
     from .job_runner import RunningJob
@@ -172,12 +172,8 @@ class ClaimConnections:
         with anyio.CancelScope(shield=True):
             await self.end_parked(all_of_them=True)
         idle, self._idle = self._idle, []
-        with anyio.CancelScope(shield=True):
-            for conn in idle:
-                try:
-                    await conn.close(timeout=2)
-                except (OSError, asyncpg.InterfaceError, TimeoutError):
-                    conn.terminate()
+        for conn in idle:
+            await close_gently(conn)
 
 
 class Claim:

@@ -8,6 +8,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 import asyncpg
 import orjson
 
@@ -122,3 +123,14 @@ async def connect(
         conn.terminate()
         raise
     return conn
+
+
+async def close_gently(conn: asyncpg.Connection) -> None:
+    """Close `conn`, even inside a cancelled scope; terminate it if that fails or takes more
+    than 2 s. (A close, unlike terminate(), lets a cancel request on its way reach the
+    server first, and ends the session cleanly.)"""
+    with anyio.CancelScope(shield=True):
+        try:
+            await conn.close(timeout=2.0)
+        except Exception:
+            conn.terminate()

@@ -204,12 +204,8 @@ class Fetcher:
                 raise
             return 0
         claim = Claim(conn, self._claims, [row["id"] for row in rows], self._on_claim_lost)
-        if self._claims.backlog:
-            self._begin_start(claim, rows, joined=False)
-        else:
-            # No backlog: nothing to claim meanwhile, so the start goes first, here.
-            self._reserved += len(rows)
-            await self._start_claimed(claim, rows, False)
+        # No backlog: nothing to claim meanwhile, so the start goes first, in this task.
+        await self._begin_start(claim, rows, joined=False, wait=not self._claims.backlog)
         return len(rows)
 
     async def _join(self, claim: Claim, limit: int) -> int:
@@ -231,7 +227,7 @@ class Fetcher:
             raise
         claim.entries.extend(row["id"] for row in rows)
         if rows:
-            self._begin_start(claim, rows, joined=True)
+            await self._begin_start(claim, rows, joined=True, wait=False)
             return len(rows)
         self._recorder.unexpect()
         claim.joining = False
@@ -239,11 +235,17 @@ class Fetcher:
             await claim.settle()
         return 0
 
-    def _begin_start(self, claim: Claim, rows: Sequence[asyncpg.Record], *, joined: bool) -> None:
-        """Start the claimed rows' jobs in the background; their slots are reserved."""
+    async def _begin_start(
+        self, claim: Claim, rows: Sequence[asyncpg.Record], *, joined: bool, wait: bool
+    ) -> None:
+        """Start the claimed rows' jobs, their slots reserved meanwhile: in the background,
+        so that the next claim need not wait, or (`wait`) before returning."""
         assert self._starting is not None
         self._reserved += len(rows)
-        self._starting.start_soon(self._start_claimed, claim, rows, joined)
+        if wait:
+            await self._start_claimed(claim, rows, joined)
+        else:
+            self._starting.start_soon(self._start_claimed, claim, rows, joined)
 
     async def _start_claimed(
         self, claim: Claim, rows: Sequence[asyncpg.Record], joined: bool
@@ -256,21 +258,17 @@ class Fetcher:
         with anyio.CancelScope(shield=True):
             try:
                 await self._start(claim, rows)
-            except DATABASE_ERRORS as exc:
-                logger.warning("cannot start claimed jobs (they stay queued): %s", exc)
+            except BaseException as exc:
                 # Nothing ran: every row goes back for the next claim. A joined claim's
                 # other jobs go with it (it is lost, as for a dead connection).
                 if joined:
                     claim.conn.terminate()
                 else:
                     await claim.end(commit=False)
+                if not isinstance(exc, DATABASE_ERRORS):
+                    raise
+                logger.warning("cannot start claimed jobs (they stay queued): %s", exc)
                 return
-            except BaseException:
-                if joined:
-                    claim.conn.terminate()
-                else:
-                    await claim.end(commit=False)
-                raise
             finally:
                 self._reserved -= len(rows)
                 if joined:

@@ -16,13 +16,14 @@ import asyncio
 import collections
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
-from .connections import connect
+from .connections import close_gently, connect
 
 WarmUp = Callable[[asyncpg.Connection], Awaitable[None]]
+T = TypeVar("T")
 
 
 class PoolClosed(asyncpg.InterfaceError):
@@ -87,53 +88,38 @@ class Pool:
 
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
         """`Connection.execute` on a pooled connection."""
-        conn = await self._acquire()
-        try:
-            status = await conn.execute(query, *args, timeout=timeout)
-        except BaseException as exc:
-            self._give_back(conn, exc)
-            raise
-        self._give_back(conn, None)
-        return status
+        return await self._run(lambda conn: conn.execute(query, *args, timeout=timeout))
 
     async def fetch(
         self, query: str, *args: Any, timeout: float | None = None
     ) -> list[asyncpg.Record]:
         """`Connection.fetch` on a pooled connection."""
-        conn = await self._acquire()
-        try:
-            rows = await conn.fetch(query, *args, timeout=timeout)
-        except BaseException as exc:
-            self._give_back(conn, exc)
-            raise
-        self._give_back(conn, None)
-        return rows
+        return await self._run(lambda conn: conn.fetch(query, *args, timeout=timeout))
 
     async def fetchrow(
         self, query: str, *args: Any, timeout: float | None = None
     ) -> asyncpg.Record | None:
         """`Connection.fetchrow` on a pooled connection."""
-        conn = await self._acquire()
-        try:
-            row = await conn.fetchrow(query, *args, timeout=timeout)
-        except BaseException as exc:
-            self._give_back(conn, exc)
-            raise
-        self._give_back(conn, None)
-        return row
+        return await self._run(lambda conn: conn.fetchrow(query, *args, timeout=timeout))
 
     async def fetchval(
         self, query: str, *args: Any, column: int = 0, timeout: float | None = None
     ) -> Any:
         """`Connection.fetchval` on a pooled connection."""
+        return await self._run(
+            lambda conn: conn.fetchval(query, *args, column=column, timeout=timeout)
+        )
+
+    async def _run(self, use: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`use` a pooled connection for one statement, then give it back (or retire it)."""
         conn = await self._acquire()
         try:
-            value = await conn.fetchval(query, *args, column=column, timeout=timeout)
+            result = await use(conn)
         except BaseException as exc:
             self._give_back(conn, exc)
             raise
         self._give_back(conn, None)
-        return value
+        return result
 
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
@@ -153,7 +139,7 @@ class Pool:
         """Close the idle connections and refuse new uses; connections in use are closed
         when they are given back. Waiting acquirers get PoolClosed."""
         idle = self._refuse()
-        await asyncio.gather(*(_close(conn) for conn in idle), *self._retiring)
+        await asyncio.gather(*(close_gently(conn) for conn in idle), *self._retiring)
 
     def terminate(self) -> None:
         """Close every idle connection at once, without waiting; refuse new uses."""
@@ -244,7 +230,7 @@ class Pool:
 
     async def _retire(self, conn: asyncpg.Connection) -> None:
         try:
-            await _close(conn)
+            await close_gently(conn)
         finally:
             self._size -= 1
             self._hand_over(None)
@@ -271,13 +257,6 @@ def _answered(exc: BaseException) -> bool:
         "FATAL",
         "PANIC",
     )
-
-
-async def _close(conn: asyncpg.Connection) -> None:
-    try:
-        await conn.close(timeout=2.0)
-    except Exception:
-        conn.terminate()
 
 
 async def open_pool(

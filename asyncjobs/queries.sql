@@ -276,32 +276,6 @@ WITH outcome AS (
 )
 SELECT s.* FROM notified LEFT JOIN started AS s ON true;
 
--- name: start_jobs
--- The starts part of `start_and_finish` alone ($1-$2 as its $8-$9, $3 as its $10), for a
--- write with no outcomes (an idle worker's next job): a smaller statement on the path from
--- enqueue to the job running.
-UPDATE {schema}.jobs AS j
-   SET state = 'processing',
-       attempt = j.attempt + 1,
-       worker_id = $3,
-       started_at = now(),
-       progress = NULL,
-       progress_message = NULL,
-       error = CASE WHEN j.state = 'processing' THEN {schema}.worker_lost_error(j.attempt,
-                   format('the worker running attempt %s was lost', j.attempt))
-                    ELSE j.error END,
-       errors = CASE WHEN j.state = 'processing' THEN j.errors || {schema}.worker_lost_error(
-                    j.attempt, format('the worker running attempt %s was lost', j.attempt))
-                     ELSE j.errors END
-  FROM (SELECT c.job_id, c.entry, o.state = 'processing' AS taken_over
-          FROM unnest($1::bigint[], $2::bigint[]) AS c(job_id, entry)
-          JOIN {schema}.jobs AS o ON o.id = c.job_id) AS c
- WHERE j.id = c.job_id AND j.queue_entry = c.entry
-   AND (j.state IN ('queued', 'scheduled')
-        OR (j.state = 'processing' AND j.attempt < j.max_attempts))
-RETURNING j.id, j.queue_entry, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
-          j.timeout, j.queue, j.backoff, c.taken_over;
-
 -- name: fail_lost_jobs
 -- A claimed job whose worker died during its last allowed attempt: it crashed the worker
 -- (or was caught in crashes) max_attempts times, so it fails instead of running again.

@@ -39,7 +39,6 @@ class Queries:
     claim: str
     watch_held: str
     start_and_finish: str
-    start_jobs: str
     fail_lost_jobs: str
     report_progress: str
     next_due: str
