@@ -19,6 +19,7 @@ from .errors import (
     JobCancelled,
     JobFailed,
     JobNotFound,
+    SerializationError,
     WaitTimeout,
 )
 from .job import Job, JobState, WorkerInfo
@@ -149,7 +150,7 @@ class Client:
             if not isinstance(call, TaskCall):
                 raise TypeError(f"enqueue_many takes task.call(...) items, got {call!r}")
         columns = enqueue_columns(calls)
-        if len(columns) == PLAIN_COLUMNS:
+        if len(columns) == ENQUEUE_PARAMETERS:
             ids: list[int] = await conn.fetchval(self.sql.enqueue, *columns)
             return ids
         try:
@@ -300,46 +301,57 @@ class Client:
             await conn.close()
 
 
-PLAIN_COLUMNS = 10
+ENQUEUE_PARAMETERS = 11
+
+# Between the JSON values of a batch's arguments: the ASCII record separator, as in RFC 7464.
+# JSON text never holds it unescaped, so it can't be part of a value.
+RS = b"\x1e"
 
 
-def enqueue_columns(calls: Sequence[TaskCall]) -> list[list[Any] | None]:
-    """The array parameters of statement `enqueue` ($1-$10); when a call has a unique key
-    or parents, also those that `enqueue_unique_or_after` takes after them ($11-$14)."""
-    options = [c.options for c in calls]
-    first = options[0]
-    # The calls of a batch mostly share one options object (their task's defaults): its
-    # columns are then repeated values, and optional ones are NULL (None) as a whole.
-    if options.count(first) == len(options):
-        n = len(options)
-        columns: list[list[Any] | None] = [
-            [c.task for c in calls],
-            [first.queue] * n,
-            [first.priority] * n,
-            [c.args.decode() for c in calls],
-            [c.kwargs.decode() for c in calls],
-            [first.max_attempts] * n,
-            None if first.timeout is None else [first.timeout] * n,
-            None if first.run_at is None else [first.run_at] * n,
-            None if first.delay is None else [first.delay] * n,
-            None if first.backoff is None else [_backoff_json(first.backoff)] * n,
-        ]
-        keyed = first.unique_key is not None or bool(first.after)
-    else:
-        columns = [
-            [c.task for c in calls],
-            [o.queue for o in options],
-            [o.priority for o in options],
-            [c.args.decode() for c in calls],
-            [c.kwargs.decode() for c in calls],
-            [o.max_attempts for o in options],
-            _column([o.timeout for o in options]),
-            _column([o.run_at for o in options]),
-            _column([o.delay for o in options]),
-            _column([_backoff_json(o.backoff) for o in options]),
-        ]
-        keyed = any(o.unique_key is not None or o.after for o in options)
-    if keyed:
+def enqueue_columns(calls: Sequence[TaskCall]) -> list[Any]:
+    """The parameters of statement `enqueue` ($1-$11) for a batch of calls; when a call has
+    a unique key or parents, also those that `enqueue_unique_or_after` takes after them
+    ($12-$15).
+
+    Each call's arguments go in two texts, its positional ($2) and keyword ($3, NULL when
+    no call has any) arguments as JSON values joined by RS. The options go once per distinct
+    (task, options) of the batch (mostly one: the task's defaults), as rows of arrays
+    ($4-$11, $12-$15), and $1 says which row each call takes (NULL: all the first).
+    Measured: asyncpg takes about 0.6 ms to encode a 1,000-element text array, 3 ms for the
+    ten per-call arrays this replaced, a fifth of a batch's time."""
+    groups: dict[tuple[str, int], int] = {}
+    firsts: list[TaskCall] = []
+    rows: list[int] = []
+    for call in calls:
+        key = (call.task, id(call.options))
+        row = groups.get(key)
+        if row is None:
+            row = groups[key] = len(firsts) + 1
+            firsts.append(call)
+        rows.append(row)
+    options = [c.options for c in firsts]
+    n = len(calls)
+    args = RS.join([c.args for c in calls])
+    kwargs_list = [c.kwargs for c in calls]
+    kwargs = None if kwargs_list.count(b"{}") == n else RS.join(kwargs_list)
+    if args.count(RS) != n - 1 or (kwargs is not None and kwargs.count(RS) != n - 1):
+        raise SerializationError(
+            "a call's arguments are not JSON text: make calls with task.call(...)"
+        )
+    columns: list[Any] = [
+        None if len(firsts) == 1 else rows,
+        args.decode(),
+        None if kwargs is None else kwargs.decode(),
+        [c.task for c in firsts],
+        [o.queue for o in options],
+        [o.priority for o in options],
+        [o.max_attempts for o in options],
+        [o.timeout for o in options],
+        [o.run_at for o in options],
+        [o.delay for o in options],
+        [_backoff_json(o.backoff) for o in options],
+    ]
+    if any(o.unique_key is not None or o.after for o in options):
         columns += [
             [o.unique_key for o in options],
             [o.on_duplicate == "raise" for o in options],
@@ -371,10 +383,3 @@ def _refused(exc: asyncpg.PostgresError) -> Exception:
         found = loads(detail)
         return DuplicateJob(found["task"], found["unique_key"], found["job"], found["state"])
     return exc
-
-
-def _column(values: list[Any]) -> list[Any] | None:
-    """An optional column for `unnest`: None when every value is None. unnest pads a NULL
-    array with NULLs, and asyncpg then skips a per-element check that costs about a
-    microsecond each (a tenth of a large batch's Python time)."""
-    return None if all(v is None for v in values) else values

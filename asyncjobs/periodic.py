@@ -158,7 +158,7 @@ def define(
         cron=cron,
         timezone=timezone,
         missed=validate_missed(missed),
-        call=dataclasses.replace(call, options=options),
+        call=call._replace(options=options),
     )
     periodic.next_after(datetime.datetime.now(datetime.UTC))  # matches some time at all
     return periodic

@@ -3,10 +3,16 @@
 -- The Python that runs a statement carries its name.
 
 -- name: enqueue
--- Inserts jobs and their queue rows in one statement. A job is due at $8 (run_at), else
--- $9 (delay) seconds from now, else now. Arguments come as JSON text so that this runs on
--- any caller's connection (enqueue_tx), whatever codecs it has.
--- The jobs are inserted straight from unnest, without a CTE in between: a materialized
+-- Inserts jobs and their queue rows in one statement. The calls' arguments: $2 positional,
+-- $3 keyword (NULL: no call has any), JSON values separated by RS (E'\x1e'), in call order.
+-- Their options, one row per distinct (task, options) of the batch: $4 task, $5 queue,
+-- $6 priority, $7 max_attempts, $8 timeout, $9 run_at, $10 delay, $11 backoff (JSON); $1
+-- the row of each call (NULL: the first for all). Why this shape: see enqueue_columns in
+-- client.py. Arguments come as text so that this runs on any caller's connection
+-- (enqueue_tx), whatever codecs it has.
+-- A job is due at run_at, else delay seconds from now, else now. Ids follow call order:
+-- the rows are sorted by it, and ids are drawn after the sort.
+-- The jobs are inserted straight from the input, without a CTE in between: a materialized
 -- CTE writes and reads every row once more (about 5% of a 1,000-job batch's time).
 -- Wakes workers of each queue; a future job's payload carries its epoch so that an idle
 -- worker can sleep exactly until it is due.
@@ -14,16 +20,20 @@ WITH inserted AS (
     INSERT INTO {schema}.jobs
            (task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state, queue_entry,
             backoff)
-    SELECT t.task, t.queue, t.priority, t.args::jsonb, t.kwargs::jsonb, t.max_attempts,
-           t.timeout, d.due, CASE WHEN d.due > now() THEN 'scheduled' ELSE 'queued' END,
-           nextval('{schema}.queue_id_seq'), t.backoff::jsonb
-      FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[],
-                  $7::float8[], $8::timestamptz[], $9::float8[], $10::text[])
-           AS t(task, queue, priority, args, kwargs, max_attempts, timeout, run_at_in, delay,
-                backoff)
-           CROSS JOIN LATERAL (
-               SELECT coalesce(t.run_at_in, now() + make_interval(secs => coalesce(t.delay, 0)))
-                      AS due) AS d
+    SELECT o.task, o.queue, o.priority, c.args::jsonb, coalesce(c.kwargs::jsonb, '{}'),
+           o.max_attempts, o.timeout, o.due,
+           CASE WHEN o.due > now() THEN 'scheduled' ELSE 'queued' END,
+           nextval('{schema}.queue_id_seq'), o.backoff::jsonb
+      FROM ROWS FROM (unnest($1::int[]), string_to_table($2, E'\x1e'),
+                      string_to_table($3, E'\x1e')) WITH ORDINALITY AS c(options, args, kwargs, n)
+      JOIN (SELECT o.*, coalesce(o.run_at_in, now() + make_interval(secs => coalesce(o.delay, 0)))
+                       AS due
+              FROM unnest($4::text[], $5::text[], $6::int[], $7::int[], $8::float8[],
+                          $9::timestamptz[], $10::float8[], $11::text[]) WITH ORDINALITY
+                   AS o(task, queue, priority, max_attempts, timeout, run_at_in, delay, backoff,
+                        n)) AS o
+        ON o.n = coalesce(c.options, 1)
+     ORDER BY c.n
     RETURNING id, queue, priority, run_at, queue_entry
 ), entries AS (
     INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)
@@ -41,13 +51,14 @@ SELECT array_agg(id ORDER BY id) AS ids,
 -- name: enqueue_unique_or_after
 -- `enqueue` for batches where some job has a unique key or parents (the plain statement
 -- above stays the fast path: this one does about twice the work per row).
--- $1-$10 as for `enqueue`.
--- Unique keys ($11): a job whose task already has an active job with its key is not
+-- $1-$11 as for `enqueue`; each row of options also has a unique key ($12), whether a
+-- duplicate is refused ($13), parents ($14) and what to do when one fails ($15).
+-- Unique keys: a job whose task already has an active job with its key is not
 -- inserted and gets that job's id. ON CONFLICT DO UPDATE (a no-op assignment) is what
 -- returns that row even when a concurrent transaction committed it after this statement's
 -- snapshot was taken; DO NOTHING and a SELECT would not see it. Calls of one batch with
--- the same task and key become one job. $12: refuse (abort the statement) instead.
--- Continuations ($13: parents as an array literal; $14: 'cancel' or 'run' when one fails):
+-- the same task and key become one job. $13: refuse (abort the statement) instead.
+-- Continuations ($14: parents as an array literal; $15: 'cancel' or 'run' when one fails):
 -- the parents' rows are locked in id order before their state is read, and a parent that
 -- ends holds the same row lock when its trigger looks for children, so a child enqueued
 -- while its parent ends is never missed by both. A job with unfinished parents is
@@ -58,13 +69,19 @@ SELECT array_agg(id ORDER BY id) AS ids,
 -- is detoasted at every lookup (100,000 keyed jobs took minutes). The map of parents'
 -- states (parents) is small unless one batch has thousands of distinct parents.
 WITH input AS (
-    SELECT t.*, CASE WHEN t.unique_key IS NULL THEN t.n
-                     ELSE min(t.n) OVER (PARTITION BY t.task, t.unique_key) END AS leader
-      FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[],
-                  $7::float8[], $8::timestamptz[], $9::float8[], $10::text[], $11::text[],
-                  $12::bool[], $13::text[], $14::text[]) WITH ORDINALITY
-           AS t(task, queue, priority, args, kwargs, max_attempts, timeout, run_at_in, delay,
-                backoff, unique_key, refuse_duplicate, parents, on_parent_failure, n)
+    SELECT c.n, o.task, o.queue, o.priority, c.args, c.kwargs, o.max_attempts, o.timeout,
+           o.run_at_in, o.delay, o.backoff, o.unique_key, o.refuse_duplicate, o.parents,
+           o.on_parent_failure,
+           CASE WHEN o.unique_key IS NULL THEN c.n
+                ELSE min(c.n) OVER (PARTITION BY o.task, o.unique_key) END AS leader
+      FROM ROWS FROM (unnest($1::int[]), string_to_table($2, E'\x1e'),
+                      string_to_table($3, E'\x1e')) WITH ORDINALITY AS c(options, args, kwargs, n)
+      JOIN unnest($4::text[], $5::text[], $6::int[], $7::int[], $8::float8[],
+                  $9::timestamptz[], $10::float8[], $11::text[], $12::text[], $13::bool[],
+                  $14::text[], $15::text[]) WITH ORDINALITY
+           AS o(task, queue, priority, max_attempts, timeout, run_at_in, delay, backoff,
+                unique_key, refuse_duplicate, parents, on_parent_failure, n)
+        ON o.n = coalesce(c.options, 1)
 ), parent AS (
     SELECT j.id, j.state, j.has_children
       FROM {schema}.jobs AS j
@@ -78,7 +95,8 @@ WITH input AS (
 ), parents AS MATERIALIZED (
     SELECT coalesce(jsonb_object_agg(id::text, state), '{}') AS state_of FROM parent
 ), new AS (
-    SELECT i.n, i.task, i.queue, i.priority, i.args::jsonb AS args, i.kwargs::jsonb AS kwargs,
+    SELECT i.n, i.task, i.queue, i.priority, i.args::jsonb AS args,
+           coalesce(i.kwargs::jsonb, '{}') AS kwargs,
            i.max_attempts, i.timeout, i.backoff::jsonb AS backoff, i.unique_key,
            i.refuse_duplicate,
            i.parents::bigint[] AS parents, i.on_parent_failure,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 
 import anyio
 import asyncpg
 import pytest
 
 import asyncjobs
+import asyncjobs.serialization
 
 
 async def test_enqueue_runs_and_wait_returns_result(app: asyncjobs.App) -> None:
@@ -89,6 +91,71 @@ async def test_enqueue_many_stores_each_calls_own_options(
         f'SELECT state, queue FROM "{schema}".jobs WHERE id = ANY($1) ORDER BY id', same
     )
     assert [tuple(r) for r in states] == [("scheduled", "q1")] * 3
+
+
+async def test_enqueue_many_keeps_call_order_across_tasks_and_options(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, schema: str
+) -> None:
+    # A batch goes as its calls' arguments plus one row per distinct (task, options):
+    # interleaving them must still give every call its own id, arguments and options.
+    @app.task(queue="a")
+    async def first(x: str) -> None: ...
+
+    @app.task(queue="b")
+    async def second(x: str, y: int = 0) -> None: ...
+
+    urgent = second.options(priority=9)
+    # Separators and escapes of JSON and of the encoding travel inside arguments as they are.
+    text = 'rs\x1e nl\n tab\t quote" backslash\\ ü'
+    calls = []
+    for i in range(300):
+        match i % 3:
+            case 0:
+                calls.append(first.call(f"{text}{i}"))
+            case 1:
+                calls.append(urgent.call(f"{i}", y=i))
+            case _:
+                calls.append(second.call(f"{i}"))
+    ids = await client.enqueue_many(calls)
+    assert ids == sorted(ids) and len(set(ids)) == 300
+    rows = await admin.fetch(
+        f'SELECT id, task, queue, priority, args, kwargs FROM "{schema}".jobs'
+        " WHERE id = ANY($1) ORDER BY id",
+        ids,
+    )
+    expected = [
+        (
+            call.task,
+            call.options.queue,
+            call.options.priority,
+            asyncjobs.serialization.loads(call.args),
+            asyncjobs.serialization.loads(call.kwargs),
+        )
+        for call in calls
+    ]
+    got = [
+        (r["task"], r["queue"], r["priority"], json.loads(r["args"]), json.loads(r["kwargs"]))
+        for r in rows
+    ]
+    assert got == expected
+    assert got[0][3] == [f"{text}0"]
+
+
+async def test_enqueue_many_refuses_arguments_that_are_not_json(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, schema: str
+) -> None:
+    @app.task
+    async def noop(x: int) -> None: ...
+
+    kept = await client.enqueue(noop, 1)
+    # Hand-made calls bypass task.call's encoding: the batch fails as a whole, nothing lost.
+    forged = asyncjobs.TaskCall(noop.name, b"[1]\x1e[2]", b"{}", noop.defaults)
+    with pytest.raises(asyncjobs.SerializationError, match="not JSON text"):
+        await client.enqueue_many([noop.call(2), forged])
+    with pytest.raises(asyncpg.InvalidTextRepresentationError):
+        await client.enqueue_many([asyncjobs.TaskCall(noop.name, b"[1", b"{}", noop.defaults)])
+    assert await admin.fetchval(f'SELECT array_agg(id) FROM "{schema}".jobs') == [kept]
+    assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".queue') == 1
 
 
 async def test_transactional_enqueue_commits_and_rolls_back_with_the_caller(
