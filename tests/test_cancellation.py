@@ -301,3 +301,35 @@ async def test_shutdown_grace_lets_short_jobs_finish(
     async with app.worker(grace=5):
         await started.wait()
     assert await client.wait(job_id, timeout=1) == "finished in grace"
+
+
+async def test_cancel_requeue_and_delete_take_a_waiting_jobs_queue_row_with_them(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, schema: str
+) -> None:
+    # The queue has no primary key: a row is found by its job's (queue, priority, run_at,
+    # entry). Whatever the options, nothing may be left behind, nor a second row appear.
+    @app.task(queue="q", priority=3)
+    async def noop(n: int) -> None: ...
+
+    later = noop.options(delay=3600, priority=-2)
+    ids = [await client.enqueue(task, n) for n, task in enumerate([noop, later] * 3)]
+
+    async def rows(job_id: int) -> list[tuple[object, ...]]:
+        found = await admin.fetch(
+            "SELECT q.id = j.queue_entry, q.queue, q.priority, q.run_at = j.run_at"
+            f' FROM "{schema}".queue AS q JOIN "{schema}".jobs AS j ON j.id = q.job_id'
+            " WHERE q.job_id = $1",
+            job_id,
+        )
+        return [tuple(r) for r in found]
+
+    for job_id in ids[:2]:
+        assert await client.cancel(job_id)
+        assert await rows(job_id) == []
+    for job_id in ids[2:4]:
+        assert await client.delete(job_id)
+        assert await rows(job_id) == []
+    for job_id, priority in zip(ids[4:], (3, -2), strict=True):
+        assert await client.requeue(job_id)
+        assert await rows(job_id) == [(True, "q", priority, True)]
+    assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".queue') == 2
