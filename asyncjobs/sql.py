@@ -52,6 +52,7 @@ class Queries:
     stop_workers: str
     try_lock_pruning: str
     unlock_pruning: str
+    prune_bound: str
     prune_jobs: str
     job_id_issued: str
     register_worker: str

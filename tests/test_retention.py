@@ -23,11 +23,13 @@ DAY = 86400
 async def _age(
     admin: asyncpg.Connection, schema: str, job_id: int, state: str, days: float
 ) -> None:
-    """Make a job look as if it reached `state` `days` ago, a minute after it was created."""
+    """Make a job look as if it reached `state` `days` ago. Every job the tests age was
+    created 60 days ago: created_at grows with the id, as it does for real jobs (retention
+    looks at jobs in id order up to the first one created since the cutoff)."""
     await admin.execute(
         f'UPDATE "{schema}".jobs SET state = $2, queue_entry = NULL,'
         f" finished_at = now() - make_interval(secs => $3),"
-        f" created_at = now() - make_interval(secs => $3 + 60) WHERE id = $1",
+        f" created_at = now() - interval '60 days' WHERE id = $1",
         job_id,
         state,
         days * DAY,
@@ -73,6 +75,13 @@ async def test_workers_prune_only_old_finished_jobs_never_active_ones(
             " created_at = now() - interval '31 days' WHERE id = $1",
             job_id,
         )
+    # A job created (and finished) just now: the walk through older jobs stops at it.
+    fresh = await client.enqueue(noop.options(queue="nobody_listens"))
+    await admin.execute(
+        f"UPDATE \"{schema}\".jobs SET state = 'succeeded', queue_entry = NULL,"
+        " finished_at = now() WHERE id = $1",
+        fresh,
+    )
     retention = asyncjobs.Retention(interval=0.1, batch_size=2)
     async with app.worker(queues=["slow"], retention=retention):
         with anyio.fail_after(10):
@@ -91,7 +100,7 @@ async def test_workers_prune_only_old_finished_jobs_never_active_ones(
         release.set()
         await client.wait(running, timeout=10)
     kept = {ids[n] for n, (_, _, deleted) in aged.items() if not deleted}
-    assert await _ids(admin, schema) == kept | {queued, scheduled, running}
+    assert await _ids(admin, schema) == kept | {queued, scheduled, running, fresh}
 
 
 async def test_pruning_goes_in_batches_and_one_worker_at_a_time(
