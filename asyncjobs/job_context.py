@@ -10,6 +10,7 @@ from typing import Any
 
 from .cancel import CancelToken
 from .errors import ConfigurationError, NoCurrentJob
+from .serialization import without_nul
 
 # What the database keeps of a job's log, and so all a job ever needs to buffer.
 LOG_LINES = 50
@@ -77,7 +78,7 @@ class JobContext:
             or not 0 <= fraction <= 1
         ):
             raise ConfigurationError(f"progress must be a number from 0 to 1, got {fraction!r}")
-        text = None if message is None else str(message)[:LOG_LINE_CHARS]
+        text = None if message is None else without_nul(str(message)[:LOG_LINE_CHARS])
         with self._lock:
             self._progress = (float(fraction), text)
         self._changed()
@@ -87,7 +88,7 @@ class JobContext:
         line = {
             "at": datetime.datetime.now(datetime.UTC).isoformat(),
             "attempt": self.attempt,
-            "message": str(message)[:LOG_LINE_CHARS],
+            "message": without_nul(str(message)[:LOG_LINE_CHARS]),
         }
         with self._lock:
             self._lines.append(line)

@@ -16,7 +16,7 @@ from .control import Cancel, Retry
 from .errors import ConfigurationError, SerializationError, UnknownTaskError
 from .job_context import JobContext, enter, leave
 from .retry import Backoff
-from .serialization import encode_result
+from .serialization import encode_result, without_nul
 
 if TYPE_CHECKING:
     from .claims import Claim
@@ -74,8 +74,8 @@ def error_record(exc: BaseException, attempt: int) -> dict[str, Any]:
     """An attempt's error as stored: type, message, traceback, attempt, time."""
     return {
         "type": type(exc).__name__,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
+        "message": without_nul(str(exc)),
+        "traceback": without_nul("".join(traceback.format_exception(exc))),
         "attempt": attempt,
         "at": datetime.datetime.now(datetime.UTC).isoformat(),
     }

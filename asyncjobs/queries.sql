@@ -122,13 +122,14 @@ WITH input AS (
 ), inserted AS (
     INSERT INTO {schema}.jobs AS j
            (id, task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state,
-            queue_entry, unique_key, parents, on_parent_failure, pending_parents, finished_at,
-            error, backoff)
+            queue_entry, unique_key, active_key, parents, on_parent_failure, pending_parents,
+            finished_at, error, backoff)
     OVERRIDING SYSTEM VALUE
     SELECT job.id, task, queue, priority, args, kwargs, max_attempts, timeout, due, state,
            CASE WHEN state IN ('queued', 'scheduled')
                 THEN nextval('{schema}.queue_id_seq') END,
-           unique_key, parents, on_parent_failure, coalesce(pending, 0),
+           unique_key, CASE WHEN state <> 'cancelled' THEN unique_key END, parents,
+           on_parent_failure, coalesce(pending, 0),
            CASE WHEN state = 'cancelled' THEN now() END,
            CASE WHEN state = 'cancelled'
                 THEN {schema}.parent_error(blocker, ps.state_of ->> blocker::text) END,
@@ -238,6 +239,7 @@ WITH outcome AS (
                        WHEN 'retry' THEN CASE WHEN o.delay > 0 THEN 'scheduled' ELSE 'queued' END
                        WHEN 'release' THEN 'queued'
                        ELSE o.outcome END,
+           active_key = CASE WHEN o.outcome IN ('retry', 'release') THEN j.active_key END,
            attempt = CASE WHEN o.outcome = 'release' THEN j.attempt - 1 ELSE j.attempt END,
            run_at = CASE WHEN o.outcome = 'retry' THEN now() + make_interval(secs => o.delay)
                          ELSE j.run_at END,
@@ -299,7 +301,7 @@ SELECT s.* FROM notified LEFT JOIN started AS s ON true;
 -- (or was caught in crashes) max_attempts times, so it fails instead of running again.
 WITH failed AS (
     UPDATE {schema}.jobs AS j
-       SET state = 'failed', queue_entry = NULL, finished_at = now(),
+       SET state = 'failed', active_key = NULL, queue_entry = NULL, finished_at = now(),
            error = {schema}.worker_lost_error(j.attempt, format(
                'worker lost during attempt %s of %s; giving up', j.attempt, j.max_attempts)),
            errors = j.errors || {schema}.worker_lost_error(j.attempt, format(

@@ -21,7 +21,7 @@ import asyncpg
 
 from .claims import Claim
 from .connections import DATABASE_ERRORS, close_gently, connect
-from .job_runner import Outcome, RunningJob
+from .job_runner import Outcome, RunningJob, error_record
 from .serialization import dumps
 from .sql import Queries
 
@@ -37,6 +37,9 @@ MAX_BATCH = 400
 # the whole table, and at a steady 2,000-job backlog writes went from 5 to 15 ms within
 # 20 seconds (until autovacuum analyzed the table).
 RECORDER_SETTINGS = {"enable_seqscan": "off", "plan_cache_mode": "force_generic_plan"}
+# What PostgreSQL says when it refuses a value or a constraint refuses a row: the batch, not
+# the connection, is at fault (class 22 and 23 errors).
+REFUSED_DATA = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 # How long ready outcomes may wait for a start that is being claimed, to share its write.
 COALESCE_WAIT = 0.005
 
@@ -177,9 +180,7 @@ class Recorder:
         try:
             # Outcomes of lost claims no longer count: their jobs are queued again.
             written = [
-                (job, outcome)
-                for job, outcome in outcomes
-                if outcome.kind != "discard" and not job.claim.lost
+                item for item in outcomes if item[1].kind != "discard" and not item[0].claim.lost
             ]
             try:
                 await self._execute(written, starts)
@@ -187,6 +188,15 @@ class Recorder:
                 for request in starts:
                     request.error = exc
                     request.done.set()
+                if isinstance(exc, REFUSED_DATA) and written:
+                    # Not the connection: something in the batch. The others must not
+                    # wait behind it forever, so each goes alone, and one refused alone
+                    # becomes a failure that says so.
+                    alone = {id(item) for item in written}
+                    outcomes = [
+                        *(await self._isolate(written)),
+                        *(item for item in outcomes if id(item) not in alone),
+                    ]
                 self._retry_delay = min(max(self._retry_delay * 2, 0.05), 2.0)
                 self._retry_at = anyio.current_time() + self._retry_delay
                 logger.warning(
@@ -203,6 +213,26 @@ class Recorder:
         finally:
             self._unsettled -= 1
             self._wake.set()
+
+    async def _isolate(
+        self, batch: list[tuple[RunningJob, Outcome]]
+    ) -> list[tuple[RunningJob, Outcome]]:
+        """Write a refused batch's outcomes one by one; return those still to write: each
+        refused one as a failure naming the refusal (written by the next round)."""
+        left: list[tuple[RunningJob, Outcome]] = []
+        for job, outcome in batch:
+            try:
+                await self._execute([(job, outcome)], [])
+            except REFUSED_DATA as exc:
+                logger.error("job %s: its outcome was refused, so it fails: %s", job.id, exc)
+                refused = RuntimeError(f"the attempt's outcome could not be stored: {exc}")
+                left.append((job, Outcome("failed", error=error_record(refused, job.attempt))))
+            except DATABASE_ERRORS:
+                left.append((job, outcome))
+            else:
+                self.written += 1
+                await self._settle([(job, outcome)])
+        return left
 
     async def _execute(
         self, outcomes: list[tuple[RunningJob, Outcome]], starts: list[_Start]

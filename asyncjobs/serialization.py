@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from .errors import SerializationError
+
+# The NUL character, which orjson writes as \u0000 in a string: PostgreSQL's jsonb (and
+# text) cannot hold it. \u0000 after an odd number of backslashes; after an even number it
+# is a backslash and the text "u0000".
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+NUL_HINT = (
+    "holds a NUL character ('\\x00'), which PostgreSQL cannot store; remove it, or pass "
+    "binary data as base64"
+)
+
+
+def storable(encoded: bytes) -> bool:
+    """Whether PostgreSQL can store this JSON (no string in it holds a NUL character)."""
+    return b"u0000" not in encoded or _NUL.search(encoded) is None
+
+
+def without_nul(text: str) -> str:
+    """Text as PostgreSQL can store it: a NUL character becomes the four characters \\x00."""
+    return text.replace("\x00", "\\x00") if "\x00" in text else text
 
 
 def dumps(value: Any) -> bytes:
@@ -31,27 +51,33 @@ def encode_arguments(
     except (orjson.JSONEncodeError, TypeError):
         pass
     else:
-        return encoded_args, encoded_kwargs
+        if storable(encoded_args) and storable(encoded_kwargs):
+            return encoded_args, encoded_kwargs
     named = [(f"positional argument {i}", v) for i, v in enumerate(args)]
     named += [(f"argument {k!r}", v) for k, v in kwargs.items()]
     for label, value in named:
         try:
-            orjson.dumps(value)
+            encoded = orjson.dumps(value)
         except (orjson.JSONEncodeError, TypeError) as exc:
             raise SerializationError(
                 f"{label} of task {task!r} cannot be stored as JSON "
                 f"({type(value).__name__}: {exc}); pass plain data (str, int, float, bool, "
                 "None, list, dict, dataclass, datetime, UUID) and load objects inside the job"
             ) from exc
+        if not storable(encoded):
+            raise SerializationError(f"{label} of task {task!r} {NUL_HINT}")
     raise SerializationError(f"the arguments of task {task!r} cannot be stored as JSON")
 
 
 def encode_result(task: str, value: Any) -> bytes:
     """Encode a job's return value, or raise SerializationError saying so."""
     try:
-        return orjson.dumps(value)
+        encoded = orjson.dumps(value)
     except (orjson.JSONEncodeError, TypeError) as exc:
         raise SerializationError(
             f"the result of task {task!r} cannot be stored as JSON "
             f"({type(value).__name__}: {exc}); return plain data or None"
         ) from exc
+    if not storable(encoded):
+        raise SerializationError(f"the result of task {task!r} {NUL_HINT}")
+    return encoded

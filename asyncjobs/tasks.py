@@ -16,7 +16,7 @@ import orjson
 from .cancel import CancelToken
 from .errors import ConfigurationError
 from .retry import Backoff, ExceptionTypes, validate_backoff
-from .serialization import encode_arguments
+from .serialization import encode_arguments, storable
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -308,9 +308,12 @@ class Task(Generic[P, R]):
         if not kwargs and self._positional[0] <= len(args) <= self._positional[1]:
             # The common call, checked and encoded inline (a batch makes thousands).
             try:
-                return _make_call((self.name, orjson.dumps(args), b"{}", self.defaults))
+                encoded = orjson.dumps(args)
             except (orjson.JSONEncodeError, TypeError):
                 pass  # encode_arguments below names the argument
+            else:
+                if storable(encoded):
+                    return _make_call((self.name, encoded, b"{}", self.defaults))
         if self._plain is None or not self._plain.fits(args, kwargs):
             try:
                 self.signature.bind(*args, **kwargs)

@@ -342,6 +342,71 @@ async def test_unserializable_result_fails_the_job(
             await client.wait(job_id, timeout=10)
 
 
+async def test_nul_characters_are_refused_up_front_or_shown_never_wedging_the_worker(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, schema: str
+) -> None:
+    # PostgreSQL's jsonb and text cannot hold U+0000. A value that has one must not reach
+    # the worker's one writer, where a refused write once blocked every later outcome.
+    @app.task
+    async def echo(text: str, *, fail: bool = False) -> str:
+        job = asyncjobs.current_job()
+        job.progress(0.5, "half\x00way")
+        job.log("line\x00one")
+        if fail:
+            raise ValueError("bad\x00value")
+        return text
+
+    @app.task
+    async def gives_nul() -> str:
+        return "a\x00b"
+
+    with pytest.raises(asyncjobs.SerializationError, match=r"positional argument 0 .* NUL"):
+        await client.enqueue(echo, "a\x00b")
+    with pytest.raises(asyncjobs.SerializationError, match=r"argument 'text' .* NUL"):
+        await client.enqueue(echo, text="a\x00b")
+    # The text \u0000 (backslash, u, 0000) is not a NUL character.
+    assert await client.enqueue(echo, "\\u0000") > 0
+    nul_result = await client.enqueue(gives_nul)
+    failing = await client.enqueue(echo.options(max_attempts=1), "x", fail=True)
+    fine = await client.enqueue(echo, "fine")
+    async with app.worker():
+        with pytest.raises(asyncjobs.JobFailed, match=r"result of task .* NUL"):
+            await client.wait(nul_result, timeout=10)
+        with pytest.raises(asyncjobs.JobFailed, match=r"bad\\x00value"):
+            await client.wait(failing, timeout=10)
+        assert await client.wait(fine, timeout=10) == "fine"
+    job = await client.get(fine)
+    assert job.progress_message == "half\\x00way"
+    assert [line["message"] for line in job.log] == ["line\\x00one"]
+
+
+async def test_an_outcome_the_database_refuses_fails_that_job_alone(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, schema: str
+) -> None:
+    # Outcomes are written many per statement. One the database refuses (here a constraint
+    # stands in for any refusal) must not hold back the others, nor the worker's shutdown.
+    @app.task
+    async def give(value: str) -> str:
+        await anyio.sleep(0.05)
+        return value
+
+    await admin.execute(
+        f'ALTER TABLE "{schema}".jobs ADD CONSTRAINT no_poison'
+        " CHECK (result IS NULL OR result <> '\"poison\"'::jsonb)"
+    )
+    values = [f"v{i}" for i in range(20)]
+    values[7] = "poison"
+    ids = await client.enqueue_many(give.call(v) for v in values)
+    with anyio.fail_after(20):
+        async with app.worker(concurrency=20):
+            for job_id, value in zip(ids, values, strict=True):
+                if value == "poison":
+                    with pytest.raises(asyncjobs.JobFailed, match="could not be stored"):
+                        await client.wait(job_id, timeout=10)
+                else:
+                    assert await client.wait(job_id, timeout=10) == value
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

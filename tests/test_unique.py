@@ -63,6 +63,48 @@ async def test_the_key_is_held_while_scheduled_and_processing_and_freed_by_cance
     assert await client.enqueue(slow.options(unique_key="s")) not in (scheduled, running)
 
 
+async def test_every_way_a_job_ends_frees_its_key_and_a_retry_keeps_it(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, schema: str
+) -> None:
+    # The key is held through active_key, which each statement that changes a job's state
+    # sets (a constraint checks that it did): every ending must let the key go.
+    tries: dict[str, int] = {}
+
+    @app.task(max_attempts=2, retry=asyncjobs.Backoff(base=0.2, jitter=False))
+    async def work(how: str) -> str:
+        tries[how] = tries.get(how, 0) + 1
+        if how == "fail" or (how == "retry" and tries[how] == 1):
+            raise ValueError(how)
+        if how == "cancel":
+            raise asyncjobs.Cancel("not needed")
+        return how
+
+    ends = ["ok", "fail", "cancel", "retry"]
+    ids = {how: await client.enqueue(work.options(unique_key=how), how) for how in ends}
+    parent = await client.enqueue(work, "fail")
+    child = await client.enqueue(work.options(unique_key="child", after=parent), "ok")
+    async with app.worker():
+        with anyio.fail_after(10):
+            while tries.get("retry") != 1:
+                await anyio.sleep(0.01)
+        # Waiting for its next attempt, the retried job still holds its key.
+        assert await client.enqueue(work.options(unique_key="retry"), "retry") == ids["retry"]
+        assert await client.wait(ids["ok"], timeout=10) == "ok"
+        assert await client.wait(ids["retry"], timeout=10) == "retry"
+        with pytest.raises(asyncjobs.JobFailed):
+            await client.wait(ids["fail"], timeout=10)
+        for cancelled in (ids["cancel"], child):  # by itself; for its failed parent
+            with pytest.raises(asyncjobs.JobCancelled):
+                await client.wait(cancelled, timeout=10)
+    for how, job_id in [*ids.items(), ("child", child)]:
+        again = await client.enqueue(work.options(unique_key=how), how)
+        assert again != job_id, how
+    keys = await admin.fetch(
+        f'SELECT unique_key FROM "{schema}".jobs WHERE active_key IS NOT NULL ORDER BY id'
+    )
+    assert sorted(r["unique_key"] for r in keys) == sorted([*ends, "child"])
+
+
 async def test_on_duplicate_raise_names_the_job_and_stores_nothing(
     app: asyncjobs.App, client: asyncjobs.Client
 ) -> None:
