@@ -82,6 +82,15 @@ def server_settings(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return settings
 
 
+# What PostgreSQL says when it refuses a value, or a constraint refuses a row (errors of
+# class 22 and 23): something in the batch is at fault, not the connection, and retrying
+# the same batch would fail the same way forever.
+REFUSED_DATA: tuple[type[Exception], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+)
+
+
 # What opening a connection raises for a bad DSN, a refused or unknown host, or a refusal
 # by the server; each is turned into ConnectionFailed or ConfigurationError by _failure().
 _CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError)

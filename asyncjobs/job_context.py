@@ -12,6 +12,10 @@ from .cancel import CancelToken
 from .errors import ConfigurationError, NoCurrentJob
 from .serialization import without_nul
 
+# What a job reported since the last write: its latest progress (fraction, message), if
+# any, and its new log lines.
+Taken = tuple[tuple[float, str | None] | None, list[dict[str, Any]]]
+
 # What the database keeps of a job's log, and so all a job ever needs to buffer.
 LOG_LINES = 50
 # Longer lines are cut: the log is for short notes, results belong in the return value.
@@ -100,7 +104,7 @@ class JobContext:
         """Whether something reported is not taken for writing yet."""
         return self._progress is not None or bool(self._lines)
 
-    def take(self) -> tuple[tuple[float, str | None] | None, list[dict[str, Any]]] | None:
+    def take(self) -> Taken | None:
         """What changed since the last call (for the worker's writer), or None."""
         with self._lock:
             if self._progress is None and not self._lines:
@@ -109,9 +113,7 @@ class JobContext:
             self._progress, self._lines = None, []
             return taken
 
-    def give_back(
-        self, taken: tuple[tuple[float, str | None] | None, list[dict[str, Any]]]
-    ) -> None:
+    def give_back(self, taken: Taken) -> None:
         """Put back what a failed write took, under anything reported since."""
         progress, lines = taken
         with self._lock:

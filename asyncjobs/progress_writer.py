@@ -14,8 +14,8 @@ from typing import Any
 
 import anyio
 
-from .connections import DATABASE_ERRORS
-from .job_context import LOG_LINES, JobContext
+from .connections import DATABASE_ERRORS, REFUSED_DATA
+from .job_context import LOG_LINES, JobContext, Taken
 from .pool import Pool
 from .serialization import dumps
 
@@ -71,19 +71,41 @@ class ProgressWriter:
                     batch.append((context, taken))
             if not batch:
                 return
-            columns: list[list[Any]] = [[], [], [], [], [], []]
-            for context, (progress, lines) in batch:
-                columns[0].append(context.job_id)
-                columns[1].append(context.entry)
-                columns[2].append(context.attempt)
-                columns[3].append(None if progress is None else progress[0])
-                columns[4].append(None if progress is None else progress[1])
-                columns[5].append(dumps(lines))
             try:
-                await self._pool.execute(self._sql, *columns, LOG_LINES)
+                await self._execute(batch)
+            except REFUSED_DATA:
+                # Something in the batch, not the connection: the others must not wait
+                # behind it forever, so each goes alone, and one refused alone is dropped.
+                for one in batch:
+                    await self._alone(one)
             except DATABASE_ERRORS as exc:
                 logger.warning("cannot write job progress (trying again later): %s", exc)
                 for context, taken in batch:
                     context.give_back(taken)
-                return
-            self.written += len(batch)
+            else:
+                self.written += len(batch)
+
+    async def _alone(self, one: tuple[JobContext, Taken]) -> None:
+        context, taken = one
+        try:
+            await self._execute([one])
+        except REFUSED_DATA as exc:
+            logger.error(
+                "job %s: its progress report was refused and is dropped: %s", context.job_id, exc
+            )
+        except DATABASE_ERRORS as exc:
+            logger.warning("cannot write job progress (trying again later): %s", exc)
+            context.give_back(taken)
+        else:
+            self.written += 1
+
+    async def _execute(self, batch: list[tuple[JobContext, Taken]]) -> None:
+        columns: list[list[Any]] = [[], [], [], [], [], []]
+        for context, (progress, lines) in batch:
+            columns[0].append(context.job_id)
+            columns[1].append(context.entry)
+            columns[2].append(context.attempt)
+            columns[3].append(None if progress is None else progress[0])
+            columns[4].append(None if progress is None else progress[1])
+            columns[5].append(dumps(lines))
+        await self._pool.execute(self._sql, *columns, LOG_LINES)

@@ -20,7 +20,7 @@ import anyio
 import asyncpg
 
 from .claims import Claim
-from .connections import DATABASE_ERRORS, close_gently, connect
+from .connections import DATABASE_ERRORS, REFUSED_DATA, close_gently, connect
 from .job_runner import Outcome, RunningJob, error_record
 from .serialization import dumps
 from .sql import Queries
@@ -37,9 +37,6 @@ MAX_BATCH = 400
 # the whole table, and at a steady 2,000-job backlog writes went from 5 to 15 ms within
 # 20 seconds (until autovacuum analyzed the table).
 RECORDER_SETTINGS = {"enable_seqscan": "off", "plan_cache_mode": "force_generic_plan"}
-# What PostgreSQL says when it refuses a value or a constraint refuses a row: the batch, not
-# the connection, is at fault (class 22 and 23 errors).
-REFUSED_DATA = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 # How long ready outcomes may wait for a start that is being claimed, to share its write.
 COALESCE_WAIT = 0.005
 

@@ -237,3 +237,33 @@ async def test_progress_starts_over_with_each_attempt_and_the_log_keeps_both(
         (1, "attempt 1 here"),
         (2, "attempt 2 here"),
     ]
+
+
+async def test_a_report_the_database_refuses_is_dropped_alone(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, schema: str
+) -> None:
+    # Reports of running jobs go many per statement. One the database refuses (a constraint
+    # stands in for any refusal) is dropped; the others are written, and nobody waits.
+    release = anyio.Event()
+
+    @app.task
+    async def report(message: str) -> str:
+        asyncjobs.current_job().progress(0.5, message)
+        await release.wait()
+        return message
+
+    await admin.execute(
+        f'ALTER TABLE "{schema}".jobs ADD CONSTRAINT no_poison'
+        " CHECK (progress_message IS DISTINCT FROM 'poison')"
+    )
+    messages = ["fine", "poison", "also fine"]
+    ids = [await client.enqueue(report, m) for m in messages]
+    with anyio.fail_after(20):
+        async with app.worker(concurrency=3):
+            for job_id, message in zip(ids, messages, strict=True):
+                if message != "poison":
+                    seen = await _until(client, job_id, lambda j: j.progress is not None)
+                    assert seen.progress_message == message
+            release.set()
+            assert [await client.wait(i, timeout=10) for i in ids] == messages
+    assert (await client.get(ids[1])).progress is None
