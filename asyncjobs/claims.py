@@ -79,19 +79,13 @@ class ClaimConnections:
         no session. (A joined claim commits when its last job is done, so it may live
         longer.)"""
         now = time.monotonic()
-        young = [
-            c
-            for c in self._open
-            if not c.lost and not c.joining and not c.ending and now - c.opened_at < JOIN_WINDOW
-        ]
+        open_to_join = [c for c in self._open if not c.lost and not c.joining and not c.ending]
+        young = [c for c in open_to_join if now - c.opened_at < JOIN_WINDOW]
         if young:
             return max(young, key=lambda c: c.opened_at)
         if len(self._open) < self._limit:
             return None
-        candidates = [
-            c for c in self._open if c.jobs and not c.lost and not c.joining and not c.ending
-        ]
-        return max(candidates, key=lambda c: c.opened_at, default=None)
+        return max((c for c in open_to_join if c.jobs), key=lambda c: c.opened_at, default=None)
 
     async def settle(self, claim: Claim) -> None:
         """`claim` has nothing running and nothing being added: park it for the next claim

@@ -122,10 +122,7 @@ class Recorder:
         if not self._outcomes and not self._writing and anyio.current_time() >= self._retry_at:
             # An idle worker's start: written here, in the caller's task, rather than handed
             # to the writer loop (two task switches less between a NOTIFY and the job).
-            starts, self._starts = self._starts, []
-            self._writing = True
-            self._unsettled += 1
-            await self._write([], starts)
+            await self._write(*self._take())
         await request.done.wait()
         if request.error is not None:
             raise request.error
@@ -164,12 +161,17 @@ class Recorder:
                     with anyio.move_on_after(wait if wait > 0 else math.inf):
                         await self._wake.wait()
                     continue
-                outcomes, self._outcomes = self._outcomes[:MAX_BATCH], self._outcomes[MAX_BATCH:]
-                starts, self._starts = self._starts, []
-                self._expected_since = None
-                self._writing = True
-                self._unsettled += 1
-                tg.start_soon(self._write, outcomes, starts)
+                tg.start_soon(self._write, *self._take())
+
+    def _take(self) -> tuple[list[tuple[RunningJob, Outcome]], list[_Start]]:
+        """What the write that begins now carries: the ready outcomes (up to MAX_BATCH) and
+        every start request."""
+        outcomes, self._outcomes = self._outcomes[:MAX_BATCH], self._outcomes[MAX_BATCH:]
+        starts, self._starts = self._starts, []
+        self._expected_since = None
+        self._writing = True
+        self._unsettled += 1
+        return outcomes, starts
 
     async def _write(
         self, outcomes: list[tuple[RunningJob, Outcome]], starts: list[_Start]

@@ -118,13 +118,13 @@ class Pruner:
         """One round: delete batches until none is full; None if another worker is at it."""
         succeeded, failed, cancelled = self._retention.ages()
         kept = [age for age in (succeeded, failed, cancelled) if age is not None]
+        if not kept:  # every state is kept forever
+            return 0
         async with self._pool.acquire() as conn:
             if not await conn.fetchval(self._sql.try_lock_pruning):
                 return None
             try:
                 total = 0
-                if not kept:  # every state is kept forever
-                    return 0
                 bound = await conn.fetchval(self._sql.prune_bound, min(kept))
                 while True:
                     batch = await conn.fetch(

@@ -219,11 +219,6 @@ class Task(Generic[P, R]):
             parameters=[p for p in full.parameters.values() if p.name != self.token_parameter]
         )
         self._plain = _PlainSignature.of(self.signature)
-        # How many positional arguments a call may pass with no keyword arguments: the fast
-        # path of `call` (an empty range when the signature is not plain).
-        self._positional = (
-            (len(self._plain.required), len(self._plain.index)) if self._plain else (1, 0)
-        )
         # Stored arguments of a plain signature are passed as they are when they fit (the
         # worker's fast path); the token then goes by keyword, so it must come last.
         self._pass_through = self._plain is not None and (
@@ -305,8 +300,9 @@ class Task(Generic[P, R]):
         Raises TypeError if the arguments don't fit the task's signature and
         SerializationError (a TypeError) if they can't be stored as JSON.
         """
-        if not kwargs and self._positional[0] <= len(args) <= self._positional[1]:
-            # The common call, checked and encoded inline (a batch makes thousands).
+        plain = self._plain
+        if not kwargs and plain is not None and plain.fits(args, kwargs):
+            # The common call, encoded inline (a batch makes thousands).
             try:
                 encoded = orjson.dumps(args)
             except (orjson.JSONEncodeError, TypeError):
@@ -314,7 +310,7 @@ class Task(Generic[P, R]):
             else:
                 if storable(encoded):
                     return _make_call((self.name, encoded, b"{}", self.defaults))
-        if self._plain is None or not self._plain.fits(args, kwargs):
+        if plain is None or not plain.fits(args, kwargs):
             try:
                 self.signature.bind(*args, **kwargs)
             except TypeError as exc:
