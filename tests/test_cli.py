@@ -244,6 +244,19 @@ async def test_a_worker_with_an_invalid_dsn_exits_1_at_once(spawn_worker: Spawn)
         assert "Traceback" not in output
 
 
+async def test_a_worker_refused_by_the_server_exits_1_in_one_line(
+    spawn_worker: Spawn, pg_dsn: str
+) -> None:
+    base = pg_dsn.split("?", maxsplit=1)[0].rsplit("/", 1)[0]
+    query = "?" + pg_dsn.split("?", 1)[1] if "?" in pg_dsn else ""
+    proc = spawn_worker(env={"ASYNCJOBS_DSN": f"{base}/no_such_db_here{query}"})
+    code, output = await stopped(proc, timeout=20)
+    assert code == 1, output
+    (line,) = output.splitlines()
+    assert line.startswith("error: cannot connect to PostgreSQL at "), line
+    assert "no_such_db_here" in line and "create the database" in line
+
+
 async def test_a_worker_retries_an_unreachable_server_until_sigterm(spawn_worker: Spawn) -> None:
     proc = spawn_worker(env={"ASYNCJOBS_DSN": UNREACHABLE})
     assert proc.stdout is not None
