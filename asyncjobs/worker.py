@@ -24,6 +24,7 @@ from .heartbeat import Heartbeat
 from .job_context import JobContext
 from .job_runner import JobRunner, RunningJob
 from .listener import Listener
+from .loop_watchdog import LoopWatchdog
 from .migrations import check, migrate
 from .pool import Pool, open_pool
 from .progress_writer import ProgressWriter
@@ -279,6 +280,7 @@ class Worker:
                     services.start_soon(Pruner(pool, self.sql, self.retention).run)
                 services.start_soon(heartbeat.run)
                 services.start_soon(scheduler.run)
+                services.start_soon(LoopWatchdog().run)
                 async with anyio.create_task_group() as jobs:
                     self._jobs = jobs
                     fetching, fetched = anyio.CancelScope(), anyio.Event()
