@@ -228,8 +228,9 @@ def worker(
     signal requeues them at once. Jobs still running at the end are queued again without
     spending an attempt. `asyncjobs workers stop` stops every worker the same way.
 
-    An unreachable PostgreSQL is retried with backoff, each failure logged; an invalid DSN
-    exits at once with status 1.
+    An unreachable or restarting PostgreSQL is retried with backoff, each failure logged.
+    An invalid DSN, a database that doesn't exist or a failed authentication exits at once
+    with status 1 and one line saying so.
 
     Finished jobs older than --keep-* (else the app's retention) are deleted by one worker
     at a time; --no-prune leaves that to other workers.

@@ -98,6 +98,7 @@ _CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.Interfa
 
 def _failure(dsn: str, exc: BaseException) -> Exception:
     where = redact(dsn)
+    permanent = True
     if isinstance(
         exc, (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
     ):
@@ -110,12 +111,15 @@ def _failure(dsn: str, exc: BaseException) -> Exception:
             "postgresql://user:password@host:port/database"
         )
     else:
+        # Down, starting up, restarting, out of connection slots, unreachable: all pass.
+        permanent = False
         hint = (
             "is PostgreSQL running and reachable there? Set ASYNCJOBS_DSN (or App(dsn=...)) "
             "to your server, or unset it to use the embedded PostgreSQL"
         )
     return ConnectionFailed(
-        f"cannot connect to PostgreSQL at {where}: {exc or type(exc).__name__}; {hint}"
+        f"cannot connect to PostgreSQL at {where}: {exc or type(exc).__name__}; {hint}",
+        permanent=permanent,
     )
 
 

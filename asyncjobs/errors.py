@@ -12,7 +12,16 @@ class ConfigurationError(AsyncJobsError, ValueError):
 
 
 class ConnectionFailed(AsyncJobsError, ConnectionError):
-    """PostgreSQL could not be reached with the configured DSN."""
+    """PostgreSQL could not be reached with the configured DSN.
+
+    `permanent` is True when the server answered and refused: the database doesn't exist,
+    or authentication failed. Retrying can't help until the DSN or the server changes, so a
+    worker raises it instead of retrying.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class MigrationError(AsyncJobsError):

@@ -92,18 +92,10 @@ class JobRunner:
         """Run one attempt of `job` and say what to record; never raises for the job's sake."""
         started = time.perf_counter()
         outcome = await self._attempt(job)
-        if not logger.isEnabledFor(logging.INFO):
-            return outcome
-        logger.info(
-            "job %s %s attempt %s/%s: %s in %.3fs%s",
-            job.id,
-            job.task,
-            job.attempt,
-            job.max_attempts,
-            outcome.kind if job.reason is None else f"{outcome.kind} ({job.reason})",
-            time.perf_counter() - started,
-            f" ({outcome.error['type']}: {outcome.error['message']})" if outcome.error else "",
-        )
+        # Checked here so that the hot path formats nothing below INFO; a final failure is a
+        # WARNING and is logged even then.
+        if outcome.kind == "failed" or logger.isEnabledFor(logging.INFO):
+            log_attempt(job, outcome, time.perf_counter() - started)
         return outcome
 
     async def _attempt(self, job: RunningJob) -> Outcome:
@@ -220,3 +212,54 @@ class JobRunner:
             except (KeyError, TypeError, ConfigurationError) as exc:
                 logger.warning("job %s has an unreadable backoff %r: %s", job.id, job.backoff, exc)
         return task.backoff if task is not None else Backoff()
+
+
+# How an attempt stopped from outside ends, in the words of whoever stopped it (the
+# outcomes `release` and `discard` are internal): what happened, and why.
+_STOPPED = {
+    CancelReason.CANCELLED: ("stopped", ": cancelled by a user"),
+    CancelReason.REQUEUED: ("stopped", ": requeued by a user (it runs again from attempt 1)"),
+    CancelReason.DELETED: ("stopped", ": deleted by a user"),
+    CancelReason.CLAIM_LOST: (
+        "stopped",
+        ": its claim connection was lost (the job is back in the queue for another worker)",
+    ),
+    CancelReason.SHUTDOWN: (
+        "returned to the queue",
+        " (worker shutting down); the attempt is not counted",
+    ),
+}
+
+
+def log_attempt(job: RunningJob, outcome: Outcome, seconds: float) -> None:
+    """Log what became of one attempt: how long it ran, and what happens to the job next."""
+    head = f"job {job.id} {job.task} attempt {job.attempt}/{job.max_attempts}"
+    error = f" ({outcome.error['type']}: {outcome.error['message']})" if outcome.error else ""
+    if outcome.kind == "succeeded":
+        logger.info("%s: succeeded in %.3fs", head, seconds)
+    elif outcome.kind == "retry":
+        # The delay is the backoff chosen just now, not the attempt's run time.
+        logger.info(
+            "%s: %s after %.3fs%s; retry %s/%s in %.2fs",
+            head,
+            "asked for a retry" if outcome.error and outcome.error["type"] == "Retry" else "failed",
+            seconds,
+            error,
+            job.attempt + 1,
+            job.max_attempts,
+            outcome.delay,
+        )
+    elif outcome.kind == "failed":
+        last = job.attempt >= job.max_attempts
+        logger.warning(
+            "%s: failed after %.3fs%s; %s",
+            head,
+            seconds,
+            error,
+            "no attempts left" if last else "not retried (this error fails the job at once)",
+        )
+    elif outcome.kind == "cancelled":
+        logger.info("%s: cancelled by the job itself after %.3fs%s", head, seconds, error)
+    else:
+        what, why = _STOPPED.get(job.reason, ("stopped", f": {job.reason}"))  # type: ignore[arg-type]
+        logger.info("%s: %s after %.3fs%s", head, what, seconds, why)

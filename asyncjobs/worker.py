@@ -24,6 +24,7 @@ from .heartbeat import Heartbeat
 from .job_context import JobContext
 from .job_runner import JobRunner, RunningJob
 from .listener import Listener
+from .loop_watchdog import LoopWatchdog
 from .migrations import check, migrate
 from .pool import Pool, open_pool
 from .progress_writer import ProgressWriter
@@ -173,7 +174,9 @@ class Worker:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until stopped. Connection failures are retried with backoff, each logged with
-        what is wrong; `task_status.started()` comes after the first attempt either way."""
+        what is wrong; `task_status.started()` comes after the first attempt either way.
+        A refusal that no retry can mend (no such database, failed authentication) raises
+        ConnectionFailed instead: before `started()` if it is the first attempt's."""
         self._stop_requested, self._force, self._stopped = (
             anyio.Event(),
             anyio.Event(),
@@ -187,6 +190,8 @@ class Worker:
                     await self._serve(task_status)
                     return
                 except ConnectionFailed as exc:
+                    if exc.permanent:
+                        raise
                     logger.error("worker cannot start (retrying in %.1fs): %s", delay, exc)
                     if task_status is not anyio.TASK_STATUS_IGNORED:
                         task_status.started()
@@ -275,6 +280,7 @@ class Worker:
                     services.start_soon(Pruner(pool, self.sql, self.retention).run)
                 services.start_soon(heartbeat.run)
                 services.start_soon(scheduler.run)
+                services.start_soon(LoopWatchdog().run)
                 async with anyio.create_task_group() as jobs:
                     self._jobs = jobs
                     fetching, fetched = anyio.CancelScope(), anyio.Event()

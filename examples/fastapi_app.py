@@ -1,7 +1,10 @@
 """asyncjobs inside a FastAPI app: its lifespan runs a client and a worker.
 
     pip install -e ".[fastapi]" uvicorn
-    uvicorn examples.fastapi_app:api
+    uvicorn examples.fastapi_app:api --log-config examples/logging.json
+
+(`--log-config` makes asyncjobs' INFO lines, one per job attempt, appear beside uvicorn's;
+uvicorn's own config covers only its loggers.)
 
     curl -X POST localhost:8000/signup -H 'content-type: application/json' \\
          -d '{"email": "ada@example.com", "name": "Ada"}'              # {"job_id": 1}

@@ -333,3 +333,42 @@ async def test_cancel_requeue_and_delete_take_a_waiting_jobs_queue_row_with_them
         assert await client.requeue(job_id)
         assert await rows(job_id) == [(True, "q", priority, True)]
     assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".queue') == 2
+
+
+async def test_a_stopped_attempts_log_line_says_what_happened_in_plain_words(
+    app: asyncjobs.App, client: asyncjobs.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    started: set[int] = set()
+
+    @app.task
+    async def long(n: int) -> None:
+        started.add(n)
+        await anyio.sleep(60)
+
+    def line(job_id: int) -> str | None:
+        """The first log line about the job's attempt 1, from its attempt number on."""
+        for record in caplog.records:
+            message = record.getMessage()
+            if message.startswith(f"job {job_id} ") and "attempt 1/" in message:
+                return message.split(" attempt ", 1)[1]
+        return None
+
+    caplog.set_level("INFO", logger="asyncjobs")
+    ids = await client.enqueue_many(long.call(n) for n in range(4))
+    cancelled, requeued, deleted, kept = ids
+    async with app.worker(concurrency=4):
+        await _until(lambda: len(started) == 4)
+        await client.cancel(cancelled)
+        await client.requeue(requeued)
+        await client.delete(deleted)
+        await _until(lambda: all(line(job_id) for job_id in ids[:3]))
+
+    said = {job_id: line(job_id) or "" for job_id in ids}
+    assert said[cancelled].endswith("s: cancelled by a user"), said
+    assert said[requeued].endswith("s: requeued by a user (it runs again from attempt 1)"), said
+    assert said[deleted].endswith("s: deleted by a user"), said
+    for job_id in (cancelled, requeued, deleted):
+        assert said[job_id].startswith("1/3: stopped after "), said
+    assert said[kept].startswith("1/3: returned to the queue after "), said
+    assert said[kept].endswith("s (worker shutting down); the attempt is not counted"), said
+    assert not any(w in r.getMessage() for r in caplog.records for w in ("discard", "release"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -244,6 +245,19 @@ async def test_a_worker_with_an_invalid_dsn_exits_1_at_once(spawn_worker: Spawn)
         assert "Traceback" not in output
 
 
+async def test_a_worker_refused_by_the_server_exits_1_in_one_line(
+    spawn_worker: Spawn, pg_dsn: str
+) -> None:
+    base = pg_dsn.split("?", maxsplit=1)[0].rsplit("/", 1)[0]
+    query = "?" + pg_dsn.split("?", 1)[1] if "?" in pg_dsn else ""
+    proc = spawn_worker(env={"ASYNCJOBS_DSN": f"{base}/no_such_db_here{query}"})
+    code, output = await stopped(proc, timeout=20)
+    assert code == 1, output
+    (line,) = output.splitlines()
+    assert line.startswith("error: cannot connect to PostgreSQL at "), line
+    assert "no_such_db_here" in line and "create the database" in line
+
+
 async def test_a_worker_retries_an_unreachable_server_until_sigterm(spawn_worker: Spawn) -> None:
     proc = spawn_worker(env={"ASYNCJOBS_DSN": UNREACHABLE})
     assert proc.stdout is not None
@@ -448,6 +462,27 @@ async def test_worker_runs_a_job_then_workers_list_and_stop(
     assert code == 0, output
     assert "Traceback" not in output
     assert (await run_cli(env, "workers", "list")).stdout == "no workers\n"
+
+
+async def test_a_job_blocking_the_event_loop_is_named_with_how_long_it_held_it(
+    env: dict[str, str], admin: asyncpg.Connection, schema: str, spawn_worker: Spawn
+) -> None:
+    proc = spawn_worker()
+    job_id = await enqueue(env, "block_loop", "[2]")
+    await until_state(admin, schema, job_id, "succeeded", proc)
+    assert proc.stdout is not None
+    with anyio.fail_after(10):
+        while True:
+            line = await anyio.to_thread.run_sync(proc.stdout.readline, abandon_on_cancel=True)
+            assert line, "the worker exited without reporting the blocked loop"
+            if "blocked the event loop" in line:
+                break
+    assert " WARNING asyncjobs.watchdog: " in line, line
+    assert f"job {job_id} (block_loop, attempt 1) blocked the event loop for " in line, line
+    assert "worker_app.py:" in line and " in block_loop)" in line, line
+    match = re.search(r"blocked the event loop for (\d+\.\d)s \(at ", line)
+    assert match is not None and 1.5 <= float(match[1]) < 10, line
+    assert "anyio.to_thread.run_sync" in line, line
 
 
 async def test_sigterm_requeues_running_jobs_and_exits_at_once(

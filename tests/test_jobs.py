@@ -531,3 +531,20 @@ async def test_jobs_fed_one_at_a_time_share_a_bounded_number_of_claim_sessions(
         assert (await client.get(job_id)).attempt == 1
     with pytest.raises(asyncjobs.ConfigurationError, match="claim_sessions"):
         app.worker(claim_sessions=0)
+
+
+async def test_a_worker_refused_by_the_server_raises_instead_of_retrying(pg_dsn: str) -> None:
+    # No retry mends a missing database or a refused login: the worker says so at once.
+    base = pg_dsn.split("?", maxsplit=1)[0].rsplit("/", 1)[0]
+    query = "?" + pg_dsn.split("?", 1)[1] if "?" in pg_dsn else ""
+    scheme, _, rest = base.partition("://")
+    host = rest.rpartition("@")[2]
+    refusals = {
+        f"{base}/no_such_db_here{query}": "create the database",
+        f"{scheme}://no_such_role_here@{host}/postgres{query}": "check the user and password",
+    }
+    for dsn, hint in refusals.items():
+        with anyio.fail_after(10), pytest.raises(asyncjobs.ConnectionFailed, match=hint) as raised:
+            async with asyncjobs.App(dsn).worker():
+                pytest.fail("the worker started")
+        assert raised.value.permanent

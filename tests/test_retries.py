@@ -213,3 +213,38 @@ def test_invalid_retry_settings_are_rejected() -> None:
     with pytest.raises(asyncjobs.ConfigurationError, match="Retry"):
         asyncjobs.Retry(delay=-1)
     assert asyncjobs.Retry(delay=datetime.timedelta(minutes=1)).delay == 60.0
+
+
+async def test_an_attempts_log_line_says_its_run_time_and_the_retrys_delay(
+    app: asyncjobs.App, client: asyncjobs.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The line once read "retry in 0.001s": that was the attempt's run time, not the wait.
+    @app.task(max_attempts=3, retry=asyncjobs.Backoff(base=0.8, jitter=False))
+    async def flaky(asked: bool) -> None:
+        if asked:
+            raise asyncjobs.Retry(delay=0.5, reason="still not")
+        raise ValueError("not yet")
+
+    caplog.set_level("INFO", logger="asyncjobs")
+    failing = await client.enqueue(flaky.options(max_attempts=2), False)
+    asking = await client.enqueue(flaky.options(max_attempts=1), True)
+    async with app.worker():
+        for job_id in (failing, asking):
+            with pytest.raises(asyncjobs.JobFailed):
+                await client.wait(job_id, timeout=20)
+
+    def lines(job_id: int) -> list[tuple[str, str]]:
+        return [
+            (r.levelname, r.getMessage().split(" attempt ", 1)[1])
+            for r in caplog.records
+            if r.getMessage().startswith(f"job {job_id} ")
+        ]
+
+    (level, first), (last_level, last) = lines(failing)
+    assert level == "INFO" and first.startswith("1/2: failed after "), first
+    assert first.endswith("s (ValueError: not yet); retry 2/2 in 0.80s"), first
+    assert last_level == "WARNING" and last.startswith("2/2: failed after "), last
+    assert last.endswith("s (ValueError: not yet); no attempts left"), last
+    ((level, only),) = lines(asking)
+    assert level == "WARNING" and only.startswith("1/1: failed after "), only
+    assert only.endswith("s (Retry: retry requested in 0.5s: still not); no attempts left")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import anyio
 
@@ -36,3 +37,10 @@ def sync_sleep(token: asyncjobs.CancelToken, seconds: float) -> str:
     token.wait(seconds)
     token.raise_if_cancelled()
     return "slept"
+
+
+@app.task(name="block_loop")
+async def block_loop(seconds: float) -> str:
+    # The mistake the worker's watchdog reports: a blocking call in an async job.
+    time.sleep(seconds)
+    return "blocked"
