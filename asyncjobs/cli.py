@@ -20,6 +20,7 @@ import click
 import orjson
 
 from .app import App
+from .durations import seconds
 from .errors import AsyncJobsError
 from .job import Job, JobState
 from .retention import DAY, Retention
@@ -133,6 +134,28 @@ class _Duration(click.ParamType):  # type: ignore[type-arg]  # generic from clic
 _DURATION = _Duration()
 
 
+class _Seconds(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2; we allow 8.1
+    """A finite number of seconds, >= 0 (or > 0): NaN, inf and negatives are refused."""
+
+    name = "seconds"
+
+    def __init__(self, *, positive: bool = False) -> None:
+        self._positive = positive
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float):
+            return value
+        label = param.opts[0] if param is not None and param.opts else "the value"
+        try:
+            number = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of seconds")
+        try:
+            return seconds(label, number, positive=self._positive)
+        except AsyncJobsError as exc:
+            self.fail(str(exc))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--log-level",
@@ -162,15 +185,22 @@ def cli(log_level: str) -> None:
     "--grace",
     default=0.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=_Seconds(),
     help="Seconds running jobs get to finish on SIGTERM/SIGINT before they are requeued.",
 )
 @click.option(
     "--poll-interval",
     default=5.0,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=_Seconds(positive=True),
     help="Fallback poll, seconds.",
+)
+@click.option(
+    "--heartbeat-interval",
+    default=10.0,
+    show_default=True,
+    type=_Seconds(positive=True),
+    help="Seconds between heartbeats (which also catch a missed stop broadcast).",
 )
 @click.option(
     "--keep-succeeded",
@@ -193,7 +223,7 @@ def cli(log_level: str) -> None:
 )
 @click.option(
     "--prune-interval",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_Seconds(positive=True),
     default=None,
     help="Seconds between prune rounds [the app's, else 60].",
 )
@@ -213,6 +243,7 @@ def worker(
     queues: str | None,
     grace: float,
     poll_interval: float,
+    heartbeat_interval: float,
     keep_succeeded: _Keep | None,
     keep_failed: _Keep | None,
     keep_cancelled: _Keep | None,
@@ -258,6 +289,7 @@ def worker(
             queues=queue_list,
             grace=grace,
             poll_interval=poll_interval,
+            heartbeat_interval=heartbeat_interval,
             retention=retention,
             # An app that keeps jobs forever prunes only when told how long to keep them.
             prune=not no_prune and (app.retention is not None or ages_given),
@@ -277,11 +309,14 @@ def worker(
 
 async def _stop_on_signals(runner: Worker) -> None:
     log = logging.getLogger("asyncjobs.worker")
+    received = 0
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
-            action = "requeueing running jobs now" if runner.stopping else "stopping"
+            # Only a second signal forces: a stop broadcast seen first is not a signal.
+            received += 1
+            action = "requeueing running jobs now" if received > 1 else "stopping"
             log.info("%s: %s", signal.Signals(signum).name, action)
-            runner.stop()
+            runner.stop(force=received > 1)
 
 
 @cli.command()
@@ -618,7 +653,7 @@ def workers_list(dsn: str | None, schema: str | None, as_json: bool) -> None:
     "--grace",
     default=0.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=_Seconds(),
     help="Seconds running jobs get to finish before they are requeued.",
 )
 def workers_stop(dsn: str | None, schema: str | None, grace: float) -> None:

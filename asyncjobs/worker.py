@@ -18,6 +18,7 @@ from .cancel import CancelReason
 from .claims import Claim, ClaimConnections
 from .client import Client
 from .connections import connect
+from .durations import seconds
 from .errors import ConfigurationError, ConnectionFailed
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
@@ -85,11 +86,6 @@ class Worker:
             queues = sorted({task.defaults.queue for task in app.tasks.values()} or {"default"})
         if not queues:
             raise ConfigurationError("queues must name at least one queue")
-        for name, value in (("grace", grace), ("poll_interval", poll_interval)):
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {value!r}")
-        if heartbeat_interval <= 0 or poll_interval <= 0:
-            raise ConfigurationError("poll_interval and heartbeat_interval must be > 0")
         if retention is not None and not isinstance(retention, Retention):
             raise ConfigurationError(
                 f"retention must be an asyncjobs.Retention(...) or None, got {retention!r}"
@@ -98,9 +94,9 @@ class Worker:
         self.id = uuid.uuid4()
         self.concurrency = concurrency
         self.queues = [validate_queue(q) for q in queues]
-        self.grace = float(grace)
-        self.poll_interval = float(poll_interval)
-        self.heartbeat_interval = float(heartbeat_interval)
+        self.grace = seconds("grace", grace)
+        self.poll_interval = seconds("poll_interval", poll_interval, positive=True)
+        self.heartbeat_interval = seconds("heartbeat_interval", heartbeat_interval, positive=True)
         self.batch_size = batch_size
         # None: this worker doesn't prune (the app keeps jobs forever, or prune=False).
         self.retention = (retention or app.retention) if prune else None
@@ -115,7 +111,10 @@ class Worker:
         self._force: anyio.Event | None = None
         self._stopped: anyio.Event | None = None
         self._idle: anyio.Event | None = None
+        # Explicit stop() calls (a signal, the user); a stop broadcast is not one of them.
         self._stop_calls = 0
+        self._stop_wanted = False
+        self._forced = False
         self._stack: contextlib.AsyncExitStack | None = None
         self._jobs: TaskGroup | None = None
 
@@ -147,29 +146,59 @@ class Worker:
             await stack.__aexit__(exc_type, exc, tb)
 
     async def _stop_and_wait(self) -> None:
-        self.stop()
+        # Leaving `async with` after a stop() must not count as a second, forcing, stop.
+        self._request_stop(None)
         assert self._stopped is not None
         await self._stopped.wait()
 
-    def stop(self, grace: float | None = None) -> None:
+    def stop(self, grace: float | None = None, *, force: bool = False) -> None:
         """Stop taking jobs; give running ones `grace` seconds (default: the worker's), then
-        interrupt them and queue them again without spending an attempt. A second call
-        skips what is left of the grace."""
+        interrupt them and queue them again without spending an attempt.
+
+        `force=True`, or a second call, skips what is left of the grace. A stop broadcast
+        (`stop_workers`) never counts as a call: however often it is seen, it gives the
+        grace it asked for.
+        """
+        if grace is not None:
+            grace = seconds("grace", grace)
         self._stop_calls += 1
-        if self._stop_calls == 1 and grace is not None:
-            self.grace = float(grace)
+        self._request_stop(grace, force=force or self._stop_calls > 1)
+
+    def _request_stop(self, grace: float | None, *, force: bool = False) -> None:
+        """The first request sets the grace; later ones change nothing unless `force`."""
+        if not self._stop_wanted:
+            self._stop_wanted = True
+            if grace is not None:
+                self.grace = grace
+        self._forced = self._forced or force
         self._signal_stop()
 
+    def _stop_broadcast(self, grace: object) -> None:
+        """A stop asked of every worker (NOTIFY or the heartbeat's flag), with its grace as
+        stored: anything but a valid number of seconds gets this worker's own grace."""
+        try:
+            checked: float | None = seconds("stop_workers grace", grace)
+        except ConfigurationError as exc:
+            logger.warning(
+                "worker %s: a stop broadcast carries an unusable grace (%s); this worker's "
+                "own grace of %.1fs applies",
+                self.id,
+                exc,
+                self.grace,
+            )
+            checked = None
+        self._request_stop(checked)
+
     def _signal_stop(self) -> None:
-        if self._stop_calls and self._stop_requested is not None:
+        if self._stop_wanted and self._stop_requested is not None:
             self._stop_requested.set()
-        if self._stop_calls > 1 and self._force is not None:
+        if self._forced and self._force is not None:
             self._force.set()
 
     @property
     def stopping(self) -> bool:
         """Whether a stop was requested."""
-        return self._stop_calls > 0
+        return self._stop_wanted
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until stopped. Connection failures are retried with backoff, each logged with
@@ -228,7 +257,7 @@ class Worker:
                 concurrency=self.concurrency,
                 interval=self.heartbeat_interval,
                 running=lambda: len(self.running),
-                stop=self.stop,
+                stop=self._stop_broadcast,
             )
             self._fetcher = Fetcher(
                 sql=self.sql,
@@ -395,9 +424,12 @@ class Worker:
     def _on_control(self, payload: str) -> None:
         kind, _, rest = payload.partition(" ")
         if kind == "stop":
-            grace, _, _target = rest.partition(" ")
+            text, _, _target = rest.partition(" ")
             logger.info("worker %s: stop requested by broadcast", self.id)
-            self.stop(float(grace))
+            grace: object = text
+            with contextlib.suppress(ValueError):
+                grace = float(text)
+            self._stop_broadcast(grace)
             return
         reason = _CHANGES.get(kind)
         if reason is None:

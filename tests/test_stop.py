@@ -1,0 +1,156 @@
+"""Stopping workers with real processes: grace across heartbeats, forced stops of sync jobs,
+outcomes PostgreSQL refuses, control messages for jobs waiting to start, bad seconds."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+
+import anyio
+import asyncpg
+import pytest
+
+import asyncjobs
+from tests.conftest import ROOT
+
+Spawn = Callable[..., subprocess.Popen[str]]
+
+
+@pytest.fixture
+def env(pg_dsn: str, schema: str) -> dict[str, str]:
+    """The environment of a CLI process working on the test's schema."""
+    return {
+        **os.environ,
+        "ASYNCJOBS_DSN": pg_dsn,
+        "ASYNCJOBS_SCHEMA": schema,
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+async def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "asyncjobs", *args], cwd=ROOT, env=env, check=False
+        )
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
+    )
+
+
+async def until(
+    client: asyncjobs.Client,
+    job_id: int,
+    predicate: Callable[[asyncjobs.Job], bool],
+    timeout: float = 20,
+) -> asyncjobs.Job:
+    with anyio.fail_after(timeout):
+        while True:
+            job = await client.get(job_id)
+            if predicate(job):
+                return job
+            await anyio.sleep(0.005)
+
+
+async def workers_up(client: asyncjobs.Client, count: int) -> None:
+    with anyio.fail_after(30):
+        while len(await client.workers()) < count:
+            await anyio.sleep(0.02)
+
+
+async def exited(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str]:
+    with anyio.fail_after(timeout):
+        while proc.poll() is None:
+            await anyio.sleep(0.02)
+    return proc.returncode, proc.stdout.read() if proc.stdout else ""
+
+
+# -- 1. a stop broadcast seen again (heartbeat) is not a second stop -------------------------
+
+
+async def test_workers_stop_gives_running_jobs_the_whole_grace_across_heartbeats(
+    client: asyncjobs.Client, spawn_worker: Spawn, env: dict[str, str]
+) -> None:
+    """Every heartbeat sees the stop flag again; neither that nor the deploy's one SIGTERM
+    may cut the grace short. The job runs for many heartbeats and must finish."""
+    worker = spawn_worker("--heartbeat-interval", "0.2")
+    await workers_up(client, 1)
+    job_id = await client.enqueue("sleep", 2.5)
+    await until(client, job_id, lambda j: j.state == "processing")
+    stop = await run_cli(env, "workers", "stop", "--grace", "30")
+    assert stop.returncode == 0, stop
+    await anyio.sleep(1.0)  # five heartbeats
+    worker.send_signal(signal.SIGTERM)
+    code, output = await exited(worker, 30)
+    assert code == 0, output
+    job = await client.get(job_id)
+    assert (job.state, job.attempt) == ("succeeded", 1), output
+
+
+# -- 5. seconds that are not a number of seconds --------------------------------------------
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -1.0])
+async def test_bad_seconds_are_refused_with_a_configuration_error(
+    app: asyncjobs.App, client: asyncjobs.Client, value: float
+) -> None:
+    for name in ("grace", "poll_interval", "heartbeat_interval"):
+        with pytest.raises(asyncjobs.ConfigurationError, match=name):
+            app.worker(**{name: value})  # type: ignore[arg-type]
+    with pytest.raises(asyncjobs.ConfigurationError, match="grace"):
+        await client.stop_workers(value)
+    with pytest.raises(asyncjobs.ConfigurationError, match="interval"):
+        asyncjobs.Retention(interval=value)
+    worker = app.worker()
+    with pytest.raises(asyncjobs.ConfigurationError, match="grace"):
+        worker.stop(value)
+    assert not worker.stopping
+    assert await client.workers() == []
+
+
+async def test_bad_seconds_on_the_command_line_are_usage_errors(env: dict[str, str]) -> None:
+    cases = [
+        ["worker", "tests.worker_app:app", "--grace", "nan"],
+        ["worker", "tests.worker_app:app", "--grace", "inf"],
+        ["worker", "tests.worker_app:app", "--poll-interval", "nan"],
+        ["worker", "tests.worker_app:app", "--heartbeat-interval", "0"],
+        ["worker", "tests.worker_app:app", "--prune-interval", "nan"],
+        ["workers", "stop", "--grace", "nan"],
+        ["workers", "stop", "--grace", "-1"],
+    ]
+    unreachable = {**env, "ASYNCJOBS_DSN": "postgresql://postgres@127.0.0.1:1/test"}
+    results = []
+    for command in cases:
+        results.append(await run_cli(unreachable, *command))
+    for command, done in zip(cases, results, strict=True):
+        assert done.returncode == 2, (command, done)
+        assert "finite number of seconds" in done.stderr, (command, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("payload", ["'NaN'::float8", "-5", None])
+async def test_a_stop_broadcast_with_a_garbage_grace_stops_with_the_workers_own(
+    client: asyncjobs.Client,
+    spawn_worker: Spawn,
+    admin: asyncpg.Connection,
+    schema: str,
+    payload: str | None,
+) -> None:
+    """Stored by the SQL function (which a user may call with anything) or a hand-made
+    NOTIFY: the worker stops as asked, with its own grace, and loses no attempt."""
+    worker = spawn_worker("--grace", "0.2")
+    await workers_up(client, 1)
+    job_id = await client.enqueue("sleep", 30.0)
+    await until(client, job_id, lambda j: j.state == "processing")
+    if payload is None:
+        await admin.execute("SELECT pg_notify($1, 'stop garbage *')", f"{schema}.control")
+    else:
+        await admin.execute(f'SELECT "{schema}".stop_workers({payload})')
+    code, output = await exited(worker, 15)
+    assert code == 0, output
+    assert "Traceback" not in output
+    job = await client.get(job_id)
+    assert (job.state, job.attempt) == ("queued", 0), output
