@@ -43,6 +43,8 @@ class RunningJob:
     claim: Claim
     # The per-call backoff stored on the row ({"base", "cap", "jitter"}); None: the task's.
     backoff: Any = None
+    # Seconds to wait, started and stoppable like the job itself, before its code runs.
+    hold: float = 0.0
     # What `current_job()` returns inside the job; the worker attaches its progress writer.
     context: JobContext | None = None
     scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
@@ -131,12 +133,15 @@ class JobRunner:
                 task,
                 retry=False,
             )
-        if job.timeout is not None:
-            job.scope.deadline = anyio.current_time() + job.timeout
         # Set before the thread starts: anyio runs a sync job in a copy of this context.
         current = enter(job.context) if job.context is not None else None
         try:
             with job.scope:
+                if job.hold > 0:
+                    # Inside the scope: a stop during the wait means the code never runs.
+                    await anyio.sleep(job.hold)
+                if job.timeout is not None:
+                    job.scope.deadline = anyio.current_time() + job.timeout
                 if task.is_async:
                     result = await task.fn(*call_args, **call_kwargs)
                 else:

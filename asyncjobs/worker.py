@@ -51,6 +51,10 @@ _CHANGES = {
 }
 
 
+# Control messages kept for jobs whose start may be in flight (see _on_control).
+_EARLY_LIMIT = 1000
+
+
 class Worker:
     """Runs an app's jobs: `async with app.worker(...)`, or `await worker.run()`."""
 
@@ -104,6 +108,8 @@ class Worker:
         self.sql = Queries.for_schema(app.schema)
         self.channels = Channels.for_schema(app.schema)
         self.running: dict[int, RunningJob] = {}
+        # Control messages that came while starts were in flight, for jobs not launched yet.
+        self._early: dict[tuple[int, int], CancelReason] = {}
         self._fetcher: Fetcher | None = None
         self._scheduler: Scheduler | None = None
         # Events need a running event loop: made in run(), so the constructor stays inert.
@@ -384,6 +390,9 @@ class Worker:
             on_change=progress.mark,
         )
         self.running[job.id] = job
+        early = self._early.pop((job.id, job.entry), None)
+        if early is not None:
+            job.cancel(early)
         self._jobs.start_soon(self._run_job, job, runner, recorder, progress)
 
     async def _run_job(
@@ -436,8 +445,18 @@ class Worker:
             return
         job_id, _, entry = rest.partition(" ")
         job = self.running.get(int(job_id))
-        if job is not None and str(job.entry) == entry:
-            job.cancel(reason)
+        if job is not None:
+            if str(job.entry) == entry:
+                job.cancel(reason)
+        elif self._fetcher is not None and self._fetcher.starting:
+            # A start committed but not launched yet may be this job's: its launch applies
+            # the message. (Most are about other workers' jobs: kept few, and only while
+            # starts are in flight.)
+            if len(self._early) >= _EARLY_LIMIT:
+                del self._early[next(iter(self._early))]
+            self._early[(int(job_id), int(entry))] = reason
+        else:
+            self._early.clear()
 
     async def _resync(self, pool: Pool) -> None:
         """After a (re)connect of the listener: act on what its messages would have said."""

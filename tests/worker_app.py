@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import anyio
 
 import asyncjobs
+from asyncjobs import fetcher
 
 app = asyncjobs.App()
 
@@ -36,3 +38,23 @@ def sync_sleep(token: asyncjobs.CancelToken, seconds: float) -> str:
     token.wait(seconds)
     token.raise_if_cancelled()
     return "slept"
+
+
+@app.task(name="sync_stubborn", max_attempts=3)
+def sync_stubborn(seconds: float) -> str:
+    # Ignores its token: a thread nothing can interrupt.
+    time.sleep(seconds)
+    return "slept"
+
+
+@app.task(name="record_run", max_attempts=3)
+async def record_run(path: str, seconds: float) -> None:
+    """Sleep, then append the attempt to `path`: the file lists the attempts that ran."""
+    await anyio.sleep(seconds)
+    async with await anyio.open_file(path, "a") as file:
+        await file.write(f"{asyncjobs.current_job().attempt}\n")
+
+
+# A wider wait before a taken-over job runs, so a test can act inside it (the real path).
+if "TEST_TAKEOVER_GRACE" in os.environ:
+    fetcher.TAKEOVER_GRACE = float(os.environ["TEST_TAKEOVER_GRACE"])
