@@ -301,10 +301,28 @@ def worker(
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signals, runner)
-            await runner.run()
+            await runner.run(exits_when_forced=True)
             tg.cancel_scope.cancel()
 
     _run(main)
+    if runner.abandoned:
+        _exit_leaving_threads(runner)
+
+
+def _exit_leaving_threads(runner: Worker) -> NoReturn:
+    """End the process now, with sync jobs' threads still running: their claims roll back
+    as its connections drop, so no other worker can start them before their code stops.
+    (A normal exit would wait for the threads.)"""
+    logging.getLogger("asyncjobs.worker").warning(
+        "worker %s: exiting with the threads of sync jobs %s still running; they will run "
+        "again (this attempt counts as lost)",
+        runner.id,
+        sorted(job.id for job in runner.abandoned),
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 async def _stop_on_signals(runner: Worker) -> None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("asyncjobs.worker")
 
-OutcomeKind = Literal["succeeded", "failed", "cancelled", "retry", "release", "discard"]
+OutcomeKind = Literal["succeeded", "failed", "cancelled", "retry", "release", "discard", "abandon"]
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -51,8 +51,13 @@ class RunningJob:
     token: CancelToken = dataclasses.field(default_factory=CancelToken)
     reason: CancelReason | None = None
     # A sync job's thread can't be interrupted; after a stop we wait for it, shielded,
-    # unless the worker gives up on it (a forced shutdown).
+    # unless the worker gives up on it (a forced stop of a process that exits next).
     thread_wait: anyio.CancelScope | None = None
+    give_up: bool = False
+    # Whether a stopped sync job's thread ended anyway (its outcome is then its own), or
+    # was given up on while its code may still run (then nothing may hand the job back).
+    thread_ended: bool = False
+    thread_left: bool = False
 
     def cancel(self, reason: CancelReason) -> None:
         """Stop the job now. The first reason is the one that counts."""
@@ -61,10 +66,17 @@ class RunningJob:
         self.token.cancel(self.reason)
         self.scope.cancel()
 
+    def give_up_thread(self) -> None:
+        """Stop waiting for the job's thread, if it has one still running after a stop."""
+        self.give_up = True
+        if self.thread_wait is not None:
+            self.thread_wait.cancel()
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
-    """What to write for a finished attempt. `discard`: someone else decided; write nothing."""
+    """What to write for a finished attempt. `discard`: someone else decided; write nothing.
+    `abandon`: the job's thread may still run; write nothing and keep its claim held."""
 
     kind: OutcomeKind
     result: bytes | None = None
@@ -148,7 +160,9 @@ class JobRunner:
                     result = await self._run_in_thread(job, task, call_args, call_kwargs)
                 return self._success(job, task.name, result)
         except Exception as exc:
-            if job.reason is None and not (job.scope.cancel_called and job.timeout is not None):
+            if job.thread_ended or (
+                job.reason is None and not (job.scope.cancel_called and job.timeout is not None)
+            ):
                 return self._failure(job, exc, task)
         finally:
             if current is not None:
@@ -160,10 +174,16 @@ class JobRunner:
         self, job: RunningJob, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any]
     ) -> Any:
         done = anyio.Event()
+        # How the thread ended, kept for a stopped job whose thread ran on to its end.
+        ended: dict[str, Any] = {}
 
         def target() -> Any:
             try:
-                return task.fn(*args, **kwargs)
+                ended["result"] = task.fn(*args, **kwargs)
+                return ended["result"]
+            except BaseException as exc:
+                ended["error"] = exc
+                raise
             finally:
                 anyio.from_thread.run_sync(done.set)
 
@@ -173,9 +193,18 @@ class JobRunner:
             )
         except anyio.get_cancelled_exc_class():
             job.token.cancel(job.reason or CancelReason.TIMEOUT)
-            with anyio.CancelScope(shield=True) as job.thread_wait:
-                await done.wait()
-            raise
+            if not job.give_up:
+                with anyio.CancelScope(shield=True) as job.thread_wait:
+                    await done.wait()
+            if not done.is_set():
+                job.thread_left = True
+                raise
+        # Stopped, but the thread finished anyway: what it did is the attempt's outcome
+        # (handing back a job that succeeded would run it again).
+        job.thread_ended = True
+        if "error" in ended:
+            raise ended["error"]
+        return ended["result"]
 
     def _success(self, job: RunningJob, task: str, result: Any) -> Outcome:
         try:
@@ -184,6 +213,8 @@ class JobRunner:
             return self._failure(job, exc, None, retry=False)
 
     def _stopped(self, job: RunningJob, task: Task[Any, Any] | None) -> Outcome:
+        if job.thread_left:
+            return Outcome("abandon")
         if job.reason is None:
             job.reason = CancelReason.TIMEOUT
             job.token.cancel(CancelReason.TIMEOUT)

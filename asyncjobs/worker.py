@@ -123,6 +123,9 @@ class Worker:
         self._forced = False
         self._stack: contextlib.AsyncExitStack | None = None
         self._jobs: TaskGroup | None = None
+        self._exits_when_forced = False
+        # Sync jobs whose threads a forced stop left running, their claims still held.
+        self.abandoned: list[RunningJob] = []
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -206,9 +209,22 @@ class Worker:
         """Whether a stop was requested."""
         return self._stop_wanted
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self,
+        *,
+        exits_when_forced: bool = False,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Run until stopped. Connection failures are retried with backoff, each logged with
-        what is wrong; `task_status.started()` comes after the first attempt either way."""
+        what is wrong; `task_status.started()` comes after the first attempt either way.
+
+        A sync job's thread can't be interrupted, and its job must not run elsewhere while
+        its code may still run. So a forced stop waits for such threads, their claims held,
+        unless `exits_when_forced`: then it returns without them, listed in `abandoned`
+        with their claims still held, and the caller must end the process at once (the
+        claims then roll back and the jobs run again, that attempt counted as lost).
+        """
+        self._exits_when_forced = exits_when_forced
         self._stop_requested, self._force, self._stopped = (
             anyio.Event(),
             anyio.Event(),
@@ -361,10 +377,16 @@ class Worker:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._wait_idle, tg.cancel_scope)
                 await self._force.wait()
-                # Forced: stop waiting for sync jobs' threads to notice their tokens.
-                for job in list(self.running.values()):
-                    if job.thread_wait is not None:
-                        job.thread_wait.cancel()
+                if self._exits_when_forced:
+                    for job in list(self.running.values()):
+                        job.give_up_thread()
+                else:
+                    logger.warning(
+                        "worker %s: forced stop waits for the threads of sync jobs %s, which "
+                        "can't be interrupted (their claims stay held until they end)",
+                        self.id,
+                        sorted(self.running),
+                    )
                 await self._wait_idle(tg.cancel_scope)
 
     async def _wait_idle(self, scope: anyio.CancelScope) -> None:
@@ -405,7 +427,11 @@ class Worker:
                 # Bounded: progress is not worth holding up a shutdown for.
                 with anyio.move_on_after(5, shield=True):
                     await progress.flush(job.context)
-            recorder.submit(job, outcome)
+            if outcome.kind == "abandon":
+                # Nothing written and the claim left held: it must outlive the thread.
+                self.abandoned.append(job)
+            else:
+                recorder.submit(job, outcome)
         finally:
             if self.running.get(job.id) is job:
                 del self.running[job.id]

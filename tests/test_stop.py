@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -193,3 +194,54 @@ async def test_a_message_while_a_taken_over_job_waits_to_run_is_not_lost(
     assert ran == (["1"] if action == "requeue" else []), output
     if action == "cancel":
         assert (await client.get(job_id)).state == "cancelled"
+
+
+# -- 4. sync jobs' threads and stops ---------------------------------------------------------
+
+
+async def test_a_forced_stop_never_hands_back_a_sync_job_whose_thread_still_runs(
+    client: asyncjobs.Client, spawn_worker: Spawn
+) -> None:
+    """The thread ignores its token. After the second SIGTERM the process must exit soon
+    without it, and until then no other worker may start the job."""
+    first = spawn_worker("--concurrency", "1")
+    await workers_up(client, 1)
+    job_id = await client.enqueue("sync_stubborn", 8.0)
+    job = await until(client, job_id, lambda j: j.state == "processing")
+    spawn_worker()
+    await workers_up(client, 2)
+    first.send_signal(signal.SIGTERM)
+    await anyio.sleep(0.3)
+    assert first.poll() is None  # waiting for the thread
+    first.send_signal(signal.SIGTERM)
+    forced_at = time.monotonic()
+    with anyio.fail_after(30):
+        while first.poll() is None:
+            now = await client.get(job_id)
+            assert (now.state, now.worker_id, now.attempt) == ("processing", job.worker_id, 1)
+            await anyio.sleep(0.01)
+    took = time.monotonic() - forced_at
+    output = first.stdout.read() if first.stdout else ""
+    assert first.returncode == 0, output
+    assert took < 4, output  # the thread had about 7 s to go
+    assert "Traceback" not in output
+    # Its claim rolled back with the process: the other worker runs it, this attempt lost.
+    job = await until(client, job_id, lambda j: j.attempt == 2)
+    assert job.state == "processing" and job.worker_id not in (None, now.worker_id)
+    assert [e["type"] for e in job.errors] == ["WorkerLost"]
+
+
+async def test_a_sync_job_that_ends_after_a_stop_keeps_its_outcome(
+    client: asyncjobs.Client, spawn_worker: Spawn
+) -> None:
+    """One SIGTERM, no grace: the thread ignores its token and returns. It succeeded: handed
+    back instead, it would run again."""
+    worker = spawn_worker()
+    await workers_up(client, 1)
+    job_id = await client.enqueue("sync_stubborn", 1.5)
+    await until(client, job_id, lambda j: j.state == "processing")
+    worker.send_signal(signal.SIGTERM)
+    code, output = await exited(worker, 20)
+    assert code == 0, output
+    job = await client.get(job_id)
+    assert (job.state, job.attempt, job.result) == ("succeeded", 1, "slept"), output
