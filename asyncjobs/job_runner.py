@@ -24,6 +24,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("asyncjobs.worker")
 
+# PostgreSQL refuses a jsonb string or container over 256 MB (2^28 - 1 bytes, SQLSTATE
+# 54000), and a job row is no place for bulk data anyway: a result encoding to more than
+# this fails its job, without retries, before anything is sent.
+MAX_RESULT_BYTES = 64 * 1024 * 1024
+# An error's message and traceback are each cut to this many characters (a 140 MB message
+# was refused, and held up every outcome after it).
+MAX_ERROR_CHARS = 64 * 1024
+
 OutcomeKind = Literal["succeeded", "failed", "cancelled", "retry", "release", "discard", "abandon"]
 
 
@@ -82,17 +90,26 @@ class Outcome:
     result: bytes | None = None
     error: dict[str, Any] | None = None
     delay: float = 0.0
+    # A failure written in place of an outcome PostgreSQL refused.
+    stands_in: bool = False
 
 
 def error_record(exc: BaseException, attempt: int) -> dict[str, Any]:
     """An attempt's error as stored: type, message, traceback, attempt, time."""
     return {
         "type": type(exc).__name__,
-        "message": without_nul(str(exc)),
-        "traceback": without_nul("".join(traceback.format_exception(exc))),
+        "message": without_nul(_cut(str(exc))),
+        "traceback": without_nul(_cut("".join(traceback.format_exception(exc)))),
         "attempt": attempt,
         "at": datetime.datetime.now(datetime.UTC).isoformat(),
     }
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    left = len(text) - MAX_ERROR_CHARS
+    return f"{text[:MAX_ERROR_CHARS]}... [cut: {left} more characters]"
 
 
 class JobRunner:
@@ -208,9 +225,17 @@ class JobRunner:
 
     def _success(self, job: RunningJob, task: str, result: Any) -> Outcome:
         try:
-            return Outcome("succeeded", result=encode_result(task, result))
+            encoded = encode_result(task, result)
         except SerializationError as exc:
             return self._failure(job, exc, None, retry=False)
+        if len(encoded) > MAX_RESULT_BYTES:
+            too_big = SerializationError(
+                f"the result of task {task!r} is {len(encoded)} bytes of JSON, over the "
+                f"limit of {MAX_RESULT_BYTES}; store large data elsewhere (a file, object "
+                "storage, a table of yours) and return a reference to it"
+            )
+            return self._failure(job, too_big, None, retry=False)
+        return Outcome("succeeded", result=encoded)
 
     def _stopped(self, job: RunningJob, task: Task[Any, Any] | None) -> Outcome:
         if job.thread_left:

@@ -339,7 +339,7 @@ class Worker:
                     # A claim being started finishes first, so its jobs get the grace too.
                     await fetched.wait()
                     await self._shutdown()
-                await recorder.drain()
+                await self._drain(recorder)
                 services.cancel_scope.cancel()
             logger.info("worker %s stopped", self.id)
 
@@ -388,6 +388,33 @@ class Worker:
                         sorted(self.running),
                     )
                 await self._wait_idle(tg.cancel_scope)
+
+    async def _drain(self, recorder: Recorder) -> None:
+        """Wait until every outcome is written; a forced stop gives up on those that keep
+        failing: their claims roll back (the jobs run again, those attempts counted as
+        lost), and the worker exits."""
+        assert self._force is not None
+        async with anyio.create_task_group() as tg:
+
+            async def drained() -> None:
+                await recorder.drain()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(drained)
+            await self._force.wait()
+            jobs = recorder.give_up()
+            if jobs:
+                logger.error(
+                    "worker %s: forced stop: giving up on the outcomes of jobs %s, which "
+                    "cannot be written now; they will run again",
+                    self.id,
+                    sorted(job.id for job in jobs),
+                )
+            for claim in {job.claim for job in jobs}:
+                # A claim an abandoned thread's job holds ends with the process instead.
+                if not any(job.claim is claim for job in self.abandoned):
+                    claim.conn.terminate()
+            tg.cancel_scope.cancel()
 
     async def _wait_idle(self, scope: anyio.CancelScope) -> None:
         while self.running:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -245,3 +246,122 @@ async def test_a_sync_job_that_ends_after_a_stop_keeps_its_outcome(
     assert code == 0, output
     job = await client.get(job_id)
     assert (job.state, job.attempt, job.result) == ("succeeded", 1, "slept"), output
+
+
+# -- 2. outcomes PostgreSQL can't store -----------------------------------------------------
+
+
+async def refuse_results(admin: asyncpg.Connection, schema: str, when: str, sqlstate: str) -> None:
+    """Make PostgreSQL refuse an outcome, with `sqlstate`, where the SQL condition `when`
+    holds for the updated row (OLD and NEW)."""
+    await admin.execute(
+        f"""
+        CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF {when} THEN
+                RAISE EXCEPTION 'refused by the test' USING ERRCODE = '{sqlstate}';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse BEFORE UPDATE ON "{schema}".jobs
+           FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse();
+        """
+    )
+
+
+async def test_an_outcome_refused_for_any_reason_fails_alone(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, schema: str
+) -> None:
+    """Class 54 (program limit exceeded), as for a result too long for jsonb."""
+    await refuse_results(admin, schema, """NEW.result = '"refuse me"'""", "54000")
+    worker = spawn_worker("--concurrency", "4")
+    await workers_up(client, 1)
+    bad = await client.enqueue("quick", "refuse me")
+    good = [await client.enqueue("quick", i) for i in range(5)]
+    assert [await client.wait(i, timeout=20) for i in good] == list(range(5))
+    with pytest.raises(asyncjobs.JobFailed, match="outcome could not be stored"):
+        await client.wait(bad, timeout=20)
+    assert await client.wait(await client.enqueue("quick", 7), timeout=20) == 7
+    worker.send_signal(signal.SIGTERM)
+    code, output = await exited(worker, 15)
+    assert code == 0, output
+
+
+async def test_an_attempt_whose_every_outcome_is_refused_runs_again(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, schema: str
+) -> None:
+    """Its failure is refused too: the attempt is given up (its claim rolls back) rather
+    than written again forever, holding up the others and the shutdown."""
+    await refuse_results(
+        admin,
+        schema,
+        """OLD.args = '["refuse always"]' AND NEW.state IN ('succeeded', 'failed')""",
+        "23514",
+    )
+    worker = spawn_worker()
+    await workers_up(client, 1)
+    bad = await client.enqueue("quick", "refuse always")
+    await until(client, bad, lambda j: j.state == "processing")
+    await anyio.sleep(0.5)
+    worker.send_signal(signal.SIGTERM)
+    code, output = await exited(worker, 15)
+    assert code == 0, output
+    await admin.execute(f'DROP TRIGGER refuse ON "{schema}".jobs')
+    # Each given-up attempt ran again (as after a crash, so attempts are spent); the job
+    # ends as soon as its outcome can be stored.
+    spawn_worker()
+    job = await until(client, bad, lambda j: j.state in ("succeeded", "failed"))
+    assert job.attempt >= 2, job
+    assert {e["type"] for e in job.errors} == {"WorkerLost"}, job
+
+
+async def test_a_forced_stop_gives_up_on_outcomes_that_cannot_be_written(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, schema: str
+) -> None:
+    """Class 53 (insufficient resources) blames the server: the outcome is retried, and a
+    first SIGTERM waits for it. A second must not: the claim rolls back, nothing is lost."""
+    await refuse_results(admin, schema, """NEW.result = '"disk full"'""", "53100")
+    worker = spawn_worker()
+    await workers_up(client, 1)
+    job_id = await client.enqueue("quick", "disk full")
+    await until(client, job_id, lambda j: j.state == "processing")
+    await anyio.sleep(0.5)  # its outcome is being retried
+    worker.send_signal(signal.SIGTERM)
+    await anyio.sleep(0.5)
+    assert worker.poll() is None
+    worker.send_signal(signal.SIGTERM)
+    code, output = await exited(worker, 15)
+    assert code == 0, output
+    assert "giving up on the outcomes of jobs" in output
+    await admin.execute(f'DROP TRIGGER refuse ON "{schema}".jobs')
+    spawn_worker()
+    assert await client.wait(job_id, timeout=20) == "disk full"
+
+
+async def test_a_huge_result_fails_and_a_huge_error_message_is_cut(
+    client: asyncjobs.Client, spawn_worker: Spawn
+) -> None:
+    from asyncjobs.job_runner import MAX_ERROR_CHARS, MAX_RESULT_BYTES
+
+    worker = spawn_worker()
+    # Read as it comes: the failure's log line alone is more than a pipe holds.
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.append(worker.communicate()[0]))
+    reader.start()
+    big = await client.enqueue("big_result", MAX_RESULT_BYTES)
+    loud = await client.enqueue("big_error", 1_000_000)
+    with pytest.raises(asyncjobs.JobFailed, match="over the limit"):
+        await client.wait(big, timeout=20)
+    job = await client.get(big)
+    assert job.attempt == 1  # no retries: it would be as big every time
+    with pytest.raises(asyncjobs.JobFailed):
+        await client.wait(loud, timeout=60)
+    error = (await client.get(loud)).error
+    assert error is not None
+    assert len(error["message"]) < MAX_ERROR_CHARS + 100
+    assert error["message"].endswith("[cut: 934464 more characters]")
+    assert len(error["traceback"]) < MAX_ERROR_CHARS + 100
+    assert await client.wait(await client.enqueue("quick", 1), timeout=20) == 1
+    worker.send_signal(signal.SIGTERM)
+    await anyio.to_thread.run_sync(reader.join, 15)
+    assert worker.returncode == 0, output

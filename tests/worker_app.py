@@ -58,3 +58,13 @@ async def record_run(path: str, seconds: float) -> None:
 # A wider wait before a taken-over job runs, so a test can act inside it (the real path).
 if "TEST_TAKEOVER_GRACE" in os.environ:
     fetcher.TAKEOVER_GRACE = float(os.environ["TEST_TAKEOVER_GRACE"])
+
+
+@app.task(name="big_result", max_attempts=3)
+async def big_result(chars: int) -> str:
+    return "x" * chars
+
+
+@app.task(name="big_error", max_attempts=1)
+async def big_error(chars: int) -> None:
+    raise ValueError("x" * chars)
