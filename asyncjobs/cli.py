@@ -257,7 +257,9 @@ def worker(
 
     The first signal stops taking jobs and gives running ones --grace seconds; a second
     signal requeues them at once. Jobs still running at the end are queued again without
-    spending an attempt. `asyncjobs workers stop` stops every worker the same way.
+    spending an attempt. `asyncjobs workers stop` stops every worker the same way. A sync
+    job's thread still running after a second signal is left to the process's exit: its
+    claim rolls back and the job runs again, that attempt counted as lost.
 
     An unreachable PostgreSQL is retried with backoff, each failure logged; an invalid DSN
     exits at once with status 1.
