@@ -79,7 +79,9 @@ class ClaimConnections:
         no session. (A joined claim commits when its last job is done, so it may live
         longer.)"""
         now = time.monotonic()
-        open_to_join = [c for c in self._open if not c.lost and not c.joining and not c.ending]
+        open_to_join = [
+            c for c in self._open if not (c.lost or c.joining or c.ending or c.roll_back)
+        ]
         young = [c for c in open_to_join if now - c.opened_at < JOIN_WINDOW]
         if young:
             return max(young, key=lambda c: c.opened_at)
@@ -94,6 +96,7 @@ class ClaimConnections:
             self.parking
             and self.backlog
             and not claim.lost
+            and not claim.roll_back
             and time.monotonic() - claim.opened_at < JOIN_WINDOW
         ):
             claim.parked = True
@@ -193,6 +196,9 @@ class Claim:
         # Settled but left open for the next claim to join (see ClaimConnections).
         self.parked = False
         self.ending = False
+        # A job's outcome could not be written at all: end by rolling back, so its row comes
+        # back (rows of jobs whose outcomes were written come back stale, and are dropped).
+        self.roll_back = False
         self.opened_at = time.monotonic()
         self._connections = connections
         self._on_lost = on_lost
@@ -235,7 +241,7 @@ class Claim:
             return
         try:
             with anyio.CancelScope(shield=True):
-                await self._connections.end(self.conn, commit=commit)
+                await self._connections.end(self.conn, commit=commit and not self.roll_back)
         except Exception as exc:  # a claim ending badly must never take the worker down
             # The outcomes are written: rows that come back are stale and get dropped.
             logger.warning("claim transaction ended badly: %s", exc)

@@ -20,6 +20,7 @@ import click
 import orjson
 
 from .app import App
+from .durations import seconds
 from .errors import AsyncJobsError
 from .job import Job, JobState
 from .retention import DAY, Retention
@@ -133,6 +134,28 @@ class _Duration(click.ParamType):  # type: ignore[type-arg]  # generic from clic
 _DURATION = _Duration()
 
 
+class _Seconds(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2; we allow 8.1
+    """A finite number of seconds, >= 0 (or > 0): NaN, inf and negatives are refused."""
+
+    name = "seconds"
+
+    def __init__(self, *, positive: bool = False) -> None:
+        self._positive = positive
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float):
+            return value
+        label = param.opts[0] if param is not None and param.opts else "the value"
+        try:
+            number = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of seconds")
+        try:
+            return seconds(label, number, positive=self._positive)
+        except AsyncJobsError as exc:
+            self.fail(str(exc))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--log-level",
@@ -162,15 +185,22 @@ def cli(log_level: str) -> None:
     "--grace",
     default=0.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=_Seconds(),
     help="Seconds running jobs get to finish on SIGTERM/SIGINT before they are requeued.",
 )
 @click.option(
     "--poll-interval",
     default=5.0,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=_Seconds(positive=True),
     help="Fallback poll, seconds.",
+)
+@click.option(
+    "--heartbeat-interval",
+    default=10.0,
+    show_default=True,
+    type=_Seconds(positive=True),
+    help="Seconds between heartbeats (which also catch a missed stop broadcast).",
 )
 @click.option(
     "--keep-succeeded",
@@ -193,7 +223,7 @@ def cli(log_level: str) -> None:
 )
 @click.option(
     "--prune-interval",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_Seconds(positive=True),
     default=None,
     help="Seconds between prune rounds [the app's, else 60].",
 )
@@ -213,6 +243,7 @@ def worker(
     queues: str | None,
     grace: float,
     poll_interval: float,
+    heartbeat_interval: float,
     keep_succeeded: _Keep | None,
     keep_failed: _Keep | None,
     keep_cancelled: _Keep | None,
@@ -226,7 +257,9 @@ def worker(
 
     The first signal stops taking jobs and gives running ones --grace seconds; a second
     signal requeues them at once. Jobs still running at the end are queued again without
-    spending an attempt. `asyncjobs workers stop` stops every worker the same way.
+    spending an attempt. `asyncjobs workers stop` stops every worker the same way. A sync
+    job's thread still running after a second signal is left to the process's exit: its
+    claim rolls back and the job runs again, that attempt counted as lost.
 
     An unreachable or restarting PostgreSQL is retried with backoff, each failure logged.
     An invalid DSN, a database that doesn't exist or a failed authentication exits at once
@@ -259,6 +292,7 @@ def worker(
             queues=queue_list,
             grace=grace,
             poll_interval=poll_interval,
+            heartbeat_interval=heartbeat_interval,
             retention=retention,
             # An app that keeps jobs forever prunes only when told how long to keep them.
             prune=not no_prune and (app.retention is not None or ages_given),
@@ -270,19 +304,40 @@ def worker(
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signals, runner)
-            await runner.run()
+            await runner.run(exits_when_forced=True)
             tg.cancel_scope.cancel()
 
     _run(main)
+    if runner.abandoned:
+        _exit_leaving_threads(runner)
+
+
+def _exit_leaving_threads(runner: Worker) -> NoReturn:
+    """End the process now, with sync jobs' threads still running: their claims roll back
+    as its connections drop, so no other worker can start them before their code stops.
+    (A normal exit would wait for the threads.)"""
+    logging.getLogger("asyncjobs.worker").warning(
+        "worker %s: exiting with the threads of sync jobs %s still running; they will run "
+        "again (this attempt counts as lost)",
+        runner.id,
+        sorted(job.id for job in runner.abandoned),
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 async def _stop_on_signals(runner: Worker) -> None:
     log = logging.getLogger("asyncjobs.worker")
+    received = 0
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
-            action = "requeueing running jobs now" if runner.stopping else "stopping"
+            # Only a second signal forces: a stop broadcast seen first is not a signal.
+            received += 1
+            action = "requeueing running jobs now" if received > 1 else "stopping"
             log.info("%s: %s", signal.Signals(signum).name, action)
-            runner.stop()
+            runner.stop(force=received > 1)
 
 
 @cli.command()
@@ -619,7 +674,7 @@ def workers_list(dsn: str | None, schema: str | None, as_json: bool) -> None:
     "--grace",
     default=0.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=_Seconds(),
     help="Seconds running jobs get to finish before they are requeued.",
 )
 def workers_stop(dsn: str | None, schema: str | None, grace: float) -> None:

@@ -13,6 +13,7 @@ import anyio
 import asyncpg
 
 from .connections import connect
+from .durations import seconds
 from .errors import (
     ConnectionFailed,
     DuplicateJob,
@@ -215,7 +216,7 @@ class Client:
         Each takes no new jobs, gives running ones `grace` seconds, then requeues the rest
         (attempt not counted) and exits.
         """
-        stopped: int = await self.pool.fetchval(self.sql.stop_workers, float(grace))
+        stopped: int = await self.pool.fetchval(self.sql.stop_workers, seconds("grace", grace))
         return stopped
 
     # -- wait -----------------------------------------------------------------------

@@ -82,13 +82,20 @@ def server_settings(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return settings
 
 
-# What PostgreSQL says when it refuses a value, or a constraint refuses a row (errors of
-# class 22 and 23): something in the batch is at fault, not the connection, and retrying
-# the same batch would fail the same way forever.
-REFUSED_DATA: tuple[type[Exception], ...] = (
-    asyncpg.DataError,
-    asyncpg.IntegrityConstraintViolationError,
-)
+# SQLSTATE classes that blame the server or the session, not the statement's values:
+# connection exceptions, transaction rollbacks (serialization, deadlock), insufficient
+# resources (disk full, out of memory, too many connections), operator intervention
+# (shutdown, restart, query cancelled), system errors. The same write may succeed later.
+_SERVER_TROUBLE = frozenset({"08", "40", "53", "57", "58"})
+
+
+def connection_problem(exc: BaseException) -> bool:
+    """Whether `exc` blames the connection or the server (retry the same write later)
+    rather than what was written: anything else (a value too long, a constraint, a
+    trigger of yours) would fail the same way forever, so that data must be set apart."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "")[:2] in _SERVER_TROUBLE
+    return isinstance(exc, DATABASE_ERRORS)
 
 
 # What opening a connection raises for a bad DSN, a refused or unknown host, or a refusal

@@ -78,6 +78,11 @@ class Fetcher:
             self._due_at = min(self._due_at, due_at)
         self._wake.set()
 
+    @property
+    def starting(self) -> bool:
+        """Whether claimed jobs' starts are being written (their jobs not launched yet)."""
+        return self._reserved > 0
+
     def free(self) -> int:
         """Slots neither running a job nor promised to one being started."""
         return self._free_slots() - self._reserved
@@ -285,13 +290,6 @@ class Fetcher:
         started = await self._recorder.start(job_ids, entries)
         if len(started) < len(rows):
             await self._pool.fetch(self._sql.fail_lost_jobs, job_ids, entries)
-        if any(row["taken_over"] for row in started):
-            # The rollback that freed the row reached us as fast as the lost connection's
-            # end reaches the worker that ran it, and a loaded machine can deliver ours
-            # first: give it a moment to interrupt its attempt, so one job never runs twice
-            # at once when its worker is alive but lost the claim. A crashed worker's jobs
-            # pay this wait once.
-            await anyio.sleep(TAKEOVER_GRACE)
         for row in started:
             job = RunningJob(
                 id=row["id"],
@@ -305,6 +303,13 @@ class Fetcher:
                 queue=row["queue"],
                 backoff=row["backoff"],
                 claim=claim,
+                # The rollback that freed the row reached us as fast as the lost
+                # connection's end reaches the worker that ran it, and a loaded machine can
+                # deliver ours first: give it a moment to interrupt its attempt, so one job
+                # never runs twice at once when its worker is alive but lost the claim.
+                # Waited in the job's own scope, once it is launched: a cancel, requeue or
+                # delete (or a shutdown) meanwhile reaches it, and it never runs.
+                hold=TAKEOVER_GRACE if row["taken_over"] else 0.0,
             )
             claim.jobs.add(job)
             self._launch(job)

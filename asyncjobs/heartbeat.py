@@ -30,7 +30,7 @@ class Heartbeat:
         concurrency: int,
         interval: float,
         running: Callable[[], int],
-        stop: Callable[[float], None],
+        stop: Callable[[object], None],
     ) -> None:
         self._sql = sql
         self._pool = pool

@@ -24,7 +24,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("asyncjobs.worker")
 
-OutcomeKind = Literal["succeeded", "failed", "cancelled", "retry", "release", "discard"]
+# PostgreSQL refuses a jsonb string or container over 256 MB (2^28 - 1 bytes, SQLSTATE
+# 54000), and a job row is no place for bulk data anyway: a result encoding to more than
+# this fails its job, without retries, before anything is sent.
+MAX_RESULT_BYTES = 64 * 1024 * 1024
+# An error's message and traceback are each cut to this many characters (a 140 MB message
+# was refused, and held up every outcome after it).
+MAX_ERROR_CHARS = 64 * 1024
+
+OutcomeKind = Literal["succeeded", "failed", "cancelled", "retry", "release", "discard", "abandon"]
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -43,14 +51,21 @@ class RunningJob:
     claim: Claim
     # The per-call backoff stored on the row ({"base", "cap", "jitter"}); None: the task's.
     backoff: Any = None
+    # Seconds to wait, started and stoppable like the job itself, before its code runs.
+    hold: float = 0.0
     # What `current_job()` returns inside the job; the worker attaches its progress writer.
     context: JobContext | None = None
     scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
     token: CancelToken = dataclasses.field(default_factory=CancelToken)
     reason: CancelReason | None = None
     # A sync job's thread can't be interrupted; after a stop we wait for it, shielded,
-    # unless the worker gives up on it (a forced shutdown).
+    # unless the worker gives up on it (a forced stop of a process that exits next).
     thread_wait: anyio.CancelScope | None = None
+    give_up: bool = False
+    # Whether a stopped sync job's thread ended anyway (its outcome is then its own), or
+    # was given up on while its code may still run (then nothing may hand the job back).
+    thread_ended: bool = False
+    thread_left: bool = False
 
     def cancel(self, reason: CancelReason) -> None:
         """Stop the job now. The first reason is the one that counts."""
@@ -59,26 +74,42 @@ class RunningJob:
         self.token.cancel(self.reason)
         self.scope.cancel()
 
+    def give_up_thread(self) -> None:
+        """Stop waiting for the job's thread, if it has one still running after a stop."""
+        self.give_up = True
+        if self.thread_wait is not None:
+            self.thread_wait.cancel()
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
-    """What to write for a finished attempt. `discard`: someone else decided; write nothing."""
+    """What to write for a finished attempt. `discard`: someone else decided; write nothing.
+    `abandon`: the job's thread may still run; write nothing and keep its claim held."""
 
     kind: OutcomeKind
     result: bytes | None = None
     error: dict[str, Any] | None = None
     delay: float = 0.0
+    # A failure written in place of an outcome PostgreSQL refused.
+    stands_in: bool = False
 
 
 def error_record(exc: BaseException, attempt: int) -> dict[str, Any]:
     """An attempt's error as stored: type, message, traceback, attempt, time."""
     return {
         "type": type(exc).__name__,
-        "message": without_nul(str(exc)),
-        "traceback": without_nul("".join(traceback.format_exception(exc))),
+        "message": without_nul(_cut(str(exc))),
+        "traceback": without_nul(_cut("".join(traceback.format_exception(exc)))),
         "attempt": attempt,
         "at": datetime.datetime.now(datetime.UTC).isoformat(),
     }
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    left = len(text) - MAX_ERROR_CHARS
+    return f"{text[:MAX_ERROR_CHARS]}... [cut: {left} more characters]"
 
 
 class JobRunner:
@@ -123,19 +154,24 @@ class JobRunner:
                 task,
                 retry=False,
             )
-        if job.timeout is not None:
-            job.scope.deadline = anyio.current_time() + job.timeout
         # Set before the thread starts: anyio runs a sync job in a copy of this context.
         current = enter(job.context) if job.context is not None else None
         try:
             with job.scope:
+                if job.hold > 0:
+                    # Inside the scope: a stop during the wait means the code never runs.
+                    await anyio.sleep(job.hold)
+                if job.timeout is not None:
+                    job.scope.deadline = anyio.current_time() + job.timeout
                 if task.is_async:
                     result = await task.fn(*call_args, **call_kwargs)
                 else:
                     result = await self._run_in_thread(job, task, call_args, call_kwargs)
                 return self._success(job, task.name, result)
         except Exception as exc:
-            if job.reason is None and not (job.scope.cancel_called and job.timeout is not None):
+            if job.thread_ended or (
+                job.reason is None and not (job.scope.cancel_called and job.timeout is not None)
+            ):
                 return self._failure(job, exc, task)
         finally:
             if current is not None:
@@ -147,10 +183,16 @@ class JobRunner:
         self, job: RunningJob, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any]
     ) -> Any:
         done = anyio.Event()
+        # How the thread ended, kept for a stopped job whose thread ran on to its end.
+        ended: dict[str, Any] = {}
 
         def target() -> Any:
             try:
-                return task.fn(*args, **kwargs)
+                ended["result"] = task.fn(*args, **kwargs)
+                return ended["result"]
+            except BaseException as exc:
+                ended["error"] = exc
+                raise
             finally:
                 anyio.from_thread.run_sync(done.set)
 
@@ -160,17 +202,36 @@ class JobRunner:
             )
         except anyio.get_cancelled_exc_class():
             job.token.cancel(job.reason or CancelReason.TIMEOUT)
-            with anyio.CancelScope(shield=True) as job.thread_wait:
-                await done.wait()
-            raise
+            if not job.give_up:
+                with anyio.CancelScope(shield=True) as job.thread_wait:
+                    await done.wait()
+            if not done.is_set():
+                job.thread_left = True
+                raise
+        # Stopped, but the thread finished anyway: what it did is the attempt's outcome
+        # (handing back a job that succeeded would run it again).
+        job.thread_ended = True
+        if "error" in ended:
+            raise ended["error"]
+        return ended["result"]
 
     def _success(self, job: RunningJob, task: str, result: Any) -> Outcome:
         try:
-            return Outcome("succeeded", result=encode_result(task, result))
+            encoded = encode_result(task, result)
         except SerializationError as exc:
             return self._failure(job, exc, None, retry=False)
+        if len(encoded) > MAX_RESULT_BYTES:
+            too_big = SerializationError(
+                f"the result of task {task!r} is {len(encoded)} bytes of JSON, over the "
+                f"limit of {MAX_RESULT_BYTES}; store large data elsewhere (a file, object "
+                "storage, a table of yours) and return a reference to it"
+            )
+            return self._failure(job, too_big, None, retry=False)
+        return Outcome("succeeded", result=encoded)
 
     def _stopped(self, job: RunningJob, task: Task[Any, Any] | None) -> Outcome:
+        if job.thread_left:
+            return Outcome("abandon")
         if job.reason is None:
             job.reason = CancelReason.TIMEOUT
             job.token.cancel(CancelReason.TIMEOUT)

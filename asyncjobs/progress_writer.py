@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from .connections import DATABASE_ERRORS, REFUSED_DATA
+from .connections import DATABASE_ERRORS, connection_problem
 from .job_context import LOG_LINES, JobContext, Taken
 from .pool import Pool
 from .serialization import dumps
@@ -73,12 +73,14 @@ class ProgressWriter:
                 return
             try:
                 await self._execute(batch)
-            except REFUSED_DATA:
-                # Something in the batch, not the connection: the others must not wait
-                # behind it forever, so each goes alone, and one refused alone is dropped.
-                for one in batch:
-                    await self._alone(one)
             except DATABASE_ERRORS as exc:
+                if not connection_problem(exc):
+                    # Something in the batch, not the connection: the others must not wait
+                    # behind it forever, so each goes alone, and one refused alone is
+                    # dropped.
+                    for one in batch:
+                        await self._alone(one)
+                    return
                 logger.warning("cannot write job progress (trying again later): %s", exc)
                 for context, taken in batch:
                     context.give_back(taken)
@@ -89,11 +91,14 @@ class ProgressWriter:
         context, taken = one
         try:
             await self._execute([one])
-        except REFUSED_DATA as exc:
-            logger.error(
-                "job %s: its progress report was refused and is dropped: %s", context.job_id, exc
-            )
         except DATABASE_ERRORS as exc:
+            if not connection_problem(exc):
+                logger.error(
+                    "job %s: its progress report was refused and is dropped: %s",
+                    context.job_id,
+                    exc,
+                )
+                return
             logger.warning("cannot write job progress (trying again later): %s", exc)
             context.give_back(taken)
         else:

@@ -20,7 +20,7 @@ import anyio
 import asyncpg
 
 from .claims import Claim
-from .connections import DATABASE_ERRORS, REFUSED_DATA, close_gently, connect
+from .connections import DATABASE_ERRORS, close_gently, connect, connection_problem
 from .job_runner import Outcome, RunningJob, error_record
 from .serialization import dumps
 from .sql import Queries
@@ -142,6 +142,13 @@ class Recorder:
         """Wait until every submitted outcome is written and its claim ended."""
         await self._idle.wait()
 
+    def give_up(self) -> list[RunningJob]:
+        """Drop the outcomes not written yet (a forced stop); return their jobs, whose
+        claims must roll back so that they run again."""
+        jobs = [job for job, _ in self._outcomes]
+        self._outcomes = []
+        return jobs
+
     async def run(self) -> None:
         """Write until cancelled."""
         async with anyio.create_task_group() as tg:
@@ -187,7 +194,7 @@ class Recorder:
                 for request in starts:
                     request.error = exc
                     request.done.set()
-                if isinstance(exc, REFUSED_DATA) and written:
+                if written and not connection_problem(exc):
                     # Not the connection: something in the batch. The others must not
                     # wait behind it forever, so each goes alone, and one refused alone
                     # becomes a failure that says so.
@@ -217,17 +224,32 @@ class Recorder:
         self, batch: list[tuple[RunningJob, Outcome]]
     ) -> list[tuple[RunningJob, Outcome]]:
         """Write a refused batch's outcomes one by one; return those still to write: each
-        refused one as a failure naming the refusal (written by the next round)."""
+        refused one as a failure naming the refusal (written by the next round).
+
+        A failure standing in for a refused outcome that is refused too (a trigger of yours
+        refusing the row, say) is given up: its claim rolls back instead of committing, so
+        the job runs again (that attempt counted as lost) rather than holding up the rest.
+        """
         left: list[tuple[RunningJob, Outcome]] = []
         for job, outcome in batch:
             try:
                 await self._execute([(job, outcome)], [])
-            except REFUSED_DATA as exc:
-                logger.error("job %s: its outcome was refused, so it fails: %s", job.id, exc)
-                refused = RuntimeError(f"the attempt's outcome could not be stored: {exc}")
-                left.append((job, Outcome("failed", error=error_record(refused, job.attempt))))
-            except DATABASE_ERRORS:
-                left.append((job, outcome))
+            except DATABASE_ERRORS as exc:
+                if connection_problem(exc):
+                    left.append((job, outcome))
+                elif outcome.stands_in:
+                    logger.error(
+                        "job %s: no outcome of this attempt can be stored (%s); it will run again",
+                        job.id,
+                        exc,
+                    )
+                    job.claim.roll_back = True
+                    await self._settle([(job, outcome)])
+                else:
+                    logger.error("job %s: its outcome was refused, so it fails: %s", job.id, exc)
+                    refused = RuntimeError(f"the attempt's outcome could not be stored: {exc}")
+                    error = error_record(refused, job.attempt)
+                    left.append((job, Outcome("failed", error=error, stands_in=True)))
             else:
                 self.written += 1
                 await self._settle([(job, outcome)])

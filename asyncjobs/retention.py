@@ -15,6 +15,7 @@ import random
 import anyio
 
 from .connections import DATABASE_ERRORS
+from .durations import seconds
 from .errors import ConfigurationError
 from .pool import Pool
 from .sql import Queries
@@ -45,15 +46,14 @@ class Retention:
             if isinstance(value, datetime.timedelta):
                 value = value.total_seconds()
                 object.__setattr__(self, name, value)
-            if value is not None and (_bad_number(value) or value < 0):
-                raise ConfigurationError(
-                    f"Retention {name} must be seconds >= 0, a timedelta, or None (keep "
-                    f"forever), got {value!r}"
-                )
-        if _bad_number(self.interval) or self.interval <= 0:
-            raise ConfigurationError(
-                f"Retention interval must be seconds > 0, got {self.interval!r}"
-            )
+            if value is not None:
+                try:
+                    seconds(f"Retention {name}", value)
+                except ConfigurationError as exc:
+                    raise ConfigurationError(
+                        f"{exc} (or a timedelta, or None to keep them forever)"
+                    ) from None
+        seconds("Retention interval", self.interval, positive=True)
         if (
             not isinstance(self.batch_size, int)
             or isinstance(self.batch_size, bool)
@@ -71,10 +71,6 @@ class Retention:
         """For messages: 'succeeded 1d, failed 7d, cancelled 1d'."""
         parts = zip(("succeeded", "failed", "cancelled"), self.ages(), strict=True)
         return ", ".join(f"{name} {format_age(age)}" for name, age in parts)
-
-
-def _bad_number(value: object) -> bool:
-    return not isinstance(value, (int, float)) or isinstance(value, bool)
 
 
 def _seconds(value: Age) -> float | None:

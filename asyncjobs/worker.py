@@ -18,6 +18,7 @@ from .cancel import CancelReason
 from .claims import Claim, ClaimConnections
 from .client import Client
 from .connections import connect
+from .durations import seconds
 from .errors import ConfigurationError, ConnectionFailed
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
@@ -49,6 +50,10 @@ _CHANGES = {
     "requeued": CancelReason.REQUEUED,
     "deleted": CancelReason.DELETED,
 }
+
+
+# Control messages kept for jobs whose start may be in flight (see _on_control).
+_EARLY_LIMIT = 1000
 
 
 class Worker:
@@ -86,11 +91,6 @@ class Worker:
             queues = sorted({task.defaults.queue for task in app.tasks.values()} or {"default"})
         if not queues:
             raise ConfigurationError("queues must name at least one queue")
-        for name, value in (("grace", grace), ("poll_interval", poll_interval)):
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {value!r}")
-        if heartbeat_interval <= 0 or poll_interval <= 0:
-            raise ConfigurationError("poll_interval and heartbeat_interval must be > 0")
         if retention is not None and not isinstance(retention, Retention):
             raise ConfigurationError(
                 f"retention must be an asyncjobs.Retention(...) or None, got {retention!r}"
@@ -99,9 +99,9 @@ class Worker:
         self.id = uuid.uuid4()
         self.concurrency = concurrency
         self.queues = [validate_queue(q) for q in queues]
-        self.grace = float(grace)
-        self.poll_interval = float(poll_interval)
-        self.heartbeat_interval = float(heartbeat_interval)
+        self.grace = seconds("grace", grace)
+        self.poll_interval = seconds("poll_interval", poll_interval, positive=True)
+        self.heartbeat_interval = seconds("heartbeat_interval", heartbeat_interval, positive=True)
         self.batch_size = batch_size
         # None: this worker doesn't prune (the app keeps jobs forever, or prune=False).
         self.retention = (retention or app.retention) if prune else None
@@ -109,6 +109,8 @@ class Worker:
         self.sql = Queries.for_schema(app.schema)
         self.channels = Channels.for_schema(app.schema)
         self.running: dict[int, RunningJob] = {}
+        # Control messages that came while starts were in flight, for jobs not launched yet.
+        self._early: dict[tuple[int, int], CancelReason] = {}
         self._fetcher: Fetcher | None = None
         self._scheduler: Scheduler | None = None
         # Events need a running event loop: made in run(), so the constructor stays inert.
@@ -116,9 +118,15 @@ class Worker:
         self._force: anyio.Event | None = None
         self._stopped: anyio.Event | None = None
         self._idle: anyio.Event | None = None
+        # Explicit stop() calls (a signal, the user); a stop broadcast is not one of them.
         self._stop_calls = 0
+        self._stop_wanted = False
+        self._forced = False
         self._stack: contextlib.AsyncExitStack | None = None
         self._jobs: TaskGroup | None = None
+        self._exits_when_forced = False
+        # Sync jobs whose threads a forced stop left running, their claims still held.
+        self.abandoned: list[RunningJob] = []
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -148,35 +156,78 @@ class Worker:
             await stack.__aexit__(exc_type, exc, tb)
 
     async def _stop_and_wait(self) -> None:
-        self.stop()
+        # Leaving `async with` after a stop() must not count as a second, forcing, stop.
+        self._request_stop(None)
         assert self._stopped is not None
         await self._stopped.wait()
 
-    def stop(self, grace: float | None = None) -> None:
+    def stop(self, grace: float | None = None, *, force: bool = False) -> None:
         """Stop taking jobs; give running ones `grace` seconds (default: the worker's), then
-        interrupt them and queue them again without spending an attempt. A second call
-        skips what is left of the grace."""
+        interrupt them and queue them again without spending an attempt.
+
+        `force=True`, or a second call, skips what is left of the grace. A stop broadcast
+        (`stop_workers`) never counts as a call: however often it is seen, it gives the
+        grace it asked for.
+        """
+        if grace is not None:
+            grace = seconds("grace", grace)
         self._stop_calls += 1
-        if self._stop_calls == 1 and grace is not None:
-            self.grace = float(grace)
+        self._request_stop(grace, force=force or self._stop_calls > 1)
+
+    def _request_stop(self, grace: float | None, *, force: bool = False) -> None:
+        """The first request sets the grace; later ones change nothing unless `force`."""
+        if not self._stop_wanted:
+            self._stop_wanted = True
+            if grace is not None:
+                self.grace = grace
+        self._forced = self._forced or force
         self._signal_stop()
 
+    def _stop_broadcast(self, grace: object) -> None:
+        """A stop asked of every worker (NOTIFY or the heartbeat's flag), with its grace as
+        stored: anything but a valid number of seconds gets this worker's own grace."""
+        try:
+            checked: float | None = seconds("stop_workers grace", grace)
+        except ConfigurationError as exc:
+            logger.warning(
+                "worker %s: a stop broadcast carries an unusable grace (%s); this worker's "
+                "own grace of %.1fs applies",
+                self.id,
+                exc,
+                self.grace,
+            )
+            checked = None
+        self._request_stop(checked)
+
     def _signal_stop(self) -> None:
-        if self._stop_calls and self._stop_requested is not None:
+        if self._stop_wanted and self._stop_requested is not None:
             self._stop_requested.set()
-        if self._stop_calls > 1 and self._force is not None:
+        if self._forced and self._force is not None:
             self._force.set()
 
     @property
     def stopping(self) -> bool:
         """Whether a stop was requested."""
-        return self._stop_calls > 0
+        return self._stop_wanted
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self,
+        *,
+        exits_when_forced: bool = False,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Run until stopped. Connection failures are retried with backoff, each logged with
         what is wrong; `task_status.started()` comes after the first attempt either way.
         A refusal that no retry can mend (no such database, failed authentication) raises
-        ConnectionFailed instead: before `started()` if it is the first attempt's."""
+        ConnectionFailed instead: before `started()` if it is the first attempt's.
+
+        A sync job's thread can't be interrupted, and its job must not run elsewhere while
+        its code may still run. So a forced stop waits for such threads, their claims held,
+        unless `exits_when_forced`: then it returns without them, listed in `abandoned`
+        with their claims still held, and the caller must end the process at once (the
+        claims then roll back and the jobs run again, that attempt counted as lost).
+        """
+        self._exits_when_forced = exits_when_forced
         self._stop_requested, self._force, self._stopped = (
             anyio.Event(),
             anyio.Event(),
@@ -233,7 +284,7 @@ class Worker:
                 concurrency=self.concurrency,
                 interval=self.heartbeat_interval,
                 running=lambda: len(self.running),
-                stop=self.stop,
+                stop=self._stop_broadcast,
             )
             self._fetcher = Fetcher(
                 sql=self.sql,
@@ -294,7 +345,7 @@ class Worker:
                     # A claim being started finishes first, so its jobs get the grace too.
                     await fetched.wait()
                     await self._shutdown()
-                await recorder.drain()
+                await self._drain(recorder)
                 services.cancel_scope.cancel()
             logger.info("worker %s stopped", self.id)
 
@@ -332,11 +383,44 @@ class Worker:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._wait_idle, tg.cancel_scope)
                 await self._force.wait()
-                # Forced: stop waiting for sync jobs' threads to notice their tokens.
-                for job in list(self.running.values()):
-                    if job.thread_wait is not None:
-                        job.thread_wait.cancel()
+                if self._exits_when_forced:
+                    for job in list(self.running.values()):
+                        job.give_up_thread()
+                else:
+                    logger.warning(
+                        "worker %s: forced stop waits for the threads of sync jobs %s, which "
+                        "can't be interrupted (their claims stay held until they end)",
+                        self.id,
+                        sorted(self.running),
+                    )
                 await self._wait_idle(tg.cancel_scope)
+
+    async def _drain(self, recorder: Recorder) -> None:
+        """Wait until every outcome is written; a forced stop gives up on those that keep
+        failing: their claims roll back (the jobs run again, those attempts counted as
+        lost), and the worker exits."""
+        assert self._force is not None
+        async with anyio.create_task_group() as tg:
+
+            async def drained() -> None:
+                await recorder.drain()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(drained)
+            await self._force.wait()
+            jobs = recorder.give_up()
+            if jobs:
+                logger.error(
+                    "worker %s: forced stop: giving up on the outcomes of jobs %s, which "
+                    "cannot be written now; they will run again",
+                    self.id,
+                    sorted(job.id for job in jobs),
+                )
+            for claim in {job.claim for job in jobs}:
+                # A claim an abandoned thread's job holds ends with the process instead.
+                if not any(job.claim is claim for job in self.abandoned):
+                    claim.conn.terminate()
+            tg.cancel_scope.cancel()
 
     async def _wait_idle(self, scope: anyio.CancelScope) -> None:
         while self.running:
@@ -361,6 +445,9 @@ class Worker:
             on_change=progress.mark,
         )
         self.running[job.id] = job
+        early = self._early.pop((job.id, job.entry), None)
+        if early is not None:
+            job.cancel(early)
         self._jobs.start_soon(self._run_job, job, runner, recorder, progress)
 
     async def _run_job(
@@ -373,7 +460,11 @@ class Worker:
                 # Bounded: progress is not worth holding up a shutdown for.
                 with anyio.move_on_after(5, shield=True):
                     await progress.flush(job.context)
-            recorder.submit(job, outcome)
+            if outcome.kind == "abandon":
+                # Nothing written and the claim left held: it must outlive the thread.
+                self.abandoned.append(job)
+            else:
+                recorder.submit(job, outcome)
         finally:
             if self.running.get(job.id) is job:
                 del self.running[job.id]
@@ -401,17 +492,30 @@ class Worker:
     def _on_control(self, payload: str) -> None:
         kind, _, rest = payload.partition(" ")
         if kind == "stop":
-            grace, _, _target = rest.partition(" ")
+            text, _, _target = rest.partition(" ")
             logger.info("worker %s: stop requested by broadcast", self.id)
-            self.stop(float(grace))
+            grace: object = text
+            with contextlib.suppress(ValueError):
+                grace = float(text)
+            self._stop_broadcast(grace)
             return
         reason = _CHANGES.get(kind)
         if reason is None:
             return
         job_id, _, entry = rest.partition(" ")
         job = self.running.get(int(job_id))
-        if job is not None and str(job.entry) == entry:
-            job.cancel(reason)
+        if job is not None:
+            if str(job.entry) == entry:
+                job.cancel(reason)
+        elif self._fetcher is not None and self._fetcher.starting:
+            # A start committed but not launched yet may be this job's: its launch applies
+            # the message. (Most are about other workers' jobs: kept few, and only while
+            # starts are in flight.)
+            if len(self._early) >= _EARLY_LIMIT:
+                del self._early[next(iter(self._early))]
+            self._early[(int(job_id), int(entry))] = reason
+        else:
+            self._early.clear()
 
     async def _resync(self, pool: Pool) -> None:
         """After a (re)connect of the listener: act on what its messages would have said."""

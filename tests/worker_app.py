@@ -11,6 +11,7 @@ import time
 import anyio
 
 import asyncjobs
+from asyncjobs import fetcher
 
 app = asyncjobs.App()
 
@@ -44,3 +45,33 @@ async def block_loop(seconds: float) -> str:
     # The mistake the worker's watchdog reports: a blocking call in an async job.
     time.sleep(seconds)
     return "blocked"
+
+
+@app.task(name="sync_stubborn", max_attempts=3)
+def sync_stubborn(seconds: float) -> str:
+    # Ignores its token: a thread nothing can interrupt.
+    time.sleep(seconds)
+    return "slept"
+
+
+@app.task(name="record_run", max_attempts=3)
+async def record_run(path: str, seconds: float) -> None:
+    """Sleep, then append the attempt to `path`: the file lists the attempts that ran."""
+    await anyio.sleep(seconds)
+    async with await anyio.open_file(path, "a") as file:
+        await file.write(f"{asyncjobs.current_job().attempt}\n")
+
+
+# A wider wait before a taken-over job runs, so a test can act inside it (the real path).
+if "TEST_TAKEOVER_GRACE" in os.environ:
+    fetcher.TAKEOVER_GRACE = float(os.environ["TEST_TAKEOVER_GRACE"])
+
+
+@app.task(name="big_result", max_attempts=3)
+async def big_result(chars: int) -> str:
+    return "x" * chars
+
+
+@app.task(name="big_error", max_attempts=1)
+async def big_error(chars: int) -> None:
+    raise ValueError("x" * chars)

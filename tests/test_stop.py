@@ -1,0 +1,367 @@
+"""Stopping workers with real processes: grace across heartbeats, forced stops of sync jobs,
+outcomes PostgreSQL refuses, control messages for jobs waiting to start, bad seconds."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import asyncpg
+import pytest
+
+import asyncjobs
+from tests.conftest import ROOT
+
+Spawn = Callable[..., subprocess.Popen[str]]
+
+
+@pytest.fixture
+def env(pg_dsn: str, schema: str) -> dict[str, str]:
+    """The environment of a CLI process working on the test's schema."""
+    return {
+        **os.environ,
+        "ASYNCJOBS_DSN": pg_dsn,
+        "ASYNCJOBS_SCHEMA": schema,
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+async def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "asyncjobs", *args], cwd=ROOT, env=env, check=False
+        )
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
+    )
+
+
+async def until(
+    client: asyncjobs.Client,
+    job_id: int,
+    predicate: Callable[[asyncjobs.Job], bool],
+    timeout: float = 20,
+) -> asyncjobs.Job:
+    with anyio.fail_after(timeout):
+        while True:
+            job = await client.get(job_id)
+            if predicate(job):
+                return job
+            await anyio.sleep(0.005)
+
+
+async def workers_up(client: asyncjobs.Client, count: int) -> None:
+    with anyio.fail_after(30):
+        while len(await client.workers()) < count:
+            await anyio.sleep(0.02)
+
+
+async def exited(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str]:
+    with anyio.fail_after(timeout):
+        while proc.poll() is None:
+            await anyio.sleep(0.02)
+    return proc.returncode, proc.stdout.read() if proc.stdout else ""
+
+
+# -- 1. a stop broadcast seen again (heartbeat) is not a second stop -------------------------
+
+
+async def test_workers_stop_gives_running_jobs_the_whole_grace_across_heartbeats(
+    client: asyncjobs.Client, spawn_worker: Spawn, env: dict[str, str]
+) -> None:
+    """Every heartbeat sees the stop flag again; neither that nor the deploy's one SIGTERM
+    may cut the grace short. The job runs for many heartbeats and must finish."""
+    worker = spawn_worker("--heartbeat-interval", "0.2")
+    await workers_up(client, 1)
+    job_id = await client.enqueue("sleep", 2.5)
+    await until(client, job_id, lambda j: j.state == "processing")
+    stop = await run_cli(env, "workers", "stop", "--grace", "30")
+    assert stop.returncode == 0, stop
+    await anyio.sleep(1.0)  # five heartbeats
+    worker.send_signal(signal.SIGTERM)
+    code, output = await exited(worker, 30)
+    assert code == 0, output
+    job = await client.get(job_id)
+    assert (job.state, job.attempt) == ("succeeded", 1), output
+
+
+# -- 5. seconds that are not a number of seconds --------------------------------------------
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -1.0])
+async def test_bad_seconds_are_refused_with_a_configuration_error(
+    app: asyncjobs.App, client: asyncjobs.Client, value: float
+) -> None:
+    for name in ("grace", "poll_interval", "heartbeat_interval"):
+        with pytest.raises(asyncjobs.ConfigurationError, match=name):
+            app.worker(**{name: value})  # type: ignore[arg-type]
+    with pytest.raises(asyncjobs.ConfigurationError, match="grace"):
+        await client.stop_workers(value)
+    with pytest.raises(asyncjobs.ConfigurationError, match="interval"):
+        asyncjobs.Retention(interval=value)
+    worker = app.worker()
+    with pytest.raises(asyncjobs.ConfigurationError, match="grace"):
+        worker.stop(value)
+    assert not worker.stopping
+    assert await client.workers() == []
+
+
+async def test_bad_seconds_on_the_command_line_are_usage_errors(env: dict[str, str]) -> None:
+    cases = [
+        ["worker", "tests.worker_app:app", "--grace", "nan"],
+        ["worker", "tests.worker_app:app", "--grace", "inf"],
+        ["worker", "tests.worker_app:app", "--poll-interval", "nan"],
+        ["worker", "tests.worker_app:app", "--heartbeat-interval", "0"],
+        ["worker", "tests.worker_app:app", "--prune-interval", "nan"],
+        ["workers", "stop", "--grace", "nan"],
+        ["workers", "stop", "--grace", "-1"],
+    ]
+    unreachable = {**env, "ASYNCJOBS_DSN": "postgresql://postgres@127.0.0.1:1/test"}
+    results = []
+    for command in cases:
+        results.append(await run_cli(unreachable, *command))
+    for command, done in zip(cases, results, strict=True):
+        assert done.returncode == 2, (command, done)
+        assert "finite number of seconds" in done.stderr, (command, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("payload", ["'NaN'::float8", "-5", None])
+async def test_a_stop_broadcast_with_a_garbage_grace_stops_with_the_workers_own(
+    client: asyncjobs.Client,
+    spawn_worker: Spawn,
+    admin: asyncpg.Connection,
+    schema: str,
+    payload: str | None,
+) -> None:
+    """Stored by the SQL function (which a user may call with anything) or a hand-made
+    NOTIFY: the worker stops as asked, with its own grace, and loses no attempt."""
+    worker = spawn_worker("--grace", "0.2")
+    await workers_up(client, 1)
+    job_id = await client.enqueue("sleep", 30.0)
+    await until(client, job_id, lambda j: j.state == "processing")
+    if payload is None:
+        await admin.execute("SELECT pg_notify($1, 'stop garbage *')", f"{schema}.control")
+    else:
+        await admin.execute(f'SELECT "{schema}".stop_workers({payload})')
+    code, output = await exited(worker, 15)
+    assert code == 0, output
+    assert "Traceback" not in output
+    job = await client.get(job_id)
+    assert (job.state, job.attempt) == ("queued", 0), output
+
+
+# -- 3. a control message during the wait before a taken-over job runs ----------------------
+
+
+@pytest.mark.parametrize("action", ["cancel", "requeue", "delete"])
+async def test_a_message_while_a_taken_over_job_waits_to_run_is_not_lost(
+    client: asyncjobs.Client, spawn_worker: Spawn, tmp_path: Path, action: str
+) -> None:
+    """The worker that takes over a killed worker's job waits (TAKEOVER_GRACE, widened here
+    to 2 s) before it runs it. A cancel, requeue or delete sent then must stop that attempt:
+    it must never run, alone or beside the requeued one."""
+    runs = tmp_path / "runs"
+    wide = {"TEST_TAKEOVER_GRACE": "2"}
+    procs = [spawn_worker("--grace", "30", env=wide) for _ in range(2)]
+    await workers_up(client, 2)
+    job_id = await client.enqueue("record_run", str(runs), 2.0)
+    job = await until(client, job_id, lambda j: j.state == "processing")
+    pids = {w.id: w.pid for w in await client.workers()}
+    (first,) = [p for p in procs if p.pid == pids[job.worker_id]]
+    (second,) = [p for p in procs if p is not first]
+    first.send_signal(signal.SIGKILL)
+    await until(client, job_id, lambda j: j.attempt == 2)  # taken over, in its wait
+    if action == "cancel":
+        assert await client.cancel(job_id)
+    elif action == "requeue":
+        await client.requeue(job_id)
+        assert await client.wait(job_id, timeout=20) is None
+    else:
+        await client.delete(job_id)
+    # A graceful stop lets whatever was started run to its end, the held attempt too.
+    second.send_signal(signal.SIGTERM)
+    code, output = await exited(second, 30)
+    assert code == 0, output
+    ran = runs.read_text().split() if runs.exists() else []
+    assert ran == (["1"] if action == "requeue" else []), output
+    if action == "cancel":
+        assert (await client.get(job_id)).state == "cancelled"
+
+
+# -- 4. sync jobs' threads and stops ---------------------------------------------------------
+
+
+async def test_a_forced_stop_never_hands_back_a_sync_job_whose_thread_still_runs(
+    client: asyncjobs.Client, spawn_worker: Spawn
+) -> None:
+    """The thread ignores its token. After the second SIGTERM the process must exit soon
+    without it, and until then no other worker may start the job."""
+    first = spawn_worker("--concurrency", "1")
+    await workers_up(client, 1)
+    job_id = await client.enqueue("sync_stubborn", 8.0)
+    job = await until(client, job_id, lambda j: j.state == "processing")
+    spawn_worker()
+    await workers_up(client, 2)
+    first.send_signal(signal.SIGTERM)
+    await anyio.sleep(0.3)
+    assert first.poll() is None  # waiting for the thread
+    first.send_signal(signal.SIGTERM)
+    forced_at = time.monotonic()
+    with anyio.fail_after(30):
+        while first.poll() is None:
+            now = await client.get(job_id)
+            assert (now.state, now.worker_id, now.attempt) == ("processing", job.worker_id, 1)
+            await anyio.sleep(0.01)
+    took = time.monotonic() - forced_at
+    output = first.stdout.read() if first.stdout else ""
+    assert first.returncode == 0, output
+    assert took < 4, output  # the thread had about 7 s to go
+    assert "Traceback" not in output
+    # Its claim rolled back with the process: the other worker runs it, this attempt lost.
+    job = await until(client, job_id, lambda j: j.attempt == 2)
+    assert job.state == "processing" and job.worker_id not in (None, now.worker_id)
+    assert [e["type"] for e in job.errors] == ["WorkerLost"]
+
+
+async def test_a_sync_job_that_ends_after_a_stop_keeps_its_outcome(
+    client: asyncjobs.Client, spawn_worker: Spawn
+) -> None:
+    """One SIGTERM, no grace: the thread ignores its token and returns. It succeeded: handed
+    back instead, it would run again."""
+    worker = spawn_worker()
+    await workers_up(client, 1)
+    job_id = await client.enqueue("sync_stubborn", 1.5)
+    await until(client, job_id, lambda j: j.state == "processing")
+    worker.send_signal(signal.SIGTERM)
+    code, output = await exited(worker, 20)
+    assert code == 0, output
+    job = await client.get(job_id)
+    assert (job.state, job.attempt, job.result) == ("succeeded", 1, "slept"), output
+
+
+# -- 2. outcomes PostgreSQL can't store -----------------------------------------------------
+
+
+async def refuse_results(admin: asyncpg.Connection, schema: str, when: str, sqlstate: str) -> None:
+    """Make PostgreSQL refuse an outcome, with `sqlstate`, where the SQL condition `when`
+    holds for the updated row (OLD and NEW)."""
+    await admin.execute(
+        f"""
+        CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF {when} THEN
+                RAISE EXCEPTION 'refused by the test' USING ERRCODE = '{sqlstate}';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse BEFORE UPDATE ON "{schema}".jobs
+           FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse();
+        """
+    )
+
+
+async def test_an_outcome_refused_for_any_reason_fails_alone(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, schema: str
+) -> None:
+    """Class 54 (program limit exceeded), as for a result too long for jsonb."""
+    await refuse_results(admin, schema, """NEW.result = '"refuse me"'""", "54000")
+    worker = spawn_worker("--concurrency", "4")
+    await workers_up(client, 1)
+    bad = await client.enqueue("quick", "refuse me")
+    good = [await client.enqueue("quick", i) for i in range(5)]
+    assert [await client.wait(i, timeout=20) for i in good] == list(range(5))
+    with pytest.raises(asyncjobs.JobFailed, match="outcome could not be stored"):
+        await client.wait(bad, timeout=20)
+    assert await client.wait(await client.enqueue("quick", 7), timeout=20) == 7
+    worker.send_signal(signal.SIGTERM)
+    code, output = await exited(worker, 15)
+    assert code == 0, output
+
+
+async def test_an_attempt_whose_every_outcome_is_refused_runs_again(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, schema: str
+) -> None:
+    """Its failure is refused too: the attempt is given up (its claim rolls back) rather
+    than written again forever, holding up the others and the shutdown."""
+    await refuse_results(
+        admin,
+        schema,
+        """OLD.args = '["refuse always"]' AND NEW.state IN ('succeeded', 'failed')""",
+        "23514",
+    )
+    worker = spawn_worker()
+    await workers_up(client, 1)
+    bad = await client.enqueue("quick", "refuse always")
+    await until(client, bad, lambda j: j.state == "processing")
+    await anyio.sleep(0.5)
+    worker.send_signal(signal.SIGTERM)
+    code, output = await exited(worker, 15)
+    assert code == 0, output
+    await admin.execute(f'DROP TRIGGER refuse ON "{schema}".jobs')
+    # Each given-up attempt ran again (as after a crash, so attempts are spent); the job
+    # ends as soon as its outcome can be stored.
+    spawn_worker()
+    job = await until(client, bad, lambda j: j.state in ("succeeded", "failed"))
+    assert job.attempt >= 2, job
+    assert {e["type"] for e in job.errors} == {"WorkerLost"}, job
+
+
+async def test_a_forced_stop_gives_up_on_outcomes_that_cannot_be_written(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, schema: str
+) -> None:
+    """Class 53 (insufficient resources) blames the server: the outcome is retried, and a
+    first SIGTERM waits for it. A second must not: the claim rolls back, nothing is lost."""
+    await refuse_results(admin, schema, """NEW.result = '"disk full"'""", "53100")
+    worker = spawn_worker()
+    await workers_up(client, 1)
+    job_id = await client.enqueue("quick", "disk full")
+    await until(client, job_id, lambda j: j.state == "processing")
+    await anyio.sleep(0.5)  # its outcome is being retried
+    worker.send_signal(signal.SIGTERM)
+    await anyio.sleep(0.5)
+    assert worker.poll() is None
+    worker.send_signal(signal.SIGTERM)
+    code, output = await exited(worker, 15)
+    assert code == 0, output
+    assert "giving up on the outcomes of jobs" in output
+    await admin.execute(f'DROP TRIGGER refuse ON "{schema}".jobs')
+    spawn_worker()
+    assert await client.wait(job_id, timeout=20) == "disk full"
+
+
+async def test_a_huge_result_fails_and_a_huge_error_message_is_cut(
+    client: asyncjobs.Client, spawn_worker: Spawn
+) -> None:
+    from asyncjobs.job_runner import MAX_ERROR_CHARS, MAX_RESULT_BYTES
+
+    worker = spawn_worker()
+    # Read as it comes: the failure's log line alone is more than a pipe holds.
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.append(worker.communicate()[0]))
+    reader.start()
+    big = await client.enqueue("big_result", MAX_RESULT_BYTES)
+    loud = await client.enqueue("big_error", 1_000_000)
+    with pytest.raises(asyncjobs.JobFailed, match="over the limit"):
+        await client.wait(big, timeout=20)
+    job = await client.get(big)
+    assert job.attempt == 1  # no retries: it would be as big every time
+    with pytest.raises(asyncjobs.JobFailed):
+        await client.wait(loud, timeout=60)
+    error = (await client.get(loud)).error
+    assert error is not None
+    assert len(error["message"]) < MAX_ERROR_CHARS + 100
+    assert error["message"].endswith("[cut: 934464 more characters]")
+    assert len(error["traceback"]) < MAX_ERROR_CHARS + 100
+    assert await client.wait(await client.enqueue("quick", 1), timeout=20) == 1
+    worker.send_signal(signal.SIGTERM)
+    await anyio.to_thread.run_sync(reader.join, 15)
+    assert worker.returncode == 0, output
