@@ -8,6 +8,7 @@ from .cancel import CancelReason, CancelToken, Interrupted
 from .client import Client
 from .control import Cancel, Retry
 from .errors import (
+    ArgumentsMismatch,
     AsyncJobsError,
     ConfigurationError,
     ConnectionFailed,
@@ -33,6 +34,7 @@ from .worker import Worker
 
 __all__ = [
     "App",
+    "ArgumentsMismatch",
     "AsyncJobsError",
     "Backoff",
     "Cancel",

@@ -23,6 +23,10 @@ class SerializationError(AsyncJobsError, TypeError):
     """A job's arguments or result cannot be stored as JSON."""
 
 
+class ArgumentsMismatch(AsyncJobsError, TypeError):
+    """A job's arguments don't fit its task's signature; nothing was enqueued."""
+
+
 class UnknownTaskError(AsyncJobsError, LookupError):
     """No task is registered under the given name."""
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from cronsim import CronSim, CronSimError
 
+from . import validation
 from .errors import ConfigurationError
 from .serialization import dumps, loads
 from .tasks import JobOptions, Task, TaskCall
@@ -29,18 +30,12 @@ _MAX_NAME = 200
 
 def validate_name(name: str) -> str:
     """Return `name` if it can name a schedule, else raise ConfigurationError."""
-    if not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME:
-        raise ConfigurationError(
-            f"invalid schedule name {name!r}: use a non-empty string of at most "
-            f"{_MAX_NAME} characters"
-        )
-    return name
+    return validation.text("schedule name", name, most=_MAX_NAME)
 
 
 def validate_cron(cron: str) -> str:
     """Return `cron` if cronsim can read it, else raise ConfigurationError saying why."""
-    if not isinstance(cron, str):
-        raise ConfigurationError(f"a cron expression is a string, got {cron!r}")
+    validation.text("cron expression", cron, most=1000, hint=": e.g. '*/5 * * * *'")
     try:
         CronSim(cron, datetime.datetime(2000, 1, 1))
     except (CronSimError, ValueError, IndexError) as exc:

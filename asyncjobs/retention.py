@@ -14,14 +14,15 @@ import random
 
 import anyio
 
+from . import validation
 from .connections import DATABASE_ERRORS
-from .errors import ConfigurationError
 from .pool import Pool
 from .sql import Queries
 
 logger = logging.getLogger("asyncjobs.retention")
 
 DAY = 86400.0
+MAX_AGE = 1000 * 365.25 * DAY
 Age = float | datetime.timedelta | None
 
 
@@ -45,23 +46,11 @@ class Retention:
             if isinstance(value, datetime.timedelta):
                 value = value.total_seconds()
                 object.__setattr__(self, name, value)
-            if value is not None and (_bad_number(value) or value < 0):
-                raise ConfigurationError(
-                    f"Retention {name} must be seconds >= 0, a timedelta, or None (keep "
-                    f"forever), got {value!r}"
-                )
-        if _bad_number(self.interval) or self.interval <= 0:
-            raise ConfigurationError(
-                f"Retention interval must be seconds > 0, got {self.interval!r}"
-            )
-        if (
-            not isinstance(self.batch_size, int)
-            or isinstance(self.batch_size, bool)
-            or self.batch_size < 1
-        ):
-            raise ConfigurationError(
-                f"Retention batch_size must be an integer >= 1, got {self.batch_size!r}"
-            )
+            if value is not None:
+                # PostgreSQL's intervals end near 178 million years; None is forever.
+                validation.seconds(f"Retention {name} (None keeps forever)", value, most=MAX_AGE)
+        validation.seconds("Retention interval", self.interval, zero=False, most=MAX_AGE)
+        validation.integer("Retention batch_size", self.batch_size, 1, validation.INT32)
 
     def ages(self) -> tuple[float | None, float | None, float | None]:
         """Seconds to keep succeeded, failed and cancelled jobs (None: forever)."""
@@ -71,10 +60,6 @@ class Retention:
         """For messages: 'succeeded 1d, failed 7d, cancelled 1d'."""
         parts = zip(("succeeded", "failed", "cancelled"), self.ages(), strict=True)
         return ", ".join(f"{name} {format_age(age)}" for name, age in parts)
-
-
-def _bad_number(value: object) -> bool:
-    return not isinstance(value, (int, float)) or isinstance(value, bool)
 
 
 def _seconds(value: Age) -> float | None:
