@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any, overload
 import anyio
 import asyncpg
 
+from . import validation
 from .connections import connect
 from .errors import (
+    ConfigurationError,
     ConnectionFailed,
     DuplicateJob,
     JobCancelled,
@@ -29,7 +31,7 @@ from .retry import Backoff
 from .schedules import Schedules
 from .serialization import dumps, encode_arguments, loads
 from .sql import Channels, Queries
-from .tasks import JobOptions, P, Task, TaskCall
+from .tasks import JobOptions, P, Task, TaskCall, validate_task_name
 
 if TYPE_CHECKING:
     from .app import App
@@ -98,7 +100,8 @@ class Client:
 
     async def enqueue(self, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any) -> int:
         """Enqueue one job; return its id. Per-call options: `task.options(...)`."""
-        (job_id,) = await self._insert(self.pool, [self._call(task, args, kwargs)])
+        call = self._call(task, args, kwargs)
+        (job_id,) = await self._insert(self.pool, [call])
         return job_id
 
     @overload
@@ -120,7 +123,8 @@ class Client:
 
     async def enqueue_many(self, calls: Iterable[TaskCall]) -> list[int]:
         """Enqueue many jobs in one round trip: `enqueue_many(t.call(1), t.call(2))`."""
-        return await self._insert(self.pool, list(calls))
+        batch = list(calls)
+        return await self._insert(self.pool, batch)
 
     async def enqueue_many_tx(
         self, conn: asyncpg.Connection, calls: Iterable[TaskCall]
@@ -132,6 +136,7 @@ class Client:
         self, task: Task[Any, Any] | str, args: Sequence[Any], kwargs: dict[str, Any]
     ) -> TaskCall:
         if isinstance(task, str):
+            validate_task_name(task)
             registered = self.app.tasks.get(task)
             if registered is None:
                 # A producer need not import the task's code; the worker that runs it
@@ -140,7 +145,7 @@ class Client:
                 return TaskCall(task, encoded_args, encoded_kwargs, JobOptions())
             task = registered
         if not isinstance(task, Task):
-            raise TypeError(f"enqueue needs a task or a task name, got {task!r}")
+            raise ConfigurationError(f"enqueue needs a task or a task name, got {task!r}")
         return task.call(*args, **kwargs)
 
     async def _insert(self, conn: asyncpg.Connection | Pool, calls: list[TaskCall]) -> list[int]:
@@ -148,7 +153,7 @@ class Client:
             return []
         for call in calls:
             if not isinstance(call, TaskCall):
-                raise TypeError(f"enqueue_many takes task.call(...) items, got {call!r}")
+                raise ConfigurationError(f"enqueue_many takes task.call(...) items, got {call!r}")
         columns = enqueue_columns(calls)
         if len(columns) == ENQUEUE_PARAMETERS:
             ids: list[int] = await conn.fetchval(self.sql.enqueue, *columns)
@@ -163,6 +168,7 @@ class Client:
 
     async def get(self, job_id: int) -> Job:
         """The job's current state, attempts, result and errors; JobNotFound if none."""
+        validation.job_id(job_id)
         row = await self.pool.fetchrow(self.sql.get_job, job_id)
         if row is None:
             raise JobNotFound(f"no job {job_id}: it never existed or was deleted")
@@ -170,7 +176,8 @@ class Client:
 
     async def list_jobs(self, state: JobState | str | None = None, limit: int = 50) -> list[Job]:
         """The newest jobs, optionally of one state."""
-        state_name = JobState(state).value if state is not None else None
+        state_name = _state(state).value if state is not None else None
+        validation.integer("limit", limit, 0, validation.INT64)
         rows = await self.pool.fetch(self.sql.list_jobs, state_name, limit)
         return [Job.from_row(row) for row in rows]
 
@@ -182,12 +189,14 @@ class Client:
 
     async def cancel(self, job_id: int) -> bool:
         """Cancel a job; a running attempt stops at once. False if it had already finished."""
+        validation.job_id(job_id)
         old = self._found(job_id, await self.pool.fetchval(self.sql.cancel_job, job_id))
         return not JobState(old).finished
 
     async def requeue(self, job_id: int) -> bool:
         """Run the job again from attempt 1, now; a running attempt stops at once.
         Returns True (JobNotFound if there is no such job)."""
+        validation.job_id(job_id)
         try:
             self._found(job_id, await self.pool.fetchval(self.sql.requeue_job, job_id))
         except asyncpg.UniqueViolationError:
@@ -201,6 +210,7 @@ class Client:
     async def delete(self, job_id: int) -> bool:
         """Delete a job and its record; a running attempt stops at once.
         Returns True (JobNotFound if there is no such job)."""
+        validation.job_id(job_id)
         self._found(job_id, await self.pool.fetchval(self.sql.delete_job, job_id))
         return True
 
@@ -215,7 +225,8 @@ class Client:
         Each takes no new jobs, gives running ones `grace` seconds, then requeues the rest
         (attempt not counted) and exits.
         """
-        stopped: int = await self.pool.fetchval(self.sql.stop_workers, float(grace))
+        seconds = validation.seconds("grace", grace)
+        stopped: int = await self.pool.fetchval(self.sql.stop_workers, seconds)
         return stopped
 
     # -- wait -----------------------------------------------------------------------
@@ -227,6 +238,9 @@ class Client:
         deleted or pruned (the message says which it can be), WaitTimeout after `timeout`
         seconds. Woken by NOTIFY, not by polling.
         """
+        validation.job_id(job_id)
+        if timeout is not None:
+            validation.seconds("timeout", timeout)
         with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
             while True:
                 await self._ensure_listening()
@@ -368,6 +382,14 @@ def _backoff_json(backoff: Backoff | None) -> str | None:
 def _id_array(ids: tuple[int, ...]) -> str | None:
     """Job ids as a PostgreSQL array literal, the form the enqueue statement takes."""
     return "{" + ",".join(str(i) for i in ids) + "}" if ids else None
+
+
+def _state(state: JobState | str) -> JobState:
+    try:
+        return JobState(state)
+    except ValueError:
+        names = ", ".join(s.value for s in JobState)
+        raise ConfigurationError(f"unknown job state {state!r}: use one of {names}") from None
 
 
 def _refused(exc: asyncpg.PostgresError) -> Exception:

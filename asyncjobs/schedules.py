@@ -8,8 +8,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import ScheduleConflict, ScheduleNotFound, UnknownTaskError
-from .periodic import Periodic, Schedule, define, next_run
+from .errors import ConfigurationError, ScheduleConflict, ScheduleNotFound, UnknownTaskError
+from .periodic import Periodic, Schedule, define, next_run, validate_name
 from .retry import Backoff
 from .sql import Queries
 from .tasks import JobOptions, Task
@@ -152,6 +152,7 @@ class Schedules:
 
     async def get(self, name: str) -> Schedule:
         """One schedule; ScheduleNotFound if there is none of that name."""
+        validate_name(name)
         row = await self._client.pool.fetchrow(self._sql.get_schedule, name)
         if row is None:
             raise _not_found(name)
@@ -160,10 +161,13 @@ class Schedules:
     async def list(self, declared: bool | None = None) -> list[Schedule]:
         """Every schedule by name; only those declared in code (True) or added at run
         time (False) if asked."""
+        if declared is not None and not isinstance(declared, bool):
+            raise ConfigurationError(f"declared must be True, False or None, got {declared!r}")
         rows = await self._client.pool.fetch(self._sql.list_schedules, declared)
         return [Schedule.from_row(row) for row in rows]
 
     async def _locked(self, conn: Connection, name: str) -> Schedule:
+        validate_name(name)
         row = await conn.fetchrow(self._sql.lock_schedule, name)
         if row is None:
             raise _not_found(name)
