@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
@@ -15,8 +15,10 @@ import asyncpg
 from . import validation
 from .connections import connect
 from .errors import (
+    AsyncJobsError,
     ConfigurationError,
     ConnectionFailed,
+    ConnectionLost,
     DuplicateJob,
     JobCancelled,
     JobFailed,
@@ -26,7 +28,7 @@ from .errors import (
 )
 from .job import Job, JobState, WorkerInfo
 from .migrations import check, migrate
-from .pool import Pool, open_pool
+from .pool import Pool, PoolClosed, open_pool
 from .retry import Backoff
 from .schedules import Schedules
 from .serialization import dumps, encode_arguments, loads
@@ -99,9 +101,13 @@ class Client:
     async def enqueue(self, task: str, /, *args: Any, **kwargs: Any) -> int: ...
 
     async def enqueue(self, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any) -> int:
-        """Enqueue one job; return its id. Per-call options: `task.options(...)`."""
+        """Enqueue one job; return its id. Per-call options: `task.options(...)`.
+
+        ConnectionLost (`maybe_stored` True) if the connection broke on the way: the job may
+        exist; a `unique_key` makes a retry safe. ConnectionFailed: nothing was stored."""
         call = self._call(task, args, kwargs)
-        (job_id,) = await self._insert(self.pool, [call])
+        with _lost_connection(f"enqueueing a job of task {call.task!r}", writes=True):
+            (job_id,) = await self._insert(self.pool, [call])
         return job_id
 
     @overload
@@ -122,9 +128,11 @@ class Client:
         return job_id
 
     async def enqueue_many(self, calls: Iterable[TaskCall]) -> list[int]:
-        """Enqueue many jobs in one round trip: `enqueue_many(t.call(1), t.call(2))`."""
+        """Enqueue many jobs in one round trip: `enqueue_many(t.call(1), t.call(2))`.
+        All or none are stored; ConnectionLost as for `enqueue`."""
         batch = list(calls)
-        return await self._insert(self.pool, batch)
+        with _lost_connection(f"enqueueing {len(batch)} jobs", writes=True):
+            return await self._insert(self.pool, batch)
 
     async def enqueue_many_tx(
         self, conn: asyncpg.Connection, calls: Iterable[TaskCall]
@@ -169,7 +177,8 @@ class Client:
     async def get(self, job_id: int) -> Job:
         """The job's current state, attempts, result and errors; JobNotFound if none."""
         validation.job_id(job_id)
-        row = await self.pool.fetchrow(self.sql.get_job, job_id)
+        with _lost_connection(f"reading job {job_id}", writes=False):
+            row = await self.pool.fetchrow(self.sql.get_job, job_id)
         if row is None:
             raise JobNotFound(f"no job {job_id}: it never existed or was deleted")
         return Job.from_row(row)
@@ -178,7 +187,8 @@ class Client:
         """The newest jobs, optionally of one state."""
         state_name = _state(state).value if state is not None else None
         validation.integer("limit", limit, 0, validation.INT64)
-        rows = await self.pool.fetch(self.sql.list_jobs, state_name, limit)
+        with _lost_connection("listing jobs", writes=False):
+            rows = await self.pool.fetch(self.sql.list_jobs, state_name, limit)
         return [Job.from_row(row) for row in rows]
 
     async def workers(self) -> list[WorkerInfo]:
@@ -190,7 +200,8 @@ class Client:
     async def cancel(self, job_id: int) -> bool:
         """Cancel a job; a running attempt stops at once. False if it had already finished."""
         validation.job_id(job_id)
-        old = self._found(job_id, await self.pool.fetchval(self.sql.cancel_job, job_id))
+        with _lost_connection(f"cancelling job {job_id}", writes=True):
+            old = self._found(job_id, await self.pool.fetchval(self.sql.cancel_job, job_id))
         return not JobState(old).finished
 
     async def requeue(self, job_id: int) -> bool:
@@ -198,7 +209,8 @@ class Client:
         Returns True (JobNotFound if there is no such job)."""
         validation.job_id(job_id)
         try:
-            self._found(job_id, await self.pool.fetchval(self.sql.requeue_job, job_id))
+            with _lost_connection(f"requeueing job {job_id}", writes=True):
+                self._found(job_id, await self.pool.fetchval(self.sql.requeue_job, job_id))
         except asyncpg.UniqueViolationError:
             # Its unique key is taken by another active job since it finished.
             row = await self.pool.fetchrow(self.sql.active_job_with_key, job_id)
@@ -211,7 +223,8 @@ class Client:
         """Delete a job and its record; a running attempt stops at once.
         Returns True (JobNotFound if there is no such job)."""
         validation.job_id(job_id)
-        self._found(job_id, await self.pool.fetchval(self.sql.delete_job, job_id))
+        with _lost_connection(f"deleting job {job_id}", writes=True):
+            self._found(job_id, await self.pool.fetchval(self.sql.delete_job, job_id))
         return True
 
     def _found(self, job_id: int, old_state: str | None) -> str:
@@ -226,7 +239,8 @@ class Client:
         (attempt not counted) and exits.
         """
         seconds = validation.seconds("grace", grace)
-        stopped: int = await self.pool.fetchval(self.sql.stop_workers, seconds)
+        with _lost_connection("stopping workers", writes=True):
+            stopped: int = await self.pool.fetchval(self.sql.stop_workers, seconds)
         return stopped
 
     # -- wait -----------------------------------------------------------------------
@@ -390,6 +404,45 @@ def _state(state: JobState | str) -> JobState:
     except ValueError:
         names = ", ".join(s.value for s in JobState)
         raise ConfigurationError(f"unknown job state {state!r}: use one of {names}") from None
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether `exc` says the connection broke mid-statement (not that a statement was
+    refused, nor that the client was closed)."""
+    if isinstance(exc, (AsyncJobsError, PoolClosed)):
+        return False
+    if isinstance(exc, asyncpg.PostgresConnectionError):  # class 08, and asyncpg's own
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        # FATAL: the server ended the session (a shutdown, a terminated backend).
+        return getattr(exc, "severity_en", None) in ("FATAL", "PANIC")
+    return isinstance(
+        exc, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+    )
+
+
+@contextlib.contextmanager
+def _lost_connection(doing: str, *, writes: bool) -> Iterator[None]:
+    """Turn a connection that broke while `doing` into ConnectionLost. After a write, it
+    may have committed before the answer was lost: the caller can't know, and is told so."""
+    try:
+        yield
+    except Exception as exc:
+        if not _lost(exc):
+            raise
+        if writes:
+            outcome = (
+                "it may or may not have been done; check before retrying (an enqueue retried "
+                "blindly may make a duplicate job: enqueue with a unique_key to make retries "
+                "safe)"
+            )
+        else:
+            outcome = "nothing was changed; retry"
+        raise ConnectionLost(
+            f"the connection to PostgreSQL was lost while {doing} "
+            f"({type(exc).__name__}: {exc}); {outcome}",
+            maybe_stored=writes,
+        ) from exc
 
 
 def _refused(exc: asyncpg.PostgresError) -> Exception:

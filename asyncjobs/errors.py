@@ -12,7 +12,23 @@ class ConfigurationError(AsyncJobsError, ValueError):
 
 
 class ConnectionFailed(AsyncJobsError, ConnectionError):
-    """PostgreSQL could not be reached with the configured DSN."""
+    """PostgreSQL could not be reached with the configured DSN; nothing was stored."""
+
+    maybe_stored = False
+    """Whether what was asked may have been stored anyway (see ConnectionLost)."""
+
+
+class ConnectionLost(ConnectionFailed):
+    """The connection to PostgreSQL broke during a statement (a server restart, a network
+    cut), so whether the statement took effect is not known.
+
+    `maybe_stored` is True when the statement writes (an enqueue, cancel, requeue, delete):
+    it may have committed before the connection broke. Retrying an enqueue may then make a
+    second job, unless it has a `unique_key` (see README, "Errors and bad input")."""
+
+    def __init__(self, message: str, *, maybe_stored: bool) -> None:
+        self.maybe_stored = maybe_stored
+        super().__init__(message)
 
 
 class MigrationError(AsyncJobsError):
