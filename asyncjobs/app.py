@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .worker import Worker
 
 SCHEMA_ENV = "ASYNCJOBS_SCHEMA"
-_DSN_HINT = ": pass a PostgreSQL URL such as 'postgresql://user:password@host:5432/db'"
+_DSN_HINT = "; pass a PostgreSQL URL such as 'postgresql://user:password@host:5432/db'"
 
 
 class TaskDecorator(Protocol):

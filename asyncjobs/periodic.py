@@ -35,7 +35,7 @@ def validate_name(name: str) -> str:
 
 def validate_cron(cron: str) -> str:
     """Return `cron` if cronsim can read it, else raise ConfigurationError saying why."""
-    validation.text("cron expression", cron, most=1000, hint=": e.g. '*/5 * * * *'")
+    validation.text("cron expression", cron, most=1000, hint="; e.g. '*/5 * * * *'")
     try:
         CronSim(cron, datetime.datetime(2000, 1, 1))
     except (CronSimError, ValueError, IndexError) as exc:

@@ -48,7 +48,7 @@ class Retention:
                 object.__setattr__(self, name, value)
             if value is not None:
                 # PostgreSQL's intervals end near 178 million years; None is forever.
-                validation.seconds(f"Retention {name} (None keeps forever)", value, most=MAX_AGE)
+                validation.seconds(f"Retention {name}", value, most=MAX_AGE)
         validation.seconds("Retention interval", self.interval, zero=False, most=MAX_AGE)
         validation.integer("Retention batch_size", self.batch_size, 1, validation.INT32)
 

@@ -88,7 +88,7 @@ class JobOptions:
 def validate_task_name(name: object) -> str:
     """Return `name` if it can name a task, else raise ConfigurationError."""
     return validation.text(
-        "task name", name, most=MAX_TASK_NAME, hint=": name tasks like 'module.function'"
+        "task name", name, most=MAX_TASK_NAME, hint="; name tasks like 'module.function'"
     )
 
 

@@ -63,11 +63,11 @@ def seconds(name: str, value: object, *, zero: bool = True, most: float = MAX_SE
         or value > most
     ):
         raise ConfigurationError(
-            f"{name} must be a finite number of seconds, at most {_span(most)}, or a "
+            f"{name} must be seconds (a finite number, at most {_span(most)}) or a "
             f"timedelta, got {given!r}"
         )
     if value < 0 or (value == 0 and not zero):
-        raise ConfigurationError(f"{name} must be {'>=' if zero else '>'} 0 seconds, got {given!r}")
+        raise ConfigurationError(f"{name} must be seconds {'>=' if zero else '>'} 0, got {given!r}")
     return float(value)
 
 
@@ -80,26 +80,26 @@ def text(name: str, value: object, *, most: int = MAX_NAME, hint: str = "") -> s
     """A non-empty string PostgreSQL can store (no NUL, no lone surrogate) of at most
     `most` characters."""
     if not isinstance(value, str):
-        raise ConfigurationError(f"{name} must be a string{hint}, got {value!r}")
+        raise ConfigurationError(f"invalid {name} {value!r}: it must be a string{hint}")
     problem = storable_text_problem(value)
     if problem is None and not value.strip():
-        problem = "is empty"
+        problem = "it is empty"
     if problem is None and len(value) > most:
-        problem = f"is {len(value)} characters long (at most {most})"
+        problem = f"it is {len(value)} characters long (at most {most})"
     if problem is not None:
         shown = value if len(value) <= 80 else value[:80] + "..."
-        raise ConfigurationError(f"{name} {shown!r} {problem}{hint}")
+        raise ConfigurationError(f"invalid {name} {shown!r}: {problem}{hint}")
     return value
 
 
 def storable_text_problem(value: str) -> str | None:
     """Why PostgreSQL can't store this text, or None if it can."""
     if "\x00" in value:
-        return "holds a NUL character ('\\x00'), which PostgreSQL cannot store"
+        return "it holds a NUL character ('\\x00'), which PostgreSQL cannot store"
     try:
         value.encode()
     except UnicodeEncodeError:
-        return "holds a lone surrogate (text that is not valid Unicode), which cannot be stored"
+        return "it holds a lone surrogate (not valid Unicode), which cannot be stored"
     return None
 
 

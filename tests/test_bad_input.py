@@ -207,7 +207,7 @@ async def test_the_client_refuses_bad_input_with_its_own_error(
 
 
 APP_CASES: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
-    ("App(dsn=12345)", lambda dsn: asyncjobs.App(12345), ("dsn must be a string",)),  # type: ignore[arg-type]
+    ("App(dsn=12345)", lambda dsn: asyncjobs.App(12345), ("invalid dsn 12345", "must be a string")),  # type: ignore[arg-type]
     ("App(dsn=NUL)", lambda dsn: asyncjobs.App("postgresql://x\x00"), ("dsn", "NUL")),
     ("App(schema=5)", lambda dsn: asyncjobs.App(dsn, schema=5), ("schema",)),  # type: ignore[arg-type]
     ("App(migrate='no')", lambda dsn: asyncjobs.App(dsn, migrate="no"), ("migrate",)),  # type: ignore[arg-type]
