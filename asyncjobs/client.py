@@ -79,7 +79,12 @@ class Client:
     ) -> None:
         stack, self._stack = self._stack, None
         if stack is not None:
-            await stack.__aexit__(exc_type, exc, tb)
+            try:
+                await stack.__aexit__(exc_type, exc, tb)
+            finally:
+                # A call after the block then says how to use the client, instead of the
+                # closed pool's asyncpg error.
+                self._pool = None
 
     @property
     def pool(self) -> Pool:
@@ -130,7 +135,7 @@ class Client:
     async def enqueue_many(self, calls: Iterable[TaskCall]) -> list[int]:
         """Enqueue many jobs in one round trip: `enqueue_many(t.call(1), t.call(2))`.
         All or none are stored; ConnectionLost as for `enqueue`."""
-        batch = list(calls)
+        batch = _calls(calls)
         with _lost_connection(f"enqueueing {len(batch)} jobs", writes=True):
             return await self._insert(self.pool, batch)
 
@@ -138,7 +143,7 @@ class Client:
         self, conn: asyncpg.Connection, calls: Iterable[TaskCall]
     ) -> list[int]:
         """`enqueue_many` on your own connection, inside your transaction."""
-        return await self._insert(conn, list(calls))
+        return await self._insert(conn, _calls(calls))
 
     def _call(
         self, task: Task[Any, Any] | str, args: Sequence[Any], kwargs: dict[str, Any]
@@ -396,6 +401,17 @@ def _backoff_json(backoff: Backoff | None) -> str | None:
 def _id_array(ids: tuple[int, ...]) -> str | None:
     """Job ids as a PostgreSQL array literal, the form the enqueue statement takes."""
     return "{" + ",".join(str(i) for i in ids) + "}" if ids else None
+
+
+def _calls(calls: Iterable[TaskCall]) -> list[TaskCall]:
+    if isinstance(calls, TaskCall):  # a tuple itself: its parts would pass for calls
+        raise ConfigurationError("enqueue_many takes a list of task.call(...) items, got one")
+    try:
+        return list(calls)
+    except TypeError:
+        raise ConfigurationError(
+            f"enqueue_many takes a list of task.call(...) items, got {calls!r}"
+        ) from None
 
 
 def _state(state: JobState | str) -> JobState:

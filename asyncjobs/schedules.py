@@ -68,9 +68,11 @@ class Schedules:
             max_attempts=max_attempts,
             timeout=timeout,
         )
+        if not isinstance(paused, bool):
+            raise ConfigurationError(f"paused must be True or False, got {paused!r}")
         first = periodic.next_after(_now())
         row = await self._client.pool.fetchrow(
-            self._sql.insert_schedule, *periodic.row(), False, bool(paused), first
+            self._sql.insert_schedule, *periodic.row(), False, paused, first
         )
         if row is None:
             raise ScheduleConflict(

@@ -104,6 +104,8 @@ CLIENT_CASES: list[Case] = [
     ("add()", lambda c, t, j: c.enqueue(t), ("missing a required argument",)),
     ("enqueue_many([5])", lambda c, t, j: c.enqueue_many([t.call(1), 5]), ("task.call",)),
     ("nan in a batch", lambda c, t, j: c.enqueue_many([t.call(1), t.call(NAN)]), ("NaN",)),
+    ("enqueue_many(None)", lambda c, t, j: c.enqueue_many(None), ("enqueue_many",)),
+    ("enqueue_many(call)", lambda c, t, j: c.enqueue_many(t.call(1)), ("enqueue_many",)),
     # options
     *[
         (f"options({name}={value!r})", lambda c, t, j, n=name, v=value: t.options(**{n: v}), words)
@@ -184,6 +186,11 @@ CLIENT_CASES: list[Case] = [
         "schedules.add(priority True)",
         lambda c, t, j: c.schedules.add("s", t, "* * * * *", args=[1], priority=True),
         ("priority",),
+    ),
+    (
+        "schedules.add(paused='no')",
+        lambda c, t, j: c.schedules.add("s", t, "* * * * *", args=[1], paused="no"),
+        ("paused",),
     ),
     ("schedules.list('yes')", lambda c, t, j: c.schedules.list("yes"), ("declared",)),  # type: ignore[arg-type]
 ]
@@ -406,6 +413,13 @@ async def test_a_dsn_with_an_impossible_port_is_one_line() -> None:
 @dataclasses.dataclass
 class _Point:
     x: float
+
+
+async def test_a_client_used_after_its_block_says_so(app: asyncjobs.App) -> None:
+    async with app.client() as client:
+        pass
+    with pytest.raises(RuntimeError, match=r"inside `async with app\.client"):
+        await client.enqueue("anything")
 
 
 async def test_nan_inside_a_dataclass_is_refused(setup: tuple[asyncjobs.Client, Any, int]) -> None:
