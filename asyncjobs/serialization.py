@@ -59,8 +59,15 @@ def faithful(encoded: bytes, value: Any) -> bool:
 
 
 def without_nul(text: str) -> str:
-    """Text as PostgreSQL can store it: a NUL character becomes the four characters \\x00."""
-    return text.replace("\x00", "\\x00") if "\x00" in text else text
+    """Text as PostgreSQL can store it: a NUL character becomes the four characters \\x00,
+    and a lone surrogate (from bytes decoded with surrogateescape, say) its \\udcXX escape."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 def dumps(value: Any) -> bytes:

@@ -444,3 +444,33 @@ async def test_an_enqueue_of_fine_values_still_works(
     assert jobs[1].kwargs == {"b": None}
     assert jobs[2].run_at == soon
     assert len(await client.list_jobs()) == 5
+
+
+# Before: the error's lone surrogate could not be stored, and the worker never finished.
+@pytest.mark.timeout(60)
+async def test_a_job_reporting_lone_surrogates_and_nan_keeps_its_reports(
+    app: asyncjobs.App, client: asyncjobs.Client
+) -> None:
+    @app.task(name="odd_reports", max_attempts=1)
+    async def odd_reports() -> float:
+        job = asyncjobs.current_job()
+        job.progress(0.5, SURROGATE)
+        job.log(SURROGATE)
+        raise ValueError(f"bad byte {SURROGATE}")
+
+    @app.task(name="nan_result", max_attempts=1)
+    async def nan_result() -> float:
+        return NAN
+
+    reports = await client.enqueue(odd_reports)
+    result = await client.enqueue(nan_result)
+    async with app.worker():
+        with pytest.raises(asyncjobs.JobFailed):
+            await client.wait(reports, timeout=15)
+        with pytest.raises(asyncjobs.JobFailed, match="NaN"):
+            await client.wait(result, timeout=15)
+    job = await client.get(reports)
+    assert job.progress_message == "a\\udc80b"
+    assert [line["message"] for line in job.log] == ["a\\udc80b"]
+    assert job.error is not None and job.error["message"] == "bad byte a\\udc80b"
+    assert (await client.get(result)).result is None
