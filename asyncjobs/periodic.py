@@ -15,7 +15,7 @@ from typing import Any, Literal
 from cronsim import CronSim, CronSimError
 
 from . import validation
-from .errors import ConfigurationError
+from .errors import ArgumentsMismatch, ConfigurationError
 from .serialization import dumps, loads
 from .tasks import JobOptions, Task, TaskCall
 
@@ -139,9 +139,9 @@ def define(
     validate_cron(cron)
     time_zone(timezone)
     if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
-        raise TypeError(f"schedule {name!r}: args must be a list or tuple, got {args!r}")
+        raise ArgumentsMismatch(f"schedule {name!r}: args must be a list or tuple, got {args!r}")
     if kwargs is not None and not isinstance(kwargs, Mapping):
-        raise TypeError(f"schedule {name!r}: kwargs must be a dict, got {kwargs!r}")
+        raise ArgumentsMismatch(f"schedule {name!r}: kwargs must be a dict, got {kwargs!r}")
     configured = task.options(
         queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout
     )

@@ -179,7 +179,7 @@ class Schedules:
         if isinstance(task, Task):
             return task
         if not isinstance(task, str):
-            raise TypeError(f"a schedule needs a task or a task name, got {task!r}")
+            raise ConfigurationError(f"a schedule needs a task or a task name, got {task!r}")
         found = self._client.app.tasks.get(task)
         if found is None:
             known = ", ".join(sorted(self._client.app.tasks)) or "none"

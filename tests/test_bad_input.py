@@ -192,6 +192,17 @@ CLIENT_CASES: list[Case] = [
         lambda c, t, j: c.schedules.add("s", t, "* * * * *", args=[1], paused="no"),
         ("paused",),
     ),
+    (
+        "schedules.add(args='1')",
+        lambda c, t, j: c.schedules.add("s", t, "* * * * *", args="1"),
+        ("args",),
+    ),
+    (
+        "schedules.add(kwargs=[])",
+        lambda c, t, j: c.schedules.add("s", t, "* * * * *", args=[1], kwargs=[]),
+        ("kwargs",),
+    ),
+    ("schedules.add(task=5)", lambda c, t, j: c.schedules.add("s", 5, "* * * * *"), ("task",)),
     ("schedules.list('yes')", lambda c, t, j: c.schedules.list("yes"), ("declared",)),  # type: ignore[arg-type]
 ]
 
