@@ -8,9 +8,11 @@ from .cancel import CancelReason, CancelToken, Interrupted
 from .client import Client
 from .control import Cancel, Retry
 from .errors import (
+    ArgumentsMismatch,
     AsyncJobsError,
     ConfigurationError,
     ConnectionFailed,
+    ConnectionLost,
     DuplicateJob,
     JobCancelled,
     JobFailed,
@@ -33,6 +35,7 @@ from .worker import Worker
 
 __all__ = [
     "App",
+    "ArgumentsMismatch",
     "AsyncJobsError",
     "Backoff",
     "Cancel",
@@ -41,6 +44,7 @@ __all__ = [
     "Client",
     "ConfigurationError",
     "ConnectionFailed",
+    "ConnectionLost",
     "DuplicateJob",
     "Interrupted",
     "Job",

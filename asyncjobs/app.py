@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Protocol, overload
 
+from . import validation
 from .cancel import CancelToken
 from .connections import connect, resolve_dsn
 from .errors import ConfigurationError
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from .worker import Worker
 
 SCHEMA_ENV = "ASYNCJOBS_SCHEMA"
+_DSN_HINT = "; pass a PostgreSQL URL such as 'postgresql://user:password@host:5432/db'"
 
 
 class TaskDecorator(Protocol):
@@ -54,6 +56,10 @@ class App:
             raise ConfigurationError(
                 f"retention must be an asyncjobs.Retention(...) or None, got {retention!r}"
             )
+        if dsn is not None and dsn != "":
+            validation.text("dsn", dsn, most=10_000, hint=_DSN_HINT)
+        if not isinstance(migrate, bool):
+            raise ConfigurationError(f"migrate must be True or False, got {migrate!r}")
         self.dsn = dsn
         self.schema = validate_schema(schema or os.environ.get(SCHEMA_ENV) or "asyncjobs")
         self.auto_migrate = migrate

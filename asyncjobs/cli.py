@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import functools
 import importlib
+import json
 import logging
 import os
 import re
@@ -19,12 +20,14 @@ import asyncpg
 import click
 import orjson
 
+from . import validation
 from .app import App
-from .durations import seconds
 from .errors import AsyncJobsError
 from .job import Job, JobState
 from .retention import DAY, Retention
 from .sql import validate_schema
+from .tasks import validate_task_name
+from .validation import INT64
 from .worker import Worker
 
 P = ParamSpec("P")
@@ -82,6 +85,25 @@ def _make_app(dsn: str | None, schema: str | None) -> App:
         return App(dsn, schema=schema)
     except AsyncJobsError as exc:
         raise click.BadParameter(str(exc)) from exc
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON: pass a finite number, null, or a string")
+
+
+def json_argument(text: str, hint: str, kind: type) -> Any:
+    """Command-line JSON of `kind` (list or dict), or a usage error. Read by the standard
+    library, not orjson: orjson turns an integer past 64 bits into a float, which would be
+    stored changed; kept as an int, it is refused by name when the job is made."""
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=hint) from None
+    if not isinstance(value, kind):
+        example = "'[1, \"a\"]'" if kind is list else "'{\"a\": 1}'"
+        name = "array" if kind is list else "object"
+        raise click.BadParameter(f"must be a JSON {name}, e.g. {example}", param_hint=hint)
+    return value
 
 
 def load_app(spec: str) -> App:
@@ -151,7 +173,7 @@ class _Seconds(click.ParamType):  # type: ignore[type-arg]  # generic from click
         except ValueError:
             self.fail(f"{value!r} is not a number of seconds")
         try:
-            return seconds(label, number, positive=self._positive)
+            return validation.seconds(label, number, zero=not self._positive)
         except AsyncJobsError as exc:
             self.fail(str(exc))
 
@@ -279,14 +301,14 @@ def worker(
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     base = app.retention or Retention()
     ages_given = any(v is not None for v in (keep_succeeded, keep_failed, keep_cancelled))
-    retention = Retention(
-        succeeded=base.succeeded if keep_succeeded is None else keep_succeeded.seconds,
-        failed=base.failed if keep_failed is None else keep_failed.seconds,
-        cancelled=base.cancelled if keep_cancelled is None else keep_cancelled.seconds,
-        interval=base.interval if prune_interval is None else prune_interval,
-        batch_size=base.batch_size,
-    )
     try:
+        retention = Retention(
+            succeeded=base.succeeded if keep_succeeded is None else keep_succeeded.seconds,
+            failed=base.failed if keep_failed is None else keep_failed.seconds,
+            cancelled=base.cancelled if keep_cancelled is None else keep_cancelled.seconds,
+            interval=base.interval if prune_interval is None else prune_interval,
+            batch_size=base.batch_size,
+        )
         runner = app.worker(
             concurrency=concurrency,
             queues=queue_list,
@@ -436,23 +458,14 @@ def enqueue(
     the command line (else queue default, priority 0, 3 attempts), and a worker that has
     no task of that name fails the job with a clear error.
     """
-    try:
-        positional = orjson.loads(args)
-    except orjson.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="ARGS") from exc
-    try:
-        keywords = orjson.loads(kwargs_json)
-    except orjson.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--kwargs") from exc
-    if not isinstance(positional, list):
-        raise click.BadParameter("must be a JSON array, e.g. '[1, \"a\"]'", param_hint="ARGS")
-    if not isinstance(keywords, dict):
-        raise click.BadParameter("must be a JSON object, e.g. '{\"a\": 1}'", param_hint="--kwargs")
-    if not task.strip():
-        raise click.BadParameter("must name a task", param_hint="TASK")
+    positional = json_argument(args, "ARGS", list)
+    keywords = json_argument(kwargs_json, "--kwargs", dict)
     if app_spec is None:
         app = _make_app(dsn, schema)
-        named = app.task(name=task)(_unknown_function)
+        try:
+            named = app.task(name=validate_task_name(task))(_unknown_function)
+        except AsyncJobsError as exc:
+            raise click.BadParameter(str(exc), param_hint="TASK") from exc
     else:
         defined = load_app(app_spec)
         found = defined.tasks.get(task)
@@ -497,7 +510,7 @@ def jobs() -> None:
 
 def _job_command(fn: Callable[..., Awaitable[Any]]) -> Callable[..., None]:
     @_app_options
-    @click.argument("job_id", type=int)
+    @click.argument("job_id", type=click.IntRange(min=1, max=INT64 - 1))
     @functools.wraps(fn)
     def command(dsn: str | None, schema: str | None, job_id: int, **options: Any) -> None:
         app = _make_app(dsn, schema)
@@ -521,7 +534,7 @@ def _show(job: Job) -> None:
 
     click.echo(f"job {job.id}: {job.task} on {job.queue} (priority {job.priority})")
     click.echo(f"  state     {job.state.value}, attempt {job.attempt} of {job.max_attempts}")
-    click.echo(f"  args      {orjson.dumps(job.args).decode()} {orjson.dumps(job.kwargs).decode()}")
+    click.echo(f"  args      {_json_text(job.args)} {_json_text(job.kwargs)}")
     if job.timeout is not None:
         click.echo(f"  timeout   {job.timeout:g}s")
     if job.unique_key is not None:
@@ -538,7 +551,7 @@ def _show(job: Job) -> None:
         message = f" {job.progress_message}" if job.progress_message else ""
         click.echo(f"  progress  {job.progress:.0%}{message}")
     if job.result is not None:
-        click.echo(f"  result    {orjson.dumps(job.result).decode()}")
+        click.echo(f"  result    {_json_text(job.result)}")
     for line in job.log:
         click.echo(
             f"  log       {line.get('at')} attempt {line.get('attempt')}: {line.get('message')}"
@@ -551,6 +564,16 @@ def _show(job: Job) -> None:
     if job.error and job.error not in job.errors:
         # Not an attempt's error: e.g. why a continuation was cancelled.
         click.echo(f"  reason    {job.error.get('type')}: {job.error.get('message')}")
+
+
+def _json_text(value: Any) -> str:
+    # A value read back as text (JSON orjson can't read) is shown as that text.
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return repr(value)
 
 
 @jobs.command("show")
@@ -605,7 +628,7 @@ async def jobs_delete(client: Any, job_id: int) -> None:
     type=click.Choice([s.value for s in JobState]),
     help="Only jobs in this state.",
 )
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1, max=INT64 - 1))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
 def jobs_list(
     dsn: str | None, schema: str | None, state: str | None, limit: int, as_json: bool

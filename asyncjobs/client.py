@@ -5,17 +5,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
 import anyio
 import asyncpg
 
+from . import validation
 from .connections import connect
-from .durations import seconds
 from .errors import (
+    AsyncJobsError,
+    ConfigurationError,
     ConnectionFailed,
+    ConnectionLost,
     DuplicateJob,
     JobCancelled,
     JobFailed,
@@ -25,12 +28,12 @@ from .errors import (
 )
 from .job import Job, JobState, WorkerInfo
 from .migrations import check, migrate
-from .pool import Pool, open_pool
+from .pool import Pool, PoolClosed, open_pool
 from .retry import Backoff
 from .schedules import Schedules
 from .serialization import dumps, encode_arguments, loads
 from .sql import Channels, Queries
-from .tasks import JobOptions, P, Task, TaskCall
+from .tasks import JobOptions, P, Task, TaskCall, validate_task_name
 
 if TYPE_CHECKING:
     from .app import App
@@ -76,7 +79,12 @@ class Client:
     ) -> None:
         stack, self._stack = self._stack, None
         if stack is not None:
-            await stack.__aexit__(exc_type, exc, tb)
+            try:
+                await stack.__aexit__(exc_type, exc, tb)
+            finally:
+                # A call after the block then says how to use the client, instead of the
+                # closed pool's asyncpg error.
+                self._pool = None
 
     @property
     def pool(self) -> Pool:
@@ -98,8 +106,13 @@ class Client:
     async def enqueue(self, task: str, /, *args: Any, **kwargs: Any) -> int: ...
 
     async def enqueue(self, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any) -> int:
-        """Enqueue one job; return its id. Per-call options: `task.options(...)`."""
-        (job_id,) = await self._insert(self.pool, [self._call(task, args, kwargs)])
+        """Enqueue one job; return its id. Per-call options: `task.options(...)`.
+
+        ConnectionLost (`maybe_stored` True) if the connection broke on the way: the job may
+        exist; a `unique_key` makes a retry safe. ConnectionFailed: nothing was stored."""
+        call = self._call(task, args, kwargs)
+        with _lost_connection(f"enqueueing a job of task {call.task!r}", writes=True):
+            (job_id,) = await self._insert(self.pool, [call])
         return job_id
 
     @overload
@@ -120,19 +133,23 @@ class Client:
         return job_id
 
     async def enqueue_many(self, calls: Iterable[TaskCall]) -> list[int]:
-        """Enqueue many jobs in one round trip: `enqueue_many(t.call(1), t.call(2))`."""
-        return await self._insert(self.pool, list(calls))
+        """Enqueue many jobs in one round trip: `enqueue_many(t.call(1), t.call(2))`.
+        All or none are stored; ConnectionLost as for `enqueue`."""
+        batch = _calls(calls)
+        with _lost_connection(f"enqueueing {len(batch)} jobs", writes=True):
+            return await self._insert(self.pool, batch)
 
     async def enqueue_many_tx(
         self, conn: asyncpg.Connection, calls: Iterable[TaskCall]
     ) -> list[int]:
         """`enqueue_many` on your own connection, inside your transaction."""
-        return await self._insert(conn, list(calls))
+        return await self._insert(conn, _calls(calls))
 
     def _call(
         self, task: Task[Any, Any] | str, args: Sequence[Any], kwargs: dict[str, Any]
     ) -> TaskCall:
         if isinstance(task, str):
+            validate_task_name(task)
             registered = self.app.tasks.get(task)
             if registered is None:
                 # A producer need not import the task's code; the worker that runs it
@@ -141,7 +158,7 @@ class Client:
                 return TaskCall(task, encoded_args, encoded_kwargs, JobOptions())
             task = registered
         if not isinstance(task, Task):
-            raise TypeError(f"enqueue needs a task or a task name, got {task!r}")
+            raise ConfigurationError(f"enqueue needs a task or a task name, got {task!r}")
         return task.call(*args, **kwargs)
 
     async def _insert(self, conn: asyncpg.Connection | Pool, calls: list[TaskCall]) -> list[int]:
@@ -149,7 +166,7 @@ class Client:
             return []
         for call in calls:
             if not isinstance(call, TaskCall):
-                raise TypeError(f"enqueue_many takes task.call(...) items, got {call!r}")
+                raise ConfigurationError(f"enqueue_many takes task.call(...) items, got {call!r}")
         columns = enqueue_columns(calls)
         if len(columns) == ENQUEUE_PARAMETERS:
             ids: list[int] = await conn.fetchval(self.sql.enqueue, *columns)
@@ -164,15 +181,19 @@ class Client:
 
     async def get(self, job_id: int) -> Job:
         """The job's current state, attempts, result and errors; JobNotFound if none."""
-        row = await self.pool.fetchrow(self.sql.get_job, job_id)
+        validation.job_id(job_id)
+        with _lost_connection(f"reading job {job_id}", writes=False):
+            row = await self.pool.fetchrow(self.sql.get_job, job_id)
         if row is None:
             raise JobNotFound(f"no job {job_id}: it never existed or was deleted")
         return Job.from_row(row)
 
     async def list_jobs(self, state: JobState | str | None = None, limit: int = 50) -> list[Job]:
         """The newest jobs, optionally of one state."""
-        state_name = JobState(state).value if state is not None else None
-        rows = await self.pool.fetch(self.sql.list_jobs, state_name, limit)
+        state_name = _state(state).value if state is not None else None
+        validation.integer("limit", limit, 0, validation.INT64)
+        with _lost_connection("listing jobs", writes=False):
+            rows = await self.pool.fetch(self.sql.list_jobs, state_name, limit)
         return [Job.from_row(row) for row in rows]
 
     async def workers(self) -> list[WorkerInfo]:
@@ -183,14 +204,18 @@ class Client:
 
     async def cancel(self, job_id: int) -> bool:
         """Cancel a job; a running attempt stops at once. False if it had already finished."""
-        old = self._found(job_id, await self.pool.fetchval(self.sql.cancel_job, job_id))
+        validation.job_id(job_id)
+        with _lost_connection(f"cancelling job {job_id}", writes=True):
+            old = self._found(job_id, await self.pool.fetchval(self.sql.cancel_job, job_id))
         return not JobState(old).finished
 
     async def requeue(self, job_id: int) -> bool:
         """Run the job again from attempt 1, now; a running attempt stops at once.
         Returns True (JobNotFound if there is no such job)."""
+        validation.job_id(job_id)
         try:
-            self._found(job_id, await self.pool.fetchval(self.sql.requeue_job, job_id))
+            with _lost_connection(f"requeueing job {job_id}", writes=True):
+                self._found(job_id, await self.pool.fetchval(self.sql.requeue_job, job_id))
         except asyncpg.UniqueViolationError:
             # Its unique key is taken by another active job since it finished.
             row = await self.pool.fetchrow(self.sql.active_job_with_key, job_id)
@@ -202,7 +227,9 @@ class Client:
     async def delete(self, job_id: int) -> bool:
         """Delete a job and its record; a running attempt stops at once.
         Returns True (JobNotFound if there is no such job)."""
-        self._found(job_id, await self.pool.fetchval(self.sql.delete_job, job_id))
+        validation.job_id(job_id)
+        with _lost_connection(f"deleting job {job_id}", writes=True):
+            self._found(job_id, await self.pool.fetchval(self.sql.delete_job, job_id))
         return True
 
     def _found(self, job_id: int, old_state: str | None) -> str:
@@ -216,7 +243,9 @@ class Client:
         Each takes no new jobs, gives running ones `grace` seconds, then requeues the rest
         (attempt not counted) and exits.
         """
-        stopped: int = await self.pool.fetchval(self.sql.stop_workers, seconds("grace", grace))
+        seconds = validation.seconds("grace", grace)
+        with _lost_connection("stopping workers", writes=True):
+            stopped: int = await self.pool.fetchval(self.sql.stop_workers, seconds)
         return stopped
 
     # -- wait -----------------------------------------------------------------------
@@ -228,6 +257,9 @@ class Client:
         deleted or pruned (the message says which it can be), WaitTimeout after `timeout`
         seconds. Woken by NOTIFY, not by polling.
         """
+        validation.job_id(job_id)
+        if timeout is not None:
+            validation.seconds("timeout", timeout)
         with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
             while True:
                 await self._ensure_listening()
@@ -369,6 +401,64 @@ def _backoff_json(backoff: Backoff | None) -> str | None:
 def _id_array(ids: tuple[int, ...]) -> str | None:
     """Job ids as a PostgreSQL array literal, the form the enqueue statement takes."""
     return "{" + ",".join(str(i) for i in ids) + "}" if ids else None
+
+
+def _calls(calls: Iterable[TaskCall]) -> list[TaskCall]:
+    if isinstance(calls, TaskCall):  # a tuple itself: its parts would pass for calls
+        raise ConfigurationError("enqueue_many takes a list of task.call(...) items, got one")
+    try:
+        return list(calls)
+    except TypeError:
+        raise ConfigurationError(
+            f"enqueue_many takes a list of task.call(...) items, got {calls!r}"
+        ) from None
+
+
+def _state(state: JobState | str) -> JobState:
+    try:
+        return JobState(state)
+    except ValueError:
+        names = ", ".join(s.value for s in JobState)
+        raise ConfigurationError(f"unknown job state {state!r}: use one of {names}") from None
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether `exc` says the connection broke mid-statement (not that a statement was
+    refused, nor that the client was closed)."""
+    if isinstance(exc, (AsyncJobsError, PoolClosed)):
+        return False
+    if isinstance(exc, asyncpg.PostgresConnectionError):  # class 08, and asyncpg's own
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        # FATAL: the server ended the session (a shutdown, a terminated backend).
+        return getattr(exc, "severity_en", None) in ("FATAL", "PANIC")
+    return isinstance(
+        exc, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+    )
+
+
+@contextlib.contextmanager
+def _lost_connection(doing: str, *, writes: bool) -> Iterator[None]:
+    """Turn a connection that broke while `doing` into ConnectionLost. After a write, it
+    may have committed before the answer was lost: the caller can't know, and is told so."""
+    try:
+        yield
+    except Exception as exc:
+        if not _lost(exc):
+            raise
+        if writes:
+            outcome = (
+                "it may or may not have been done; check before retrying (an enqueue retried "
+                "blindly may make a duplicate job: enqueue with a unique_key to make retries "
+                "safe)"
+            )
+        else:
+            outcome = "nothing was changed; retry"
+        raise ConnectionLost(
+            f"the connection to PostgreSQL was lost while {doing} "
+            f"({type(exc).__name__}: {exc}); {outcome}",
+            maybe_stored=writes,
+        ) from exc
 
 
 def _refused(exc: asyncpg.PostgresError) -> Exception:

@@ -100,7 +100,15 @@ def connection_problem(exc: BaseException) -> bool:
 
 # What opening a connection raises for a bad DSN, a refused or unknown host, or a refusal
 # by the server; each is turned into ConnectionFailed or ConfigurationError by _failure().
-_CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError)
+# (OverflowError: a port past 65535, from the socket layer.)
+_CONNECT_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    ValueError,
+    OverflowError,
+)
 
 
 def _failure(dsn: str, exc: BaseException) -> Exception:
@@ -112,7 +120,7 @@ def _failure(dsn: str, exc: BaseException) -> Exception:
         hint = "check the user and password in the DSN"
     elif isinstance(exc, asyncpg.InvalidCatalogNameError):
         hint = "create the database first, or name an existing one in the DSN"
-    elif isinstance(exc, (asyncpg.ClientConfigurationError, ValueError)):
+    elif isinstance(exc, (asyncpg.ClientConfigurationError, ValueError, OverflowError)):
         return ConfigurationError(
             f"invalid PostgreSQL DSN {where!r}: {exc}; expected "
             "postgresql://user:password@host:port/database"

@@ -12,16 +12,32 @@ class ConfigurationError(AsyncJobsError, ValueError):
 
 
 class ConnectionFailed(AsyncJobsError, ConnectionError):
-    """PostgreSQL could not be reached with the configured DSN.
+    """PostgreSQL could not be reached with the configured DSN; nothing was stored.
 
     `permanent` is True when the server answered and refused: the database doesn't exist,
     or authentication failed. Retrying can't help until the DSN or the server changes, so a
     worker raises it instead of retrying.
     """
 
+    maybe_stored = False
+    """Whether what was asked may have been stored anyway (see ConnectionLost)."""
+
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class ConnectionLost(ConnectionFailed):
+    """The connection to PostgreSQL broke during a statement (a server restart, a network
+    cut), so whether the statement took effect is not known.
+
+    `maybe_stored` is True when the statement writes (an enqueue, cancel, requeue, delete):
+    it may have committed before the connection broke. Retrying an enqueue may then make a
+    second job, unless it has a `unique_key` (see README, "Errors and bad input")."""
+
+    def __init__(self, message: str, *, maybe_stored: bool) -> None:
+        super().__init__(message)
+        self.maybe_stored = maybe_stored
 
 
 class MigrationError(AsyncJobsError):
@@ -30,6 +46,10 @@ class MigrationError(AsyncJobsError):
 
 class SerializationError(AsyncJobsError, TypeError):
     """A job's arguments or result cannot be stored as JSON."""
+
+
+class ArgumentsMismatch(AsyncJobsError, TypeError):
+    """A job's arguments don't fit its task's signature; nothing was enqueued."""
 
 
 class UnknownTaskError(AsyncJobsError, LookupError):

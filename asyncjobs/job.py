@@ -9,6 +9,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
+# The columns get_job and list_jobs read as JSON text (see _decoded).
+_JSON_COLUMNS = ("args", "kwargs", "result", "error", "errors", "log")
+
 
 class JobState(enum.StrEnum):
     """Where a job is in its life. succeeded, failed and cancelled are final; awaiting
@@ -71,6 +76,15 @@ class Job:
         """Build from a `get_job`/`list_jobs` row."""
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in dict(row).items() if k in fields}
+        for name in _JSON_COLUMNS:
+            if isinstance(values.get(name), str):
+                values[name] = _decoded(values[name])
+        for name in ("errors", "log"):
+            # Read line by line with .get() by the CLI: anything else is shown as a line.
+            entries = values[name]
+            if not isinstance(entries, list):
+                entries = [entries]
+            values[name] = [e if isinstance(e, dict) else {"message": e} for e in entries]
         values["state"] = JobState(values["state"])
         values["worker_id"] = _plain_uuid(values["worker_id"])
         return cls(**values)
@@ -96,6 +110,16 @@ class WorkerInfo:
         values = dict(row)
         values["id"] = _plain_uuid(values["id"])
         return cls(**values)
+
+
+def _decoded(text: str) -> Any:
+    """A JSON column's value; its text when orjson can't read it (written by plain SQL: a
+    number beyond float or int64, nesting deeper than 1024), so one odd row can't stop a
+    listing."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
 
 
 def _plain_uuid(value: uuid.UUID | None) -> uuid.UUID | None:

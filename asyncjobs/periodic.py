@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from cronsim import CronSim, CronSimError
 
-from .errors import ConfigurationError
+from . import validation
+from .errors import ArgumentsMismatch, ConfigurationError
 from .serialization import dumps, loads
 from .tasks import JobOptions, Task, TaskCall
 
@@ -29,18 +30,12 @@ _MAX_NAME = 200
 
 def validate_name(name: str) -> str:
     """Return `name` if it can name a schedule, else raise ConfigurationError."""
-    if not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME:
-        raise ConfigurationError(
-            f"invalid schedule name {name!r}: use a non-empty string of at most "
-            f"{_MAX_NAME} characters"
-        )
-    return name
+    return validation.text("schedule name", name, most=_MAX_NAME)
 
 
 def validate_cron(cron: str) -> str:
     """Return `cron` if cronsim can read it, else raise ConfigurationError saying why."""
-    if not isinstance(cron, str):
-        raise ConfigurationError(f"a cron expression is a string, got {cron!r}")
+    validation.text("cron expression", cron, most=1000, hint="; e.g. '*/5 * * * *'")
     try:
         CronSim(cron, datetime.datetime(2000, 1, 1))
     except (CronSimError, ValueError, IndexError) as exc:
@@ -144,9 +139,9 @@ def define(
     validate_cron(cron)
     time_zone(timezone)
     if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
-        raise TypeError(f"schedule {name!r}: args must be a list or tuple, got {args!r}")
+        raise ArgumentsMismatch(f"schedule {name!r}: args must be a list or tuple, got {args!r}")
     if kwargs is not None and not isinstance(kwargs, Mapping):
-        raise TypeError(f"schedule {name!r}: kwargs must be a dict, got {kwargs!r}")
+        raise ArgumentsMismatch(f"schedule {name!r}: kwargs must be a dict, got {kwargs!r}")
     configured = task.options(
         queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout
     )

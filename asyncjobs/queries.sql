@@ -349,17 +349,51 @@ SELECT extract(epoch FROM min(due.run_at) - now())
 SELECT id, state, queue_entry, attempt FROM {schema}.jobs WHERE id = ANY($1::bigint[]);
 
 -- name: get_job
-SELECT id, task, queue, priority, args, kwargs, state, attempt, max_attempts, timeout,
-       run_at, worker_id, created_at, started_at, finished_at, result, error, errors,
-       progress, progress_message, log, unique_key, coalesce(parents, '{}') AS parents
+-- What the client shows of a job. No row may make this fail for its reader, whatever
+-- plain SQL wrote into it: a time Python can't represent (infinity, past year 9999, or BC)
+-- comes back as the last or first one it can (asyncpg would read infinity as a naive
+-- datetime.max, and fail on the others); JSON comes as text, which
+-- Job.from_row decodes and keeps as text when it can't (numbers beyond float or int64,
+-- nesting deeper than 1024).
+SELECT id, task, queue, priority, args::text, kwargs::text, state, attempt, max_attempts,
+       timeout,
+       CASE WHEN run_at > '9999-12-31 23:59:59.999999+00' THEN '9999-12-31 23:59:59.999999+00'
+            WHEN run_at < '0001-01-01 00:00:00+00' THEN '0001-01-01 00:00:00+00'
+            ELSE run_at END AS run_at,
+       worker_id,
+       CASE WHEN created_at > '9999-12-31 23:59:59.999999+00' THEN '9999-12-31 23:59:59.999999+00'
+            WHEN created_at < '0001-01-01 00:00:00+00' THEN '0001-01-01 00:00:00+00'
+            ELSE created_at END AS created_at,
+       CASE WHEN started_at > '9999-12-31 23:59:59.999999+00' THEN '9999-12-31 23:59:59.999999+00'
+            WHEN started_at < '0001-01-01 00:00:00+00' THEN '0001-01-01 00:00:00+00'
+            ELSE started_at END AS started_at,
+       CASE WHEN finished_at > '9999-12-31 23:59:59.999999+00' THEN '9999-12-31 23:59:59.999999+00'
+            WHEN finished_at < '0001-01-01 00:00:00+00' THEN '0001-01-01 00:00:00+00'
+            ELSE finished_at END AS finished_at,
+       result::text, error::text, errors::text, progress, progress_message, log::text,
+       unique_key, coalesce(parents, '{}') AS parents
   FROM {schema}.jobs
  WHERE id = $1;
 
 -- name: list_jobs
--- Newest first; $1 NULL means every state.
-SELECT id, task, queue, priority, args, kwargs, state, attempt, max_attempts, timeout,
-       run_at, worker_id, created_at, started_at, finished_at, result, error, errors,
-       progress, progress_message, log, unique_key, coalesce(parents, '{}') AS parents
+-- Newest first; $1 NULL means every state. Read as get_job reads a job.
+SELECT id, task, queue, priority, args::text, kwargs::text, state, attempt, max_attempts,
+       timeout,
+       CASE WHEN run_at > '9999-12-31 23:59:59.999999+00' THEN '9999-12-31 23:59:59.999999+00'
+            WHEN run_at < '0001-01-01 00:00:00+00' THEN '0001-01-01 00:00:00+00'
+            ELSE run_at END AS run_at,
+       worker_id,
+       CASE WHEN created_at > '9999-12-31 23:59:59.999999+00' THEN '9999-12-31 23:59:59.999999+00'
+            WHEN created_at < '0001-01-01 00:00:00+00' THEN '0001-01-01 00:00:00+00'
+            ELSE created_at END AS created_at,
+       CASE WHEN started_at > '9999-12-31 23:59:59.999999+00' THEN '9999-12-31 23:59:59.999999+00'
+            WHEN started_at < '0001-01-01 00:00:00+00' THEN '0001-01-01 00:00:00+00'
+            ELSE started_at END AS started_at,
+       CASE WHEN finished_at > '9999-12-31 23:59:59.999999+00' THEN '9999-12-31 23:59:59.999999+00'
+            WHEN finished_at < '0001-01-01 00:00:00+00' THEN '0001-01-01 00:00:00+00'
+            ELSE finished_at END AS finished_at,
+       result::text, error::text, errors::text, progress, progress_message, log::text,
+       unique_key, coalesce(parents, '{}') AS parents
   FROM {schema}.jobs
  WHERE $1::text IS NULL OR state = $1
  ORDER BY id DESC

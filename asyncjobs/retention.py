@@ -14,15 +14,15 @@ import random
 
 import anyio
 
+from . import validation
 from .connections import DATABASE_ERRORS
-from .durations import seconds
-from .errors import ConfigurationError
 from .pool import Pool
 from .sql import Queries
 
 logger = logging.getLogger("asyncjobs.retention")
 
 DAY = 86400.0
+MAX_AGE = 1000 * 365.25 * DAY
 Age = float | datetime.timedelta | None
 
 
@@ -47,21 +47,10 @@ class Retention:
                 value = value.total_seconds()
                 object.__setattr__(self, name, value)
             if value is not None:
-                try:
-                    seconds(f"Retention {name}", value)
-                except ConfigurationError as exc:
-                    raise ConfigurationError(
-                        f"{exc} (or a timedelta, or None to keep them forever)"
-                    ) from None
-        seconds("Retention interval", self.interval, positive=True)
-        if (
-            not isinstance(self.batch_size, int)
-            or isinstance(self.batch_size, bool)
-            or self.batch_size < 1
-        ):
-            raise ConfigurationError(
-                f"Retention batch_size must be an integer >= 1, got {self.batch_size!r}"
-            )
+                # PostgreSQL's intervals end near 178 million years; None is forever.
+                validation.seconds(f"Retention {name}", value, most=MAX_AGE)
+        validation.seconds("Retention interval", self.interval, zero=False, most=MAX_AGE)
+        validation.integer("Retention batch_size", self.batch_size, 1, validation.INT32)
 
     def ages(self) -> tuple[float | None, float | None, float | None]:
         """Seconds to keep succeeded, failed and cancelled jobs (None: forever)."""

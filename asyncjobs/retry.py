@@ -7,6 +7,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+from . import validation
 from .errors import ConfigurationError
 
 ExceptionTypes = tuple[type[BaseException], ...]
@@ -26,9 +27,9 @@ class Backoff:
 
     def __post_init__(self) -> None:
         for name in ("base", "cap"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-                raise ConfigurationError(f"Backoff {name} must be seconds >= 0, got {value!r}")
+            validation.seconds(f"Backoff {name}", getattr(self, name), most=validation.MAX_DELAY)
+        if not isinstance(self.jitter, bool):
+            raise ConfigurationError(f"Backoff jitter must be True or False, got {self.jitter!r}")
 
     def to_json(self) -> dict[str, Any]:
         """What is stored on a job row for a per-call backoff."""

@@ -11,7 +11,7 @@ import click
 import orjson
 
 from .app import App
-from .cli import _app_options, _make_app, _run, load_app
+from .cli import _app_options, _make_app, _run, json_argument, load_app
 from .client import Client
 from .errors import AsyncJobsError
 from .periodic import MISSED_POLICIES, Schedule, define, time_zone
@@ -27,17 +27,7 @@ def schedules() -> None:
 
 
 def _json_value(text: str | None, hint: str, kind: type) -> Any:
-    if text is None:
-        return None
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=hint) from exc
-    if not isinstance(value, kind):
-        example = "'[1, \"a\"]'" if kind is list else "'{\"a\": 1}'"
-        name = "array" if kind is list else "object"
-        raise click.BadParameter(f"must be a JSON {name}, e.g. {example}", param_hint=hint)
-    return value
+    return None if text is None else json_argument(text, hint, kind)
 
 
 def _client_app(dsn: str | None, schema: str | None, app_spec: str | None) -> App:

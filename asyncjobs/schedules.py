@@ -8,8 +8,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import ScheduleConflict, ScheduleNotFound, UnknownTaskError
-from .periodic import Periodic, Schedule, define, next_run
+from .errors import ConfigurationError, ScheduleConflict, ScheduleNotFound, UnknownTaskError
+from .periodic import Periodic, Schedule, define, next_run, validate_name
 from .retry import Backoff
 from .sql import Queries
 from .tasks import JobOptions, Task
@@ -68,9 +68,11 @@ class Schedules:
             max_attempts=max_attempts,
             timeout=timeout,
         )
+        if not isinstance(paused, bool):
+            raise ConfigurationError(f"paused must be True or False, got {paused!r}")
         first = periodic.next_after(_now())
         row = await self._client.pool.fetchrow(
-            self._sql.insert_schedule, *periodic.row(), False, bool(paused), first
+            self._sql.insert_schedule, *periodic.row(), False, paused, first
         )
         if row is None:
             raise ScheduleConflict(
@@ -152,6 +154,7 @@ class Schedules:
 
     async def get(self, name: str) -> Schedule:
         """One schedule; ScheduleNotFound if there is none of that name."""
+        validate_name(name)
         row = await self._client.pool.fetchrow(self._sql.get_schedule, name)
         if row is None:
             raise _not_found(name)
@@ -160,10 +163,13 @@ class Schedules:
     async def list(self, declared: bool | None = None) -> list[Schedule]:
         """Every schedule by name; only those declared in code (True) or added at run
         time (False) if asked."""
+        if declared is not None and not isinstance(declared, bool):
+            raise ConfigurationError(f"declared must be True, False or None, got {declared!r}")
         rows = await self._client.pool.fetch(self._sql.list_schedules, declared)
         return [Schedule.from_row(row) for row in rows]
 
     async def _locked(self, conn: Connection, name: str) -> Schedule:
+        validate_name(name)
         row = await conn.fetchrow(self._sql.lock_schedule, name)
         if row is None:
             raise _not_found(name)
@@ -173,7 +179,7 @@ class Schedules:
         if isinstance(task, Task):
             return task
         if not isinstance(task, str):
-            raise TypeError(f"a schedule needs a task or a task name, got {task!r}")
+            raise ConfigurationError(f"a schedule needs a task or a task name, got {task!r}")
         found = self._client.app.tasks.get(task)
         if found is None:
             known = ", ".join(sorted(self._client.app.tasks)) or "none"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,9 +27,47 @@ def storable(encoded: bytes) -> bool:
     return b"u0000" not in encoded or _NUL.search(encoded) is None
 
 
+NON_FINITE_HINT = (
+    "is or holds a NaN or infinite float, which JSON cannot hold (it would be stored as "
+    "null); pass a finite number, None, or a string such as 'inf'"
+)
+
+
+def has_non_finite(value: Any, depth: int = 0) -> bool:
+    """Whether `value` is or holds (in lists, tuples, dicts or dataclasses) a NaN or an
+    infinite float: orjson writes those as null, which would change the data silently."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if depth > 256:  # orjson refuses deeper data itself
+        return False
+    if isinstance(value, (list, tuple)):
+        return any(has_non_finite(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return any(has_non_finite(v, depth + 1) for v in value.values())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(
+            has_non_finite(getattr(value, f.name), depth + 1) for f in dataclasses.fields(value)
+        )
+    return False
+
+
+def faithful(encoded: bytes, value: Any) -> bool:
+    """Whether `encoded` (orjson's text of `value`) can be stored and reads back as `value`:
+    no NUL in a string, no NaN or infinity turned into null. Cheap for the common case:
+    a non-finite float can only be behind a null."""
+    return storable(encoded) and (b"null" not in encoded or not has_non_finite(value))
+
+
 def without_nul(text: str) -> str:
-    """Text as PostgreSQL can store it: a NUL character becomes the four characters \\x00."""
-    return text.replace("\x00", "\\x00") if "\x00" in text else text
+    """Text as PostgreSQL can store it: a NUL character becomes the four characters \\x00,
+    and a lone surrogate (from bytes decoded with surrogateescape, say) its \\udcXX escape."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 def dumps(value: Any) -> bytes:
@@ -51,7 +91,7 @@ def encode_arguments(
     except (orjson.JSONEncodeError, TypeError):
         pass
     else:
-        if storable(encoded_args) and storable(encoded_kwargs):
+        if faithful(encoded_args, args) and faithful(encoded_kwargs, kwargs):
             return encoded_args, encoded_kwargs
     named = [(f"positional argument {i}", v) for i, v in enumerate(args)]
     named += [(f"argument {k!r}", v) for k, v in kwargs.items()]
@@ -66,6 +106,8 @@ def encode_arguments(
             ) from exc
         if not storable(encoded):
             raise SerializationError(f"{label} of task {task!r} {NUL_HINT}")
+        if has_non_finite(value):
+            raise SerializationError(f"{label} of task {task!r} {NON_FINITE_HINT}")
     raise SerializationError(f"the arguments of task {task!r} cannot be stored as JSON")
 
 
@@ -80,4 +122,6 @@ def encode_result(task: str, value: Any) -> bytes:
         ) from exc
     if not storable(encoded):
         raise SerializationError(f"the result of task {task!r} {NUL_HINT}")
+    if b"null" in encoded and has_non_finite(value):
+        raise SerializationError(f"the result of task {task!r} {NON_FINITE_HINT}")
     return encoded

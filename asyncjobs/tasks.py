@@ -6,27 +6,26 @@ import dataclasses
 import datetime
 import functools
 import inspect
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, Literal, NamedTuple, ParamSpec, TypeVar
 
 import orjson
 
+from . import validation
 from .cancel import CancelToken
-from .errors import ConfigurationError
+from .errors import ArgumentsMismatch, ConfigurationError
 from .retry import Backoff, ExceptionTypes, validate_backoff
-from .serialization import encode_arguments, storable
+from .serialization import encode_arguments, faithful
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 # No whitespace, '@' or ',' : queue names travel in NOTIFY payloads ("emails@<epoch>").
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
-_INT32 = 2**31
-_INT64 = 2**63
 # A btree entry must fit in a third of a page; keys are meant to be short anyway.
 MAX_UNIQUE_KEY = 512
+MAX_TASK_NAME = 1000
 OnDuplicate = Literal["existing", "raise"]
 OnParentFailure = Literal["cancel", "run"]
 
@@ -59,50 +58,26 @@ class JobOptions:
 
     def __post_init__(self) -> None:
         validate_queue(self.queue)
-        if not _is_int(self.priority) or not -_INT32 <= self.priority < _INT32:
-            raise ConfigurationError(f"priority must be a 32-bit integer, got {self.priority!r}")
-        if not _is_int(self.max_attempts) or not 1 <= self.max_attempts < _INT32:
-            raise ConfigurationError(
-                f"max_attempts must be an integer >= 1, got {self.max_attempts!r}"
-            )
-        # `not x > 0` also refuses NaN, which every comparison calls false.
-        if self.timeout is not None and (not _is_number(self.timeout) or not self.timeout > 0):
-            raise ConfigurationError(
-                f"timeout must be a number of seconds > 0 or None, got {self.timeout!r}"
-            )
-        if self.delay is not None and (
-            not _is_number(self.delay) or not 0 <= self.delay < math.inf
-        ):
-            raise ConfigurationError(
-                f"delay must be a finite number of seconds >= 0 or a timedelta, got {self.delay!r}"
-            )
+        validation.integer("priority", self.priority, -validation.INT32, validation.INT32)
+        validation.integer("max_attempts", self.max_attempts, 1, validation.INT32)
+        if self.timeout is not None:
+            validation.seconds("timeout", self.timeout, zero=False)
+        if self.delay is not None:
+            validation.seconds("delay", self.delay, most=validation.MAX_DELAY)
         if self.run_at is not None:
-            if not isinstance(self.run_at, datetime.datetime):
-                raise ConfigurationError(f"run_at must be a datetime, got {self.run_at!r}")
-            if self.run_at.tzinfo is None or self.run_at.utcoffset() is None:
-                raise ConfigurationError(
-                    f"run_at {self.run_at.isoformat()} has no time zone: pass an aware "
-                    "datetime, e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
-                )
+            validation.aware_datetime("run_at", self.run_at)
             if self.delay is not None:
                 raise ConfigurationError("pass delay or run_at, not both")
         validate_backoff(self.backoff)
-        if self.unique_key is not None and (
-            not isinstance(self.unique_key, str)
-            or not self.unique_key
-            or len(self.unique_key) > MAX_UNIQUE_KEY
-        ):
-            raise ConfigurationError(
-                f"unique_key must be a non-empty string of at most {MAX_UNIQUE_KEY} "
-                f"characters, got {self.unique_key!r}"
-            )
+        if self.unique_key is not None:
+            validation.text("unique_key", self.unique_key, most=MAX_UNIQUE_KEY)
         if self.on_duplicate not in ("existing", "raise"):
             raise ConfigurationError(
                 f"on_duplicate must be 'existing' (return the active job's id) or 'raise', "
                 f"got {self.on_duplicate!r}"
             )
-        if not all(_is_int(p) and 1 <= p < _INT64 for p in self.after):
-            raise ConfigurationError(f"after must be job ids (integers >= 1), got {self.after!r}")
+        for parent in self.after:
+            validation.job_id(parent)
         if self.on_parent_failure not in ("cancel", "run"):
             raise ConfigurationError(
                 "on_parent_failure must be 'cancel' (the default) or 'run' (run anyway), "
@@ -110,12 +85,11 @@ class JobOptions:
             )
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def validate_task_name(name: object) -> str:
+    """Return `name` if it can name a task, else raise ConfigurationError."""
+    return validation.text(
+        "task name", name, most=MAX_TASK_NAME, hint="; name tasks like 'module.function'"
+    )
 
 
 def _job_ids(value: int | Iterable[int] | None) -> tuple[int, ...] | None:
@@ -127,7 +101,7 @@ def _job_ids(value: int | Iterable[int] | None) -> tuple[int, ...] | None:
     ids = (value,) if isinstance(value, int) else tuple(value)
     if not ids:
         raise ConfigurationError("after needs at least one job id (or leave it out)")
-    if not all(_is_int(i) for i in ids):
+    if not all(validation.is_int(i) for i in ids):
         raise ConfigurationError(f"after must be job ids (integers), got {value!r}")
     return tuple(sorted(set(ids)))
 
@@ -205,7 +179,7 @@ class Task(Generic[P, R]):
         fail_on: ExceptionTypes = (),
     ) -> None:
         self.fn = fn
-        self.name = name
+        self.name = validate_task_name(name)
         self.defaults = options
         self.backoff = backoff
         self.retry_on = retry_on
@@ -308,15 +282,33 @@ class Task(Generic[P, R]):
             except (orjson.JSONEncodeError, TypeError):
                 pass  # encode_arguments below names the argument
             else:
-                if storable(encoded):
+                if faithful(encoded, args):
                     return _make_call((self.name, encoded, b"{}", self.defaults))
         if plain is None or not plain.fits(args, kwargs):
             try:
                 self.signature.bind(*args, **kwargs)
             except TypeError as exc:
-                raise TypeError(f"task {self.name!r}: {exc}") from None
+                raise ArgumentsMismatch(
+                    f"task {self.name!r}: {self._misfit(kwargs) or exc}; nothing was enqueued"
+                ) from None
         encoded_args, encoded_kwargs = encode_arguments(self.name, args, kwargs)
         return TaskCall(self.name, encoded_args, encoded_kwargs, self.defaults)
+
+    def _misfit(self, kwargs: Mapping[str, Any]) -> str | None:
+        """The keyword arguments the signature has no place for, named: bind() would
+        report a missing argument first, which hides the misspelt one."""
+        params = self.signature.parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return None
+        unknown = [
+            name
+            for name in kwargs
+            if name not in params or params[name].kind is inspect.Parameter.POSITIONAL_ONLY
+        ]
+        if not unknown:
+            return None
+        names = ", ".join(repr(n) for n in unknown)
+        return f"unexpected keyword argument{'s' if len(unknown) > 1 else ''} {names}"
 
     def bind(
         self, args: Sequence[Any], kwargs: Mapping[str, Any], token: CancelToken

@@ -14,11 +14,11 @@ import anyio
 import asyncpg
 from anyio.abc import TaskGroup, TaskStatus
 
+from . import validation
 from .cancel import CancelReason
 from .claims import Claim, ClaimConnections
 from .client import Client
 from .connections import connect
-from .durations import seconds
 from .errors import ConfigurationError, ConnectionFailed
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
@@ -99,9 +99,11 @@ class Worker:
         self.id = uuid.uuid4()
         self.concurrency = concurrency
         self.queues = [validate_queue(q) for q in queues]
-        self.grace = seconds("grace", grace)
-        self.poll_interval = seconds("poll_interval", poll_interval, positive=True)
-        self.heartbeat_interval = seconds("heartbeat_interval", heartbeat_interval, positive=True)
+        self.grace = validation.seconds("grace", grace)
+        self.poll_interval = validation.seconds("poll_interval", poll_interval, zero=False)
+        self.heartbeat_interval = validation.seconds(
+            "heartbeat_interval", heartbeat_interval, zero=False
+        )
         self.batch_size = batch_size
         # None: this worker doesn't prune (the app keeps jobs forever, or prune=False).
         self.retention = (retention or app.retention) if prune else None
@@ -170,7 +172,7 @@ class Worker:
         grace it asked for.
         """
         if grace is not None:
-            grace = seconds("grace", grace)
+            grace = validation.seconds("grace", grace)
         self._stop_calls += 1
         self._request_stop(grace, force=force or self._stop_calls > 1)
 
@@ -187,7 +189,7 @@ class Worker:
         """A stop asked of every worker (NOTIFY or the heartbeat's flag), with its grace as
         stored: anything but a valid number of seconds gets this worker's own grace."""
         try:
-            checked: float | None = seconds("stop_workers grace", grace)
+            checked: float | None = validation.seconds("stop_workers grace", grace)
         except ConfigurationError as exc:
             logger.warning(
                 "worker %s: a stop broadcast carries an unusable grace (%s); this worker's "

@@ -173,7 +173,7 @@ async def test_invalid_options_are_usage_errors(env: dict[str, str]) -> None:
         (["enqueue", "quick", "not json"], "not valid JSON"),
         (["enqueue", "quick", '{"x": 1}'], "must be a JSON array"),
         (["enqueue", "quick", "[1]", "--priority", str(2**40)], "priority"),
-        (["enqueue", "", "[1]"], "must name a task"),
+        (["enqueue", "", "[1]"], "invalid task name '': it is empty"),
         (["enqueue", "nope", "[]", "--app", "examples.tasks:app"], "has no task named 'nope'"),
         (
             ["enqueue", "examples.tasks.add", "[1]", "--app", "examples.tasks:app"],

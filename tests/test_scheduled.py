@@ -38,10 +38,10 @@ async def test_naive_run_at_is_rejected_and_aware_ones_in_any_zone_work(
     with pytest.raises(asyncjobs.ConfigurationError, match="delay or run_at, not both"):
         noop.options(run_at=_now(), delay=5)
     for delay in (-1, float("nan"), float("inf")):
-        with pytest.raises(asyncjobs.ConfigurationError, match="delay must be a finite number"):
+        with pytest.raises(asyncjobs.ConfigurationError, match="delay must be seconds"):
             noop.options(delay=delay)
     for timeout in (0, float("nan")):
-        with pytest.raises(asyncjobs.ConfigurationError, match="timeout must be a number"):
+        with pytest.raises(asyncjobs.ConfigurationError, match="timeout must be seconds"):
             noop.options(timeout=timeout)
     tokyo = datetime.timezone(datetime.timedelta(hours=9))
     when = (_now() + datetime.timedelta(hours=2)).astimezone(tokyo)

@@ -239,7 +239,7 @@ async def test_requeue_respects_an_active_key(app: asyncjobs.App, client: asyncj
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"unique_key": ""}, "unique_key must be a non-empty string"),
+        ({"unique_key": ""}, "invalid unique_key '': it is empty"),
         ({"unique_key": "x" * 600}, "at most 512"),
         ({"on_duplicate": "ignore"}, "on_duplicate must be 'existing'"),
         ({"after": "12"}, "after must be a job id"),
