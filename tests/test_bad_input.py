@@ -378,7 +378,7 @@ CLI_CASES: list[tuple[list[str], int, str]] = [
     (["jobs", "delete", str(2**63)], 2, "JOB_ID"),
     (["jobs", "list", "--limit", "-1"], 2, "--limit"),
     (["jobs", "list", "--limit", str(HUGE)], 2, "--limit"),
-    (["workers", "stop", "--grace", "nan"], 1, "grace"),
+    (["workers", "stop", "--grace", "nan"], 2, "grace"),
     (
         [
             "schedules",

@@ -211,9 +211,9 @@ async def test_a_worker_process_prunes_with_cli_settings(
 
 
 def test_invalid_retention_is_rejected() -> None:
-    with pytest.raises(asyncjobs.ConfigurationError, match="Retention failed must be a finite"):
+    with pytest.raises(asyncjobs.ConfigurationError, match="Retention failed must be seconds"):
         asyncjobs.Retention(failed=-1)
-    with pytest.raises(asyncjobs.ConfigurationError, match="Retention succeeded must be a finite"):
+    with pytest.raises(asyncjobs.ConfigurationError, match="Retention succeeded must be seconds"):
         asyncjobs.Retention(succeeded=float("nan"))
     with pytest.raises(asyncjobs.ConfigurationError, match="interval"):
         asyncjobs.Retention(interval=0)
