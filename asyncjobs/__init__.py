@@ -5,7 +5,7 @@ A job is never lost and never stuck, and it stops the moment you ask it to.
 
 from .app import App
 from .cancel import CancelReason, CancelToken, Interrupted
-from .client import Client
+from .client.client import Client
 from .control import Cancel, Retry
 from .errors import (
     ArgumentsMismatch,
@@ -27,11 +27,11 @@ from .errors import (
 )
 from .job import Job, JobState, WorkerInfo
 from .job_context import JobContext, current_job
-from .periodic import Schedule
 from .retention import Retention
 from .retry import Backoff
+from .schedule import Schedule
 from .tasks import JobOptions, Task, TaskCall
-from .worker import Worker
+from .worker.worker import Worker
 
 __all__ = [
     "App",

@@ -1,5 +1,5 @@
 """`python -m asyncjobs` is the `asyncjobs` command."""
 
-from .cli import main
+from .cli.main import main
 
 main()

@@ -10,19 +10,19 @@ from typing import TYPE_CHECKING, Any, Concatenate, Protocol, overload
 
 from . import validation
 from .cancel import CancelToken
-from .connections import connect, resolve_dsn
+from .db.connections import connect, resolve_dsn
+from .db.migrations import migrate
+from .db.sql import validate_schema
 from .errors import ConfigurationError
-from .migrations import migrate
-from .periodic import Periodic, define
 from .retention import Retention
 from .retry import Backoff, exception_types, validate_backoff
-from .sql import validate_schema
+from .schedule import Periodic, define
 from .tasks import JobOptions, P, R, Task, task_name
 
 if TYPE_CHECKING:
-    from .client import Client
-    from .embedded import EmbeddedServer
-    from .worker import Worker
+    from .client.client import Client
+    from .db.embedded import EmbeddedServer
+    from .worker.worker import Worker
 
 SCHEMA_ENV = "ASYNCJOBS_SCHEMA"
 _DSN_HINT = "; pass a PostgreSQL URL such as 'postgresql://user:password@host:5432/db'"
@@ -197,7 +197,7 @@ class App:
 
     def client(self) -> Client:
         """A client to enqueue and control jobs: `async with app.client() as client:`."""
-        from .client import Client
+        from .client.client import Client
 
         return Client(self)
 
@@ -222,7 +222,7 @@ class App:
         database sessions (default: concurrency, at most 10) hold claim transactions; past
         that, new jobs join the youngest open claim.
         """
-        from .worker import Worker
+        from .worker.worker import Worker
 
         return Worker(
             self,
@@ -256,7 +256,7 @@ class App:
         if dsn is not None:
             yield dsn
             return
-        from .embedded import EmbeddedServer
+        from .db.embedded import EmbeddedServer
 
         if self._embedded is None:
             server = EmbeddedServer()

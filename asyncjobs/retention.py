@@ -15,9 +15,9 @@ import random
 import anyio
 
 from . import validation
-from .connections import DATABASE_ERRORS
-from .pool import Pool
-from .sql import Queries
+from .db.connections import DATABASE_ERRORS
+from .db.pool import Pool
+from .db.sql import Queries
 
 logger = logging.getLogger("asyncjobs.retention")
 

@@ -34,7 +34,7 @@ def pg_dsn() -> Iterator[str]:
         with PostgresContainer("postgres:18", driver=None) as container:
             yield container.get_connection_url()
         return
-    from asyncjobs.embedded import EmbeddedServer
+    from asyncjobs.db.embedded import EmbeddedServer
 
     with tempfile.TemporaryDirectory(prefix="asyncjobs-test-") as tmp:
         os.chmod(tmp, 0o755)

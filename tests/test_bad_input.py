@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import asyncjobs
-from asyncjobs.cli import cli as root_command
+from asyncjobs.cli.main import cli as root_command
 
 UTC = datetime.UTC
 NAN = math.nan

@@ -19,8 +19,8 @@ import click
 import orjson
 import pytest
 
-from asyncjobs.cli import cli as root_command
-from asyncjobs.migrations import available
+from asyncjobs.cli.main import cli as root_command
+from asyncjobs.db.migrations import available
 
 ROOT = Path(__file__).resolve().parent.parent
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 import asyncjobs
-from asyncjobs.embedded import EmbeddedServer
+from asyncjobs.db.embedded import EmbeddedServer
 
 
 @pytest.fixture

@@ -191,7 +191,7 @@ async def test_a_stop_while_a_claim_is_being_started_gives_its_job_the_grace(
 
 async def test_restarting_postgresql_under_load_loses_nothing() -> None:
     """A private server (its own data dir) so that restarting it disturbs no other test."""
-    from asyncjobs.embedded import EmbeddedServer
+    from asyncjobs.db.embedded import EmbeddedServer
 
     with tempfile.TemporaryDirectory(prefix="asyncjobs-restart-") as tmp:
         os.chmod(tmp, 0o755)
@@ -231,7 +231,7 @@ async def test_a_lost_parked_claim_brings_back_only_stale_rows(
     """Claims of finished jobs stay open for a while (parked) for the next claim to join.
     When their sessions die, their rows come back: the jobs are done and must not run
     again, and the rows must not stay in the queue."""
-    from asyncjobs import claims
+    from asyncjobs.worker import claims
 
     # Claims park only while a backlog lasts, for 20 ms: here every claim parks, for a
     # minute, so that the test can kill sessions holding parked claims.

@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from asyncjobs.embedded import (
+from asyncjobs.db.embedded import (
     EmbeddedPostgresError,
     EmbeddedServer,
     _server_user,
@@ -141,7 +141,7 @@ async def test_second_server_attaches(cluster: Path) -> None:
 def test_server_dies_with_owner_process(cluster: Path) -> None:
     code = (
         "import sys, time\n"
-        "from asyncjobs.embedded import EmbeddedServer\n"
+        "from asyncjobs.db.embedded import EmbeddedServer\n"
         "server = EmbeddedServer(sys.argv[1])\n"
         "server.start()\n"
         "print(server.pid, flush=True)\n"

@@ -8,7 +8,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from asyncjobs.loop_watchdog import LoopWatchdog
+from asyncjobs.worker.loop_watchdog import LoopWatchdog
 
 
 async def test_a_long_block_is_reported_while_it_lasts_and_when_it_ends(

@@ -13,12 +13,12 @@ import asyncpg
 import pytest
 
 import asyncjobs
-from asyncjobs.migrations import available, check, migrate
-from asyncjobs.sql import Queries, parse, render
+from asyncjobs.db.migrations import available, check, migrate
+from asyncjobs.db.sql import Queries, parse, render
 
 
 def _schema_sql() -> str:
-    return resources.files("asyncjobs").joinpath("schema.sql").read_text()
+    return resources.files("asyncjobs.db").joinpath("schema.sql").read_text()
 
 
 # Each query takes the schema name as $1 and returns rows in a stable order.
@@ -246,7 +246,7 @@ async def test_every_runtime_statement_plans_against_a_migrated_schema(
     admin: asyncpg.Connection, schema: str
 ) -> None:
     await migrate(admin, schema)
-    text = resources.files("asyncjobs").joinpath("queries.sql").read_text()
+    text = resources.files("asyncjobs.db").joinpath("queries.sql").read_text()
     blocks = parse(text)
     # The dataclass names exactly the blocks of queries.sql, in the same order.
     assert [f.name for f in dataclasses.fields(Queries)] == list(blocks)

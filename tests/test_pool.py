@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 import asyncjobs
-from asyncjobs.pool import Pool, PoolClosed, open_pool
+from asyncjobs.db.pool import Pool, PoolClosed, open_pool
 
 PID = "SELECT pg_backend_pid()"
 

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 import asyncjobs
-from asyncjobs.sql import Queries
+from asyncjobs.db.sql import Queries
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 
 import asyncjobs
+from asyncjobs.db.sql import Queries
 from asyncjobs.retention import Pruner
-from asyncjobs.sql import Queries
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = 86400

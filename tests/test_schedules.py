@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 import asyncjobs
-from asyncjobs.periodic import next_run
+from asyncjobs.schedule import next_run
 
 Spawn = Callable[..., subprocess.Popen[str]]
 UTC = datetime.UTC

@@ -11,7 +11,7 @@ import time
 import anyio
 
 import asyncjobs
-from asyncjobs import fetcher
+from asyncjobs.worker import fetcher
 
 app = asyncjobs.App()
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import anyio
 import click
 
-from .app import App
-from .client import Client
-from .errors import JobCancelled
-from .job import JobState
-from .job_context import current_job
+from ..app import App
+from ..client.client import Client
+from ..errors import JobCancelled
+from ..job import JobState
+from ..job_context import current_job
 
 SCHEMA = "asyncjobs_demo"
 app = App(schema=SCHEMA)
@@ -88,7 +88,7 @@ async def run_demo() -> None:
                         "--log-level",
                         "WARNING",
                         "worker",
-                        "asyncjobs.demo:app",
+                        "asyncjobs.cli.demo:app",
                         "--concurrency",
                         "8",
                     ],

@@ -20,15 +20,15 @@ import asyncpg
 import click
 import orjson
 
-from . import validation
-from .app import App
-from .errors import AsyncJobsError
-from .job import Job, JobState
-from .retention import DAY, Retention
-from .sql import validate_schema
-from .tasks import validate_task_name
-from .validation import INT64
-from .worker import Worker
+from .. import validation
+from ..app import App
+from ..db.sql import validate_schema
+from ..errors import AsyncJobsError
+from ..job import Job, JobState
+from ..retention import DAY, Retention
+from ..tasks import validate_task_name
+from ..validation import INT64
+from ..worker.worker import Worker
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -726,7 +726,7 @@ def demo() -> None:
 
 
 # Last: the schedule commands use this module's helpers.
-from .schedule_commands import schedules  # noqa: E402
+from .schedules import schedules  # noqa: E402
 
 cli.add_command(schedules)
 

@@ -10,11 +10,11 @@ from typing import Any
 import click
 import orjson
 
-from .app import App
-from .cli import _app_options, _make_app, _run, json_argument, load_app
-from .client import Client
-from .errors import AsyncJobsError
-from .periodic import MISSED_POLICIES, Schedule, define, time_zone
+from ..app import App
+from ..client.client import Client
+from ..errors import AsyncJobsError
+from ..schedule import MISSED_POLICIES, Schedule, define, time_zone
+from .main import _app_options, _make_app, _run, json_argument, load_app
 
 
 @click.group()

@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any, overload
 import anyio
 import asyncpg
 
-from . import validation
-from .connections import connect
-from .errors import (
+from .. import validation
+from ..db.connections import connect
+from ..db.migrations import check, migrate
+from ..db.pool import Pool, PoolClosed, open_pool
+from ..db.sql import Channels, Queries
+from ..errors import (
     AsyncJobsError,
     ConfigurationError,
     ConnectionFailed,
@@ -26,17 +29,14 @@ from .errors import (
     SerializationError,
     WaitTimeout,
 )
-from .job import Job, JobState, WorkerInfo
-from .migrations import check, migrate
-from .pool import Pool, PoolClosed, open_pool
-from .retry import Backoff
+from ..job import Job, JobState, WorkerInfo
+from ..retry import Backoff
+from ..serialization import dumps, encode_arguments, loads
+from ..tasks import JobOptions, P, Task, TaskCall, validate_task_name
 from .schedules import Schedules
-from .serialization import dumps, encode_arguments, loads
-from .sql import Channels, Queries
-from .tasks import JobOptions, P, Task, TaskCall, validate_task_name
 
 if TYPE_CHECKING:
-    from .app import App
+    from ..app import App
 
 logger = logging.getLogger("asyncjobs.client")
 

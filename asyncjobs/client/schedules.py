@@ -8,15 +8,15 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError, ScheduleConflict, ScheduleNotFound, UnknownTaskError
-from .periodic import Periodic, Schedule, define, next_run, validate_name
-from .retry import Backoff
-from .sql import Queries
-from .tasks import JobOptions, Task
+from ..db.sql import Queries
+from ..errors import ConfigurationError, ScheduleConflict, ScheduleNotFound, UnknownTaskError
+from ..retry import Backoff
+from ..schedule import Periodic, Schedule, define, next_run, validate_name
+from ..tasks import JobOptions, Task
 
 if TYPE_CHECKING:
+    from ..db.migrations import Connection
     from .client import Client
-    from .migrations import Connection
 
 logger = logging.getLogger("asyncjobs.schedules")
 

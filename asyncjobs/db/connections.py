@@ -12,7 +12,7 @@ import anyio
 import asyncpg
 import orjson
 
-from .errors import ConfigurationError, ConnectionFailed
+from ..errors import ConfigurationError, ConnectionFailed
 
 DSN_ENV = "ASYNCJOBS_DSN"
 

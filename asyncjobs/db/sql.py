@@ -6,7 +6,7 @@ import dataclasses
 import re
 from importlib import resources
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 # Lower-case so the quoted and bare forms name the same thing, and short enough that
 # "<schema>.control" stays within PostgreSQL's 63-byte identifier limit for channels.

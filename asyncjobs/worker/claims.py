@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 import anyio
 import asyncpg
 
-from .connections import close_gently, connect
+from ..db.connections import close_gently, connect
 
 if TYPE_CHECKING:
-    from .job_runner import RunningJob
+    from .runner import RunningJob
 
 logger = logging.getLogger("asyncjobs.claims")
 

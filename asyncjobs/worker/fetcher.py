@@ -17,12 +17,12 @@ import anyio
 import anyio.abc
 import asyncpg
 
+from ..db.connections import DATABASE_ERRORS
+from ..db.pool import Pool
+from ..db.sql import Queries
 from .claims import Claim, ClaimConnections
-from .connections import DATABASE_ERRORS
-from .job_runner import RunningJob
-from .pool import Pool
 from .recorder import Recorder
-from .sql import Queries
+from .runner import RunningJob
 
 logger = logging.getLogger("asyncjobs.fetcher")
 

@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
-from .connections import DATABASE_ERRORS
-from .pool import Pool
-from .sql import Queries
+from ..db.connections import DATABASE_ERRORS
+from ..db.pool import Pool
+from ..db.sql import Queries
 
 logger = logging.getLogger("asyncjobs.heartbeat")
 

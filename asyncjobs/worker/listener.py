@@ -13,7 +13,7 @@ import anyio
 import asyncpg
 from anyio.abc import TaskStatus
 
-from .connections import DATABASE_ERRORS, connect
+from ..db.connections import DATABASE_ERRORS, connect
 
 logger = logging.getLogger("asyncjobs.listener")
 

@@ -11,7 +11,7 @@ from types import FrameType
 
 import anyio
 
-from .job_runner import RunningJob
+from .runner import RunningJob
 
 logger = logging.getLogger("asyncjobs.watchdog")
 

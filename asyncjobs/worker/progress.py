@@ -14,10 +14,10 @@ from typing import Any
 
 import anyio
 
-from .connections import DATABASE_ERRORS, connection_problem
-from .job_context import LOG_LINES, JobContext, Taken
-from .pool import Pool
-from .serialization import dumps
+from ..db.connections import DATABASE_ERRORS, connection_problem
+from ..db.pool import Pool
+from ..job_context import LOG_LINES, JobContext, Taken
+from ..serialization import dumps
 
 logger = logging.getLogger("asyncjobs.progress")
 

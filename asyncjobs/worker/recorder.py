@@ -19,11 +19,11 @@ from typing import Any
 import anyio
 import asyncpg
 
+from ..db.connections import DATABASE_ERRORS, close_gently, connect, connection_problem
+from ..db.sql import Queries
+from ..serialization import dumps
 from .claims import Claim
-from .connections import DATABASE_ERRORS, close_gently, connect, connection_problem
-from .job_runner import Outcome, RunningJob, error_record
-from .serialization import dumps
-from .sql import Queries
+from .runner import Outcome, RunningJob, error_record
 
 logger = logging.getLogger("asyncjobs.recorder")
 

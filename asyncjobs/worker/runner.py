@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from .cancel import CancelReason, CancelToken, Interrupted
-from .control import Cancel, Retry
-from .errors import ConfigurationError, SerializationError, UnknownTaskError
-from .job_context import JobContext, enter, leave
-from .retry import Backoff
-from .serialization import encode_result, without_nul
+from ..cancel import CancelReason, CancelToken, Interrupted
+from ..control import Cancel, Retry
+from ..errors import ConfigurationError, SerializationError, UnknownTaskError
+from ..job_context import JobContext, enter, leave
+from ..retry import Backoff
+from ..serialization import encode_result, without_nul
 
 if TYPE_CHECKING:
+    from ..tasks import Task
     from .claims import Claim
-    from .tasks import Task
 
 logger = logging.getLogger("asyncjobs.worker")
 

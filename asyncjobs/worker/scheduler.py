@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, cast
 import anyio
 import asyncpg
 
-from .connections import DATABASE_ERRORS
-from .errors import AsyncJobsError
-from .periodic import MISSED_AFTER, Schedule, next_run
-from .pool import Pool
-from .sql import Queries
-from .tasks import TaskCall
+from ..db.connections import DATABASE_ERRORS
+from ..db.pool import Pool
+from ..db.sql import Queries
+from ..errors import AsyncJobsError
+from ..schedule import MISSED_AFTER, Schedule, next_run
+from ..tasks import TaskCall
 
 if TYPE_CHECKING:
-    from .migrations import Connection
+    from ..db.migrations import Connection
 
 logger = logging.getLogger("asyncjobs.scheduler")
 

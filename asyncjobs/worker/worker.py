@@ -14,30 +14,30 @@ import anyio
 import asyncpg
 from anyio.abc import TaskGroup, TaskStatus
 
-from . import validation
-from .cancel import CancelReason
+from .. import validation
+from ..cancel import CancelReason
+from ..client.client import Client
+from ..client.schedules import sync_declared
+from ..db.connections import connect
+from ..db.migrations import check, migrate
+from ..db.pool import Pool, open_pool
+from ..db.sql import Channels, Queries
+from ..errors import ConfigurationError, ConnectionFailed
+from ..job_context import JobContext
+from ..retention import Pruner, Retention
+from ..tasks import validate_queue
 from .claims import Claim, ClaimConnections
-from .client import Client
-from .connections import connect
-from .errors import ConfigurationError, ConnectionFailed
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
-from .job_context import JobContext
-from .job_runner import JobRunner, RunningJob
 from .listener import Listener
 from .loop_watchdog import LoopWatchdog
-from .migrations import check, migrate
-from .pool import Pool, open_pool
-from .progress_writer import ProgressWriter
+from .progress import ProgressWriter
 from .recorder import Recorder
-from .retention import Pruner, Retention
+from .runner import JobRunner, RunningJob
 from .scheduler import Scheduler
-from .schedules import sync_declared
-from .sql import Channels, Queries
-from .tasks import validate_queue
 
 if TYPE_CHECKING:
-    from .app import App
+    from ..app import App
 
 logger = logging.getLogger("asyncjobs.worker")
 

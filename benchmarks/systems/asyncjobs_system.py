@@ -133,7 +133,7 @@ class AsyncjobsSystem(System):
         return [r["t"] for r in rows]
 
     async def claim_probe(self, conn: asyncpg.Connection) -> float | None:
-        from asyncjobs.sql import Queries
+        from asyncjobs.db.sql import Queries
 
         claim = Queries.for_schema(SCHEMA).claim
         tx = conn.transaction()

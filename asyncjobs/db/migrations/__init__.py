@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from ..errors import MigrationError
+from ...errors import MigrationError
 from ..sql import render
 
 if TYPE_CHECKING:
