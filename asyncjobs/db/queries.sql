@@ -203,12 +203,6 @@ SELECT array_agg(id ORDER BY n) AS ids,
 -- due rows, from the queues $1 in their order (see claim_jobs in the schema).
 SELECT id, job_id FROM {schema}.claim_jobs($1::text[], $2::int);
 
--- name: watch_held
--- An idle worker's lock wait (see Fetcher._watch): 'free' when the first due row held by
--- another worker is released by a rollback (that worker died), 'gone' when its holder
--- committed, NULL when no due row is held by another worker. $2: the rows this worker holds.
-SELECT {schema}.watch_held($1::text[], $2::bigint[]);
-
 -- name: start_and_finish
 -- Everything a worker has to record, in one statement and one commit: the outcomes of
 -- finished attempts ($1-$7) and the start of claimed jobs ($8-$9, by worker $10). They
@@ -225,8 +219,9 @@ SELECT {schema}.watch_held($1::text[], $2::bigint[]);
 -- starts over with each attempt; the log keeps every attempt's lines (each names it).
 -- 'processing' is allowed: holding the claimed row proves its last holder is gone. A
 -- claimed row that matches nothing here is stale (or its job is out of attempts).
--- taken_over: the job was 'processing', so its last worker may not know yet that it lost
--- the claim (see Fetcher._start).
+-- taken_over: the job was 'processing' and its last worker is still there (its key is
+-- held), so it may not know yet that it lost the claim (see Fetcher._start). A worker that
+-- is gone (its key free) runs nothing any more.
 --
 -- Returns the started jobs, or one row of NULLs when none started.
 WITH outcome AS (
@@ -247,6 +242,7 @@ WITH outcome AS (
                               THEN nextval('{schema}.queue_id_seq') END,
            worker_id = CASE WHEN o.outcome IN ('retry', 'release') THEN NULL
                             ELSE j.worker_id END,
+           lease = NULL,
            started_at = CASE WHEN o.outcome = 'release' THEN NULL ELSE j.started_at END,
            finished_at = CASE WHEN o.outcome IN ('succeeded', 'failed', 'cancelled') THEN now() END,
            result = o.result,
@@ -265,6 +261,7 @@ WITH outcome AS (
        SET state = 'processing',
            attempt = j.attempt + 1,
            worker_id = $10,
+           lease = NULL,
            started_at = now(),
            progress = NULL,
            progress_message = NULL,
@@ -274,7 +271,13 @@ WITH outcome AS (
            errors = CASE WHEN j.state = 'processing' THEN j.errors || {schema}.worker_lost_error(
                         j.attempt, format('the worker running attempt %s was lost', j.attempt))
                          ELSE j.errors END
-      FROM (SELECT c.job_id, c.entry, o.state = 'processing' AS taken_over
+      FROM (SELECT c.job_id, c.entry,
+                   o.state = 'processing' AND EXISTS (
+                       SELECT FROM {schema}.workers AS w
+                        WHERE w.id = o.worker_id
+                          AND (w.lease_key IS NULL OR NOT pg_try_advisory_xact_lock(
+                                   hashtext('{schema}.workers'), w.lease_key)))
+                       AS taken_over
               FROM unnest($8::bigint[], $9::bigint[]) AS c(job_id, entry)
               JOIN {schema}.jobs AS o ON o.id = c.job_id) AS c
      WHERE j.id = c.job_id AND j.queue_entry = c.entry
@@ -463,9 +466,28 @@ RETURNING id;
 -- Whether a job id was ever handed out, to tell a job that is gone from one never made.
 SELECT $1::bigint <= coalesce(pg_sequence_last_value('{schema}.jobs_id_seq'::regclass), 0);
 
+-- name: take_worker_key
+-- On the worker's lease session, before its row exists: the key ($1, or a new one) and
+-- this session's shared lock on it. Every session the worker holds work on holds it too
+-- (hold_worker_key), so the key comes free only when all of them have ended.
+SELECT k.key, pg_advisory_lock_shared(hashtext('{schema}.workers'), k.key) IS NULL AS held
+  FROM (SELECT coalesce($1::integer, nextval('{schema}.worker_key_seq')::integer) AS key) AS k;
+
+-- name: hold_worker_key
+-- A new claim session of the worker with key $1.
+SELECT pg_advisory_lock_shared(hashtext('{schema}.workers'), $1::integer) IS NULL;
+
 -- name: register_worker
-INSERT INTO {schema}.workers (id, host, pid, queues, concurrency)
-VALUES ($1, $2, $3, $4, $5);
+-- Also after the lease session reconnects, and by the heartbeat when the row is gone
+-- (a peer took the worker for dead while all its sessions were down): the row is upserted.
+-- Each worker watches the next one's key: a new row changes who watches whom.
+WITH registered AS (
+    INSERT INTO {schema}.workers (id, host, pid, queues, concurrency, lease_key)
+    VALUES ($1, $2, $3, $4, $5, $6)
+        ON CONFLICT (id) DO UPDATE SET lease_key = EXCLUDED.lease_key, heartbeat_at = now()
+    RETURNING id
+)
+SELECT pg_notify('{channel_prefix}.control', 'workers') IS NULL FROM registered;
 
 -- name: heartbeat
 -- Also the fallback for a stop broadcast whose NOTIFY this worker's listener missed.
@@ -474,11 +496,56 @@ UPDATE {schema}.workers SET heartbeat_at = now(), running = $2
 RETURNING stop_requested_at IS NOT NULL AS stop_requested, stop_grace;
 
 -- name: prune_workers
--- Rows of workers that died without saying so; their jobs went back to the queue long ago.
-DELETE FROM {schema}.workers WHERE heartbeat_at < now() - make_interval(secs => $1);
+-- Rows of workers silent for $1 seconds whose key is free (they are gone): rescued, in case
+-- nobody watched them. Rows without a key (workers from before 0007) just go.
+WITH unkeyed AS (
+    DELETE FROM {schema}.workers
+     WHERE heartbeat_at < now() - make_interval(secs => $1) AND lease_key IS NULL
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM unkeyed)
+       + (SELECT count({schema}.rescue_worker(lease_key)) FROM {schema}.workers
+           WHERE heartbeat_at < now() - make_interval(secs => $1) AND lease_key IS NOT NULL
+             AND pg_try_advisory_xact_lock(hashtext('{schema}.workers'), lease_key));
 
 -- name: unregister_worker
-DELETE FROM {schema}.workers WHERE id = $1;
+WITH gone AS (DELETE FROM {schema}.workers WHERE id = $1 RETURNING id)
+SELECT pg_notify('{channel_prefix}.control', 'workers') IS NULL FROM gone;
+
+-- name: worker_keys
+-- The keys of registered workers, in order: each worker watches the next one's (the
+-- last watches the first's), so every worker is watched by exactly one peer.
+SELECT array_agg(lease_key ORDER BY lease_key) FROM {schema}.workers
+ WHERE lease_key IS NOT NULL;
+
+-- name: watch_worker
+-- Granted once every session of the worker with key $1 has ended: it is gone, and its
+-- claims have rolled back. The watching session sets a short lock_timeout: a statement
+-- waiting for a lock holds a snapshot, so the wait is re-armed every few seconds rather
+-- than pinning the vacuum horizon for as long as the worker lives.
+SELECT pg_advisory_lock(hashtext('{schema}.workers'), $1::integer) IS NULL;
+
+-- name: rescue_worker
+-- After watch_worker was granted: see rescue_worker in the schema. Then the lock goes.
+SELECT {schema}.rescue_worker($1::integer),
+       pg_advisory_unlock(hashtext('{schema}.workers'), $1::integer);
+
+-- name: gone_workers
+-- The keys, other than $1, of workers that are gone: registered ones whose key is free,
+-- and those still named by a handed-off job (a row deleted by hand). For a watcher that
+-- (re)starts: whoever died while nobody watched. The locks taken here end with the
+-- statement.
+SELECT array_agg(key) FROM (
+    SELECT lease_key FROM {schema}.workers WHERE lease_key IS NOT NULL
+    UNION
+    SELECT lease FROM {schema}.jobs WHERE lease IS NOT NULL AND state = 'processing'
+) AS k(key)
+ WHERE key <> $1 AND pg_try_advisory_xact_lock(hashtext('{schema}.workers'), key);
+
+-- name: wake_queues
+-- A claim connection lost while its worker lives: its rows are back, and no rollback of a
+-- dead worker announces them.
+SELECT count(pg_notify('{channel_prefix}.enqueue', q)) FROM unnest($1::text[]) AS q;
 
 -- name: list_workers
 SELECT id, host, pid, queues, concurrency, running, started_at, heartbeat_at,

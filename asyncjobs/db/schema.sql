@@ -59,6 +59,9 @@ CREATE TABLE {schema}.jobs (
     on_parent_failure text,
     pending_parents   integer NOT NULL DEFAULT 0,
     has_children      boolean NOT NULL DEFAULT false,
+    -- 0007: the key of the worker that owns a handed-off attempt (NULL while a claim
+    -- owns it; see rescue_worker).
+    lease             integer,
     CONSTRAINT jobs_state_valid CHECK (
         state IN ('scheduled', 'queued', 'awaiting', 'processing', 'succeeded', 'failed',
                   'cancelled')),
@@ -68,6 +71,8 @@ CREATE TABLE {schema}.jobs (
         active_key IS NOT DISTINCT FROM
         CASE WHEN state IN ('scheduled', 'queued', 'awaiting', 'processing') THEN unique_key END)
 ) WITH (fillfactor = 70);
+
+CREATE INDEX jobs_lease_idx ON {schema}.jobs (lease) WHERE lease IS NOT NULL;
 
 -- "This job may run from run_at". `id` is the claim token: a claimed row is valid only
 -- while it is its job's jobs.queue_entry. No foreign key: nothing may ever wait on a
@@ -95,8 +100,14 @@ CREATE TABLE {schema}.workers (
     started_at        timestamptz NOT NULL DEFAULT now(),
     heartbeat_at      timestamptz NOT NULL DEFAULT now(),
     stop_requested_at timestamptz,
-    stop_grace        double precision
+    stop_grace        double precision,
+    -- See rescue_worker below.
+    lease_key         integer
 );
+-- Keys of workers: every session a worker holds work on holds its key's advisory lock
+-- (hashtext('<schema>.workers'), key) in shared mode, so the exclusive lock is granted only
+-- once the worker is gone (see rescue_worker and worker/watcher.py).
+CREATE SEQUENCE {schema}.worker_key_seq AS integer CYCLE;
 
 -- The error recorded for an attempt whose worker died (or lost its claim) mid-run.
 CREATE FUNCTION {schema}.worker_lost_error(attempt integer, message text) RETURNS jsonb
@@ -239,31 +250,6 @@ BEGIN
         -- (a new connection's warm-up) and claims nothing.
         EXIT WHEN got >= wanted;
     END LOOP;
-END $$;
-
--- watch_held(queues, mine): an idle worker's lock wait. Finds the first due row, in the
--- same order as claim_jobs, that is not one of `mine` (the rows this worker holds), and
--- waits for its lock: 'free' when granted (its holder rolled back, i.e. died, or nobody
--- held it), 'gone' when its holder committed (deleted it), NULL when there is no such row.
--- The lock is released when the statement's transaction ends.
-CREATE FUNCTION {schema}.watch_held(queues text[], mine bigint[]) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    queue_name text;
-    candidate tid;
-BEGIN
-    FOREACH queue_name IN ARRAY queues LOOP
-        SELECT c.ctid INTO candidate FROM {schema}.queue AS c
-         WHERE c.queue = queue_name AND c.run_at <= statement_timestamp()
-           AND c.id <> ALL (mine)
-         ORDER BY c.priority DESC, c.run_at, c.id
-         LIMIT 1;
-        IF FOUND THEN
-            PERFORM 1 FROM {schema}.queue AS c WHERE c.ctid = candidate FOR UPDATE;
-            RETURN CASE WHEN FOUND THEN 'free' ELSE 'gone' END;
-        END IF;
-    END LOOP;
-    RETURN NULL;
 END $$;
 
 -- Unique jobs and continuations (migration 4).
@@ -447,7 +433,54 @@ CREATE TRIGGER schedules_sooner AFTER UPDATE ON {schema}.schedules
     FOR EACH ROW WHEN (NEW.next_run_at < OLD.next_run_at OR (OLD.paused AND NOT NEW.paused))
     EXECUTE FUNCTION {schema}.schedules_changed();
 
--- This file is migrations 1-6.
+-- rescue_worker(key): the worker that held `key` is gone (its key came free). Its row is
+-- removed; the attempts it owned through the key run again (or fail, when that was their
+-- last attempt, as for a claimed job); every worker of its queues is woken, since its
+-- claims' rows are back too. Safe to run more than once, and by several workers at once.
+CREATE FUNCTION {schema}.rescue_worker(dead integer) RETURNS integer
+LANGUAGE sql AS $$
+    WITH gone AS (
+        DELETE FROM {schema}.workers WHERE lease_key = dead RETURNING queues
+    ), lost AS (
+        UPDATE {schema}.jobs AS j
+           SET state = CASE WHEN j.attempt < j.max_attempts THEN 'queued' ELSE 'failed' END,
+               active_key = CASE WHEN j.attempt < j.max_attempts THEN j.active_key END,
+               queue_entry = CASE WHEN j.attempt < j.max_attempts
+                                  THEN nextval('{schema}.queue_id_seq') END,
+               lease = NULL,
+               worker_id = CASE WHEN j.attempt < j.max_attempts THEN NULL ELSE j.worker_id END,
+               finished_at = CASE WHEN j.attempt < j.max_attempts THEN NULL ELSE now() END,
+               error = {schema}.worker_lost_error(j.attempt, CASE
+                   WHEN j.attempt < j.max_attempts
+                   THEN format('the worker running attempt %s was lost', j.attempt)
+                   ELSE format('worker lost during attempt %s of %s; giving up', j.attempt,
+                               j.max_attempts) END),
+               errors = j.errors || {schema}.worker_lost_error(j.attempt, CASE
+                   WHEN j.attempt < j.max_attempts
+                   THEN format('the worker running attempt %s was lost', j.attempt)
+                   ELSE format('worker lost during attempt %s of %s; giving up', j.attempt,
+                               j.max_attempts) END)
+         WHERE j.lease = dead AND j.state = 'processing'
+        RETURNING j.id, j.state, j.queue, j.priority, j.run_at, j.queue_entry
+    ), requeued AS (
+        INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)
+        SELECT queue_entry, id, queue, priority, run_at FROM lost WHERE state = 'queued'
+    ), woken AS (
+        SELECT pg_notify('{channel_prefix}.enqueue', q)
+          FROM (SELECT queue FROM lost WHERE state = 'queued'
+                UNION SELECT unnest(queues) FROM gone) AS w(q)
+    ), finished AS (
+        SELECT pg_notify('{channel_prefix}.done', string_agg(id::text, ','))
+          FROM lost WHERE state = 'failed' HAVING count(*) > 0
+    ), ring AS (
+        SELECT pg_notify('{channel_prefix}.control', 'workers') FROM gone
+    )
+    SELECT (SELECT count(*) FROM lost)::integer
+           + 0 * ((SELECT count(*) FROM woken) + (SELECT count(*) FROM finished)
+                  + (SELECT count(*) FROM ring))::integer;
+$$;
+
+-- This file is migrations 1-7.
 INSERT INTO {schema}.migrations (version, name)
 VALUES (1, 'initial'), (2, 'queue_order'), (3, 'lifecycle'), (4, 'unique_and_continuations'),
-       (5, 'schedules'), (6, 'lean_enqueue');
+       (5, 'schedules'), (6, 'lean_enqueue'), (7, 'liveness');

@@ -37,7 +37,6 @@ class Queries:
     enqueue: str
     enqueue_unique_or_after: str
     claim: str
-    watch_held: str
     start_and_finish: str
     fail_lost_jobs: str
     report_progress: str
@@ -55,10 +54,17 @@ class Queries:
     prune_bound: str
     prune_jobs: str
     job_id_issued: str
+    take_worker_key: str
+    hold_worker_key: str
     register_worker: str
     heartbeat: str
     prune_workers: str
     unregister_worker: str
+    worker_keys: str
+    watch_worker: str
+    rescue_worker: str
+    gone_workers: str
+    wake_queues: str
     list_workers: str
     due_schedules: str
     advance_schedule: str

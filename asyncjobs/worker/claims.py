@@ -32,9 +32,6 @@ CLAIM_SETTINGS = {
     "statement_timeout": "0",
     "synchronous_commit": "off",
 }
-# The watcher's lock wait may last as long as the job it waits on. Its statement takes a
-# row lock, so it commits a transaction id: nothing it does needs to be durable.
-WATCH_SETTINGS = {**CLAIM_SETTINGS, "lock_timeout": "0"}
 
 
 # How long a claim's transaction takes more claims (see ClaimConnections.joinable).
@@ -58,9 +55,20 @@ class ClaimConnections:
     rows, which the next claim drops.
     """
 
-    def __init__(self, dsn: str, claim_sql: str, queues: Sequence[str], limit: int) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        claim_sql: str,
+        queues: Sequence[str],
+        limit: int,
+        *,
+        hold_key: tuple[str, Callable[[], int]],
+    ) -> None:
         self._dsn = dsn
         self._claim_sql = claim_sql
+        # Each claim session holds the worker's key too (statement `hold_worker_key`), so
+        # the key comes free only when every claim of the worker has rolled back.
+        self._hold_key = hold_key
         self._queues = list(queues)
         self._limit = limit
         self._idle: list[asyncpg.Connection] = []
@@ -134,17 +142,14 @@ class ClaimConnections:
         self.opened += 1
         conn = await connect(self._dsn, settings=CLAIM_SETTINGS)
         try:
+            statement, key = self._hold_key
+            await conn.fetchval(statement, key())
             await conn.fetch(self._claim_sql, self._queues, 0)
             await conn.execute("BEGIN")
         except BaseException:
             conn.terminate()
             raise
         return conn
-
-    async def acquire_watcher(self) -> asyncpg.Connection:
-        """A connection for the fetcher's lock wait (see Fetcher._watch)."""
-        self.opened += 1
-        return await connect(self._dsn, settings=WATCH_SETTINGS)
 
     async def end(self, conn: asyncpg.Connection, *, commit: bool) -> None:
         """End the connection's transaction, begin the next one, and keep it for reuse."""
@@ -158,10 +163,6 @@ class ClaimConnections:
     def untrack(self, claim: Claim) -> None:
         """`claim` holds nothing any more."""
         self._open.discard(claim)
-
-    def held(self) -> list[int]:
-        """The queue rows this worker's open claims hold."""
-        return [entry for claim in self._open for entry in claim.entries]
 
     async def close(self) -> None:
         """End parked claims and close every idle connection."""

@@ -66,8 +66,6 @@ class Fetcher:
         self._gather = gather
         self._wake = anyio.Event()
         self._due_at = math.inf  # wall-clock epoch of the next known due job
-        self._watching = False
-        self._watcher: asyncpg.Connection | None = None
         # Slots promised to claimed jobs whose start is still being written.
         self._reserved = 0
         self._starting: anyio.abc.TaskGroup | None = None
@@ -126,9 +124,6 @@ class Fetcher:
                         # Nothing more to claim now: nothing will join the parked claims.
                         await self._claims.end_parked(all_of_them=True)
                         timeout = await self._until_next_due()
-                        if not self._watching:
-                            self._watching = True
-                            tg.start_soon(self._watch)
                     backoff = 0.05
                 except DATABASE_ERRORS as exc:
                     logger.warning("fetch failed (retrying in %.2fs): %s", backoff, exc)
@@ -139,41 +134,6 @@ class Fetcher:
                     timeout = min(timeout, max(0.0, parked_until - time.monotonic()))
                 with anyio.move_on_after(timeout):
                     await self._wake.wait()
-
-    async def _watch(self) -> None:
-        """Wait, in PostgreSQL, for a due row that another worker holds; wake when it is free.
-
-        A claim that rolls back (its worker died) sends no NOTIFY. So while this worker has
-        free slots it queues for the lock on the first due row held by another worker (its
-        own rows are excluded: waiting on them would hide a peer's crash until the fallback
-        poll): PostgreSQL grants the lock the moment the holder's transaction ends. A commit
-        deletes the row and the wait moves on to the next held row; a rollback hands us the
-        row, and the fetcher claims it (and the rest of the dead claim) at once.
-        """
-        try:
-            if self._watcher is None or self._watcher.is_closed():
-                self._watcher = await self._claims.acquire_watcher()
-            seen = "gone"
-            while seen == "gone" and self.free() > 0:
-                seen = await self._watcher.fetchval(
-                    self._sql.watch_held, self._queues, self._claims.held()
-                )
-            if seen == "free":
-                self.wake()
-        except DATABASE_ERRORS as exc:
-            logger.debug("watch ended: %s", exc)
-            if self._watcher is not None:
-                self._watcher.terminate()
-                self._watcher = None
-        finally:
-            # Rearmed by the next idle round; a row that just came free is claimed first.
-            self._watching = False
-
-    async def close(self) -> None:
-        """Close the watcher's connection; a lock wait in progress is abandoned."""
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.terminate()
 
     async def _until_next_due(self) -> float:
         seconds = await self._pool.fetchval(self._sql.next_due, self._queues)

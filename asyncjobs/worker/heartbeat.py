@@ -40,9 +40,13 @@ class Heartbeat:
         self._interval = interval
         self._running = running
         self._stop = stop
+        self._key: int | None = None
 
-    async def register(self) -> None:
-        """Insert this worker's row (statement `register_worker`)."""
+    async def register(self, key: int | None = None) -> None:
+        """Insert (or update) this worker's row with its key (statement `register_worker`);
+        `key`: a new one, after the lease session took it."""
+        if key is not None:
+            self._key = key
         await self._pool.execute(
             self._sql.register_worker,
             self._worker_id,
@@ -50,6 +54,7 @@ class Heartbeat:
             os.getpid(),
             self._queues,
             self._concurrency,
+            self._key,
         )
 
     async def unregister(self) -> None:

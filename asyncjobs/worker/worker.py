@@ -18,7 +18,7 @@ from .. import validation
 from ..cancel import CancelReason
 from ..client.client import Client
 from ..client.schedules import sync_declared
-from ..db.connections import connect
+from ..db.connections import DATABASE_ERRORS, connect
 from ..db.migrations import check, migrate
 from ..db.pool import Pool, open_pool
 from ..db.sql import Channels, Queries
@@ -29,12 +29,14 @@ from ..tasks import validate_queue
 from .claims import Claim, ClaimConnections
 from .fetcher import Fetcher
 from .heartbeat import Heartbeat
+from .lease import LeaseSession
 from .listener import Listener
 from .loop_watchdog import LoopWatchdog
 from .progress import ProgressWriter
 from .recorder import Recorder
 from .runner import JobRunner, RunningJob
 from .scheduler import Scheduler
+from .watcher import Watcher
 
 if TYPE_CHECKING:
     from ..app import App
@@ -42,7 +44,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asyncjobs.worker")
 
 # Sessions holding claim transactions, by default: a worker also has a pool of up to 4, a
-# listener and a watcher, so one worker needs at most claim_sessions + 6 connections.
+# listener, a recorder, a lease session and a watcher, so one worker needs at most
+# claim_sessions + 8 connections.
 DEFAULT_CLAIM_SESSIONS = 10
 
 _CHANGES = {
@@ -129,6 +132,9 @@ class Worker:
         self._exits_when_forced = False
         # Sync jobs whose threads a forced stop left running, their claims still held.
         self.abandoned: list[RunningJob] = []
+        self._services: TaskGroup | None = None
+        self._pool: Pool | None = None
+        self._watcher: Watcher | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -271,13 +277,6 @@ class Worker:
                 await conn.close()
             pool = await open_pool(dsn, min_size=1, max_size=4, warm_up=self._warm_up)
             stack.push_async_callback(pool.close)
-            claims = ClaimConnections(dsn, self.sql.claim, self.queues, self.claim_sessions)
-            stack.push_async_callback(claims.close)
-            runner = JobRunner(self.app.tasks, self.concurrency)
-            recorder = Recorder(dsn, self.sql, self.id)
-            await recorder.open()
-            stack.push_async_callback(recorder.close)
-            progress = ProgressWriter(pool, self.sql.report_progress)
             heartbeat = Heartbeat(
                 sql=self.sql,
                 pool=pool,
@@ -288,7 +287,26 @@ class Worker:
                 running=lambda: len(self.running),
                 stop=self._stop_broadcast,
             )
-            self._fetcher = Fetcher(
+            # The worker's key, held until its last session ends; its row names the key.
+            lease = LeaseSession(dsn, self.sql, on_key=heartbeat.register)
+            key = await lease.open()
+            stack.push_async_callback(lease.close)
+            stack.push_async_callback(heartbeat.unregister)
+            claims = ClaimConnections(
+                dsn,
+                self.sql.claim,
+                self.queues,
+                self.claim_sessions,
+                hold_key=(self.sql.hold_worker_key, lambda: lease.key or key),
+            )
+            stack.push_async_callback(claims.close)
+            runner = JobRunner(self.app.tasks, self.concurrency)
+            recorder = Recorder(dsn, self.sql, self.id)
+            await recorder.open()
+            stack.push_async_callback(recorder.close)
+            progress = ProgressWriter(pool, self.sql.report_progress)
+            self._pool = pool
+            self._fetcher = fetcher = Fetcher(
                 sql=self.sql,
                 pool=pool,
                 claims=claims,
@@ -315,9 +333,9 @@ class Worker:
                 },
                 on_connect=lambda: self._resync(pool),
             )
-            await heartbeat.register()
-            stack.push_async_callback(heartbeat.unregister)
-            stack.push_async_callback(self._fetcher.close)
+            watcher = self._watcher = Watcher(
+                dsn, self.sql, key=lambda: lease.key or key, on_rescued=fetcher.wake
+            )
             logger.info(
                 "worker %s started: queues %s, concurrency %s",
                 self.id,
@@ -327,6 +345,9 @@ class Worker:
             async with anyio.create_task_group() as services:
                 # Listening before the first claim, so no enqueue in between goes unheard.
                 await services.start(listener.run)
+                self._services = services
+                services.start_soon(lease.run)
+                services.start_soon(watcher.run)
                 services.start_soon(recorder.run)
                 services.start_soon(progress.run)
                 if self.retention is not None:
@@ -349,6 +370,7 @@ class Worker:
                     await self._shutdown()
                 await self._drain(recorder)
                 services.cancel_scope.cancel()
+            self._services = None
             logger.info("worker %s stopped", self.id)
 
     async def _warm_up(self, conn: asyncpg.Connection) -> None:
@@ -483,6 +505,15 @@ class Worker:
             )
         for job in list(claim.jobs):
             job.cancel(CancelReason.CLAIM_LOST)
+        # Its rows are back in the queue, and (unlike a dead worker's) no rescue says so.
+        if self._services is not None and self._pool is not None:
+            self._services.start_soon(self._wake_peers, self._pool)
+
+    async def _wake_peers(self, pool: Pool) -> None:
+        try:
+            await pool.fetchval(self.sql.wake_queues, self.queues)
+        except DATABASE_ERRORS as exc:
+            logger.warning("cannot wake the other workers after a lost claim: %s", exc)
 
     # -- messages ---------------------------------------------------------------------
 
@@ -493,6 +524,10 @@ class Worker:
 
     def _on_control(self, payload: str) -> None:
         kind, _, rest = payload.partition(" ")
+        if kind == "workers":
+            if self._watcher is not None:
+                self._watcher.ring_changed()
+            return
         if kind == "stop":
             text, _, _target = rest.partition(" ")
             logger.info("worker %s: stop requested by broadcast", self.id)

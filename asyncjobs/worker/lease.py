@@ -1,0 +1,92 @@
+"""The worker's lease session: it holds the worker's key for as long as the worker lives.
+
+Every session a worker holds work on (this one and its claim sessions) holds the key's
+advisory lock in shared mode, so the key comes free only once all of them have ended: that
+is how a peer watching it (see watcher.py) learns, at once, that the worker is gone and
+its claims have rolled back. The session lives outside any pool: asyncpg's pool reset
+runs pg_advisory_unlock_all().
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import anyio
+import asyncpg
+
+from ..db.connections import DATABASE_ERRORS, close_gently, connect
+from ..db.sql import Queries
+
+logger = logging.getLogger("asyncjobs.worker")
+
+# The lease session runs short statements only and is idle in between, never in a
+# transaction.
+LEASE_SETTINGS = {"idle_in_transaction_session_timeout": "0", "statement_timeout": "0"}
+
+
+class LeaseSession:
+    """Holds this worker's key; reconnects (keeping the key) when the session is lost."""
+
+    def __init__(
+        self,
+        dsn: str,
+        sql: Queries,
+        *,
+        on_key: Callable[[int], Awaitable[None]],
+    ) -> None:
+        self._dsn = dsn
+        self._sql = sql
+        # Called with the key once the session holds it (at open and after each
+        # reconnect): the worker (re)registers its row with it.
+        self._on_key = on_key
+        self._conn: asyncpg.Connection | None = None
+        self._lost = anyio.Event()
+        self.key: int | None = None
+        self.reconnects = 0
+
+    async def open(self) -> int:
+        """Connect and take a new key (statement `take_worker_key`); return it."""
+        await self._connect()
+        assert self.key is not None
+        return self.key
+
+    async def _connect(self) -> None:
+        conn = await connect(self._dsn, settings=LEASE_SETTINGS)
+        try:
+            row = await conn.fetchrow(self._sql.take_worker_key, self.key)
+            assert row is not None
+            self._lost = anyio.Event()
+            conn.add_termination_listener(lambda _conn, lost=self._lost: lost.set())
+        except BaseException:
+            conn.terminate()
+            raise
+        self._conn = conn
+        self.key = row["key"]
+        await self._on_key(self.key)
+
+    async def run(self) -> None:
+        """Keep the session up until cancelled: a lost one is replaced with the same key."""
+        delay = 0.05
+        while True:
+            await self._lost.wait()
+            logger.warning("lease session lost; reconnecting")
+            self._conn = None
+            while True:
+                try:
+                    await self._connect()
+                    self.reconnects += 1
+                    delay = 0.05
+                    break
+                except DATABASE_ERRORS as exc:
+                    logger.warning(
+                        "lease session cannot reconnect (retrying in %.2fs): %s", delay, exc
+                    )
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
+    async def close(self) -> None:
+        """End the session: the key comes free once the claim sessions have ended too."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await close_gently(conn)
