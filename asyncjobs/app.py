@@ -212,6 +212,7 @@ class App:
         retention: Retention | None = None,
         prune: bool = True,
         claim_sessions: int | None = None,
+        hand_off_after: float = 2.0,
     ) -> Worker:
         """A worker running this app's tasks: `async with app.worker(concurrency=10):`.
 
@@ -220,7 +221,9 @@ class App:
         interrupted and queued again without spending an attempt. It prunes finished jobs
         by `retention` (default: the app's) unless `prune=False`. At most `claim_sessions`
         database sessions (default: concurrency, at most 10) hold claim transactions; past
-        that, new jobs join the youngest open claim.
+        that, new jobs join the youngest open claim. A job still running after
+        `hand_off_after` seconds leaves its claim for the worker's lease (0: at once), so
+        that no transaction stays open for as long as a long job runs.
         """
         from .worker.worker import Worker
 
@@ -234,6 +237,7 @@ class App:
             retention=retention,
             prune=prune,
             claim_sessions=claim_sessions,
+            hand_off_after=hand_off_after,
         )
 
     async def migrate(self) -> list[int]:

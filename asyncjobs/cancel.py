@@ -18,6 +18,7 @@ class CancelReason(enum.StrEnum):
     SHUTDOWN = "shutdown"  # the worker stops: the job is queued again, attempt not counted
     TIMEOUT = "timeout"  # the job ran past its timeout: a failed attempt
     CLAIM_LOST = "claim_lost"  # the claim connection died: the job may already run elsewhere
+    LEASE_LOST = "lease_lost"  # the lease session died: the job is queued again
 
 
 class Interrupted(AsyncJobsError):

@@ -256,6 +256,13 @@ def cli(log_level: str) -> None:
     type=click.IntRange(min=1),
     help="Sessions holding claims [concurrency, at most 10]; more jobs share them.",
 )
+@click.option(
+    "--hand-off-after",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0, max=1e9),
+    help="Seconds a job runs under its claim before it moves to the worker's lease.",
+)
 @click.option("--dsn", default=None, help="PostgreSQL DSN, instead of the app's.")
 @click.option("--schema", default=None, help="Schema, instead of the app's.")
 def worker(
@@ -272,6 +279,7 @@ def worker(
     prune_interval: float | None,
     no_prune: bool,
     claim_sessions: int | None,
+    hand_off_after: float,
     dsn: str | None,
     schema: str | None,
 ) -> None:
@@ -319,6 +327,7 @@ def worker(
             # An app that keeps jobs forever prunes only when told how long to keep them.
             prune=not no_prune and (app.retention is not None or ages_given),
             claim_sessions=claim_sessions,
+            hand_off_after=hand_off_after,
         )
     except AsyncJobsError as exc:
         raise click.BadParameter(str(exc)) from exc

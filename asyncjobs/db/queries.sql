@@ -217,8 +217,10 @@ SELECT id, job_id FROM {schema}.claim_jobs($1::text[], $2::int);
 -- Starts: committed here, on the recorder's connection, not in the held claim, so the
 -- start is visible at once and the attempt is counted even if the worker dies. Progress
 -- starts over with each attempt; the log keeps every attempt's lines (each names it).
--- 'processing' is allowed: holding the claimed row proves its last holder is gone. A
--- claimed row that matches nothing here is stale (or its job is out of attempts).
+-- 'processing' is allowed: holding the claimed row proves its last holder is gone, unless
+-- the attempt was handed off to a lease (jobs.lease) whose worker still holds its key: its
+-- claim was lost after the hand-off, and the row is stale. A claimed row that matches
+-- nothing here is stale (or its job is out of attempts).
 -- taken_over: the job was 'processing' and its last worker is still there (its key is
 -- held), so it may not know yet that it lost the claim (see Fetcher._start). A worker that
 -- is gone (its key free) runs nothing any more.
@@ -282,7 +284,9 @@ WITH outcome AS (
               JOIN {schema}.jobs AS o ON o.id = c.job_id) AS c
      WHERE j.id = c.job_id AND j.queue_entry = c.entry
        AND (j.state IN ('queued', 'scheduled')
-            OR (j.state = 'processing' AND j.attempt < j.max_attempts))
+            OR (j.state = 'processing' AND j.attempt < j.max_attempts
+                AND (j.lease IS NULL
+                     OR pg_try_advisory_xact_lock(hashtext('{schema}.workers'), j.lease))))
     RETURNING j.id, j.queue_entry, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
               j.timeout, j.queue, j.backoff, c.taken_over
 ), notified AS (
@@ -312,6 +316,8 @@ WITH failed AS (
       FROM unnest($1::bigint[], $2::bigint[]) AS c(job_id, entry)
      WHERE j.id = c.job_id AND j.queue_entry = c.entry
        AND j.state = 'processing' AND j.attempt >= j.max_attempts
+       AND (j.lease IS NULL
+            OR pg_try_advisory_xact_lock(hashtext('{schema}.workers'), j.lease))
     RETURNING j.id
 )
 SELECT array_agg(id) AS ids,
@@ -541,6 +547,17 @@ SELECT array_agg(key) FROM (
     SELECT lease FROM {schema}.jobs WHERE lease IS NOT NULL AND state = 'processing'
 ) AS k(key)
  WHERE key <> $1 AND pg_try_advisory_xact_lock(hashtext('{schema}.workers'), key);
+
+-- name: hand_off
+-- Long-running jobs leave their claims: from now on the worker's key ($4) owns their
+-- attempts, and their claims can commit (a held claim pins the vacuum horizon of the whole
+-- database). Guarded like an outcome: a job decided by someone else meanwhile stays as it
+-- is (its worker is told by NOTIFY). Returns the jobs handed off.
+UPDATE {schema}.jobs AS j SET lease = $4
+  FROM unnest($1::bigint[], $2::bigint[], $3::int[]) AS h(job_id, entry, attempt)
+ WHERE j.id = h.job_id AND j.queue_entry = h.entry AND j.attempt = h.attempt
+   AND j.state = 'processing'
+RETURNING j.id;
 
 -- name: wake_queues
 -- A claim connection lost while its worker lives: its rows are back, and no rollback of a

@@ -64,6 +64,7 @@ class Queries:
     watch_worker: str
     rescue_worker: str
     gone_workers: str
+    hand_off: str
     wake_queues: str
     list_workers: str
     due_schedules: str

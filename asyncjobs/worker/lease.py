@@ -10,13 +10,18 @@ runs pg_advisory_unlock_all().
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 import asyncpg
 
 from ..db.connections import DATABASE_ERRORS, close_gently, connect
 from ..db.sql import Queries
+from ..errors import ConnectionFailed
+
+if TYPE_CHECKING:
+    from .runner import RunningJob
 
 logger = logging.getLogger("asyncjobs.worker")
 
@@ -34,12 +39,16 @@ class LeaseSession:
         sql: Queries,
         *,
         on_key: Callable[[int], Awaitable[None]],
+        on_lost: Callable[[], None],
     ) -> None:
         self._dsn = dsn
         self._sql = sql
         # Called with the key once the session holds it (at open and after each
         # reconnect): the worker (re)registers its row with it.
         self._on_key = on_key
+        # Called when the session is lost: the jobs handed off to the key stop at once
+        # (the key may come free, and a peer then runs them again).
+        self._on_lost = on_lost
         self._conn: asyncpg.Connection | None = None
         self._lost = anyio.Event()
         self.key: int | None = None
@@ -70,8 +79,9 @@ class LeaseSession:
         delay = 0.05
         while True:
             await self._lost.wait()
-            logger.warning("lease session lost; reconnecting")
+            logger.warning("lease session lost: interrupting handed-off jobs; reconnecting")
             self._conn = None
+            self._on_lost()
             while True:
                 try:
                     await self._connect()
@@ -84,6 +94,21 @@ class LeaseSession:
                     )
                     await anyio.sleep(delay)
                     delay = min(delay * 2, 2.0)
+
+    async def hand_off(self, jobs: Sequence[RunningJob]) -> set[int]:
+        """Move these claimed jobs' attempts to the key (statement `hand_off`); return the
+        ids of those moved."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            raise ConnectionFailed("the lease session is reconnecting")
+        rows = await conn.fetch(
+            self._sql.hand_off,
+            [job.id for job in jobs],
+            [job.entry for job in jobs],
+            [job.attempt for job in jobs],
+            self.key,
+        )
+        return {row["id"] for row in rows}
 
     async def close(self) -> None:
         """End the session: the key comes free once the claim sessions have ended too."""

@@ -184,9 +184,12 @@ class Recorder:
         self, outcomes: list[tuple[RunningJob, Outcome]], starts: list[_Start]
     ) -> None:
         try:
-            # Outcomes of lost claims no longer count: their jobs are queued again.
+            # Outcomes of lost claims no longer count: their jobs are queued again. A
+            # handed-off job's outcome is guarded by its attempt like any other.
             written = [
-                item for item in outcomes if item[1].kind != "discard" and not item[0].claim.lost
+                item
+                for item in outcomes
+                if item[1].kind != "discard" and (item[0].handed_off or not item[0].claim.lost)
             ]
             try:
                 await self._execute(written, starts)
@@ -292,6 +295,8 @@ class Recorder:
     async def _settle(self, batch: Sequence[tuple[RunningJob, Outcome]]) -> None:
         ended: list[Claim] = []
         for job, _ in batch:
+            if job.handed_off:
+                continue
             claim = job.claim
             claim.jobs.discard(job)
             if claim.settled and claim not in ended:

@@ -58,6 +58,8 @@ class RunningJob:
     scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
     token: CancelToken = dataclasses.field(default_factory=CancelToken)
     reason: CancelReason | None = None
+    # Owned by the worker's key rather than its claim since it ran past hand_off_after.
+    handed_off: bool = False
     # A sync job's thread can't be interrupted; after a stop we wait for it, shielded,
     # unless the worker gives up on it (a forced stop of a process that exits next).
     thread_wait: anyio.CancelScope | None = None
@@ -239,7 +241,7 @@ class JobRunner:
             return self._failure(
                 job, TimeoutError(f"job exceeded its timeout of {job.timeout}s"), task
             )
-        if job.reason is CancelReason.SHUTDOWN:
+        if job.reason in (CancelReason.SHUTDOWN, CancelReason.LEASE_LOST):
             return Outcome("release")
         return Outcome("discard")
 

@@ -28,6 +28,7 @@ from ..retention import Pruner, Retention
 from ..tasks import validate_queue
 from .claims import Claim, ClaimConnections
 from .fetcher import Fetcher
+from .handoff import HandOffs
 from .heartbeat import Heartbeat
 from .lease import LeaseSession
 from .listener import Listener
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
     from ..app import App
 
 logger = logging.getLogger("asyncjobs.worker")
+
+# Seconds a job runs under its claim before it is handed off to the worker's key (see
+# handoff.py): a held claim pins the database's vacuum horizon.
+DEFAULT_HAND_OFF_AFTER = 2.0
 
 # Sessions holding claim transactions, by default: a worker also has a pool of up to 4, a
 # listener, a recorder, a lease session and a watcher, so one worker needs at most
@@ -75,6 +80,7 @@ class Worker:
         retention: Retention | None = None,
         prune: bool = True,
         claim_sessions: int | None = None,
+        hand_off_after: float = DEFAULT_HAND_OFF_AFTER,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be an integer >= 1, got {concurrency!r}")
@@ -111,6 +117,7 @@ class Worker:
         # None: this worker doesn't prune (the app keeps jobs forever, or prune=False).
         self.retention = (retention or app.retention) if prune else None
         self.claim_sessions = claim_sessions
+        self.hand_off_after = validation.seconds("hand_off_after", hand_off_after)
         self.sql = Queries.for_schema(app.schema)
         self.channels = Channels.for_schema(app.schema)
         self.running: dict[int, RunningJob] = {}
@@ -135,6 +142,7 @@ class Worker:
         self._services: TaskGroup | None = None
         self._pool: Pool | None = None
         self._watcher: Watcher | None = None
+        self._hand_offs: HandOffs | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -288,7 +296,7 @@ class Worker:
                 stop=self._stop_broadcast,
             )
             # The worker's key, held until its last session ends; its row names the key.
-            lease = LeaseSession(dsn, self.sql, on_key=heartbeat.register)
+            lease = LeaseSession(dsn, self.sql, on_key=heartbeat.register, on_lost=self._lease_lost)
             key = await lease.open()
             stack.push_async_callback(lease.close)
             stack.push_async_callback(heartbeat.unregister)
@@ -306,6 +314,7 @@ class Worker:
             stack.push_async_callback(recorder.close)
             progress = ProgressWriter(pool, self.sql.report_progress)
             self._pool = pool
+            hand_offs = self._hand_offs = HandOffs(lease, running=self.running.get)
             self._fetcher = fetcher = Fetcher(
                 sql=self.sql,
                 pool=pool,
@@ -348,6 +357,7 @@ class Worker:
                 self._services = services
                 services.start_soon(lease.run)
                 services.start_soon(watcher.run)
+                services.start_soon(hand_offs.run)
                 services.start_soon(recorder.run)
                 services.start_soon(progress.run)
                 if self.retention is not None:
@@ -472,6 +482,8 @@ class Worker:
         early = self._early.pop((job.id, job.entry), None)
         if early is not None:
             job.cancel(early)
+        if self._hand_offs is not None:
+            self._hand_offs.add(job, self.hand_off_after)
         self._jobs.start_soon(self._run_job, job, runner, recorder, progress)
 
     async def _run_job(
@@ -508,6 +520,16 @@ class Worker:
         # Its rows are back in the queue, and (unlike a dead worker's) no rescue says so.
         if self._services is not None and self._pool is not None:
             self._services.start_soon(self._wake_peers, self._pool)
+
+    def _lease_lost(self) -> None:
+        handed_off = [job for job in self.running.values() if job.handed_off]
+        if handed_off:
+            logger.warning(
+                "lease session lost: interrupting handed-off jobs %s (they are queued again)",
+                sorted(job.id for job in handed_off),
+            )
+        for job in handed_off:
+            job.cancel(CancelReason.LEASE_LOST)
 
     async def _wake_peers(self, pool: Pool) -> None:
         try:

@@ -1,0 +1,91 @@
+"""Hand-off: a job still running after `hand_off_after` seconds leaves its claim.
+
+A claim is a transaction held open while its jobs run, and an open transaction pins the
+vacuum horizon of the whole database: one job running for an hour would stop vacuum
+everywhere for that hour. So a long job's attempt moves to the worker's key (statement
+`hand_off`, on the lease session: jobs.lease), and its claim commits once nothing else
+runs under it. The key is as good an owner as the claim: it comes free only when every
+session of the worker has ended, and a peer watching it (watcher.py) then queues the job
+again (rescue_worker).
+
+A crash in the middle leaves one owner or none: before the hand-off commits the claim
+owns the attempt; after it the key does, and a claimed row that comes back while the key
+is held is stale (the start statement refuses it).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+from collections.abc import Callable, Sequence
+
+import anyio
+
+from ..db.connections import DATABASE_ERRORS
+from .lease import LeaseSession
+from .runner import RunningJob
+
+logger = logging.getLogger("asyncjobs.worker")
+
+
+class HandOffs:
+    """Hands running jobs off to the worker's key when they are due; one task per worker."""
+
+    def __init__(self, lease: LeaseSession, *, running: Callable[[int], RunningJob | None]) -> None:
+        self._lease = lease
+        self._running = running
+        self._due: list[tuple[float, int, RunningJob]] = []
+        self._order = itertools.count()
+        self._wake = anyio.Event()
+        self.handed_off = 0
+
+    def add(self, job: RunningJob, after: float) -> None:
+        """Hand `job` off if it still runs `after` seconds from now."""
+        if math.isinf(after):
+            return
+        due = anyio.current_time() + after
+        if not self._due or due < self._due[0][0]:
+            self._wake.set()
+        heapq.heappush(self._due, (due, next(self._order), job))
+
+    async def run(self) -> None:
+        """Hand jobs off as they come due, until cancelled."""
+        while True:
+            self._wake = anyio.Event()
+            now = anyio.current_time()
+            due: list[RunningJob] = []
+            while self._due and self._due[0][0] <= now:
+                job = heapq.heappop(self._due)[2]
+                if self._running(job.id) is job and self._owned_by_claim(job):
+                    due.append(job)
+            if due:
+                await self._hand_off(due)
+                continue
+            wait = self._due[0][0] - now if self._due else math.inf
+            with anyio.move_on_after(wait):
+                await self._wake.wait()
+
+    @staticmethod
+    def _owned_by_claim(job: RunningJob) -> bool:
+        return not job.handed_off and job.reason is None and not job.claim.lost
+
+    async def _hand_off(self, jobs: Sequence[RunningJob]) -> None:
+        try:
+            moved = await self._lease.hand_off(jobs)
+        except DATABASE_ERRORS as exc:
+            # The claims still own them: nothing is lost, the horizon stays pinned a while.
+            logger.warning("cannot hand off jobs %s (retrying): %s", [j.id for j in jobs], exc)
+            for job in jobs:
+                self.add(job, 1.0)
+            return
+        for job in jobs:
+            if job.id not in moved:
+                continue  # decided elsewhere (cancelled, requeued): a NOTIFY stops it
+            job.handed_off = True
+            self.handed_off += 1
+            claim = job.claim
+            claim.jobs.discard(job)
+            if claim.settled:
+                await claim.settle()

@@ -1,0 +1,184 @@
+"""Long jobs leave their claims (worker/handoff.py): nothing pins the database while they run,
+and a dead worker's handed-off jobs still run again at once. Real processes, real kills."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+import anyio
+import asyncpg
+
+import asyncjobs
+
+Spawn = Callable[..., subprocess.Popen[str]]
+PROMPT = 3.0  # generous, for a loaded machine; typical figures are in benchmarks/
+
+
+async def _workers_up(client: asyncjobs.Client, count: int) -> None:
+    with anyio.fail_after(30):
+        while len(await client.workers()) < count:
+            await anyio.sleep(0.02)
+
+
+async def _until(
+    client: asyncjobs.Client, job_id: int, check: Callable[[asyncjobs.Job], bool]
+) -> asyncjobs.Job:
+    deadline = time.monotonic() + 30
+    while True:
+        job = await client.get(job_id)
+        if check(job):
+            return job
+        assert time.monotonic() < deadline, job
+        await anyio.sleep(0.005)
+
+
+async def _lease(admin: asyncpg.Connection, schema: str, job_id: int) -> int | None:
+    value: int | None = await admin.fetchval(
+        f'SELECT lease FROM "{schema}".jobs WHERE id = $1', job_id
+    )
+    return value
+
+
+async def _handed_off(admin: asyncpg.Connection, schema: str, job_id: int) -> None:
+    """Until the job's attempt is owned by a lease and its queue row is gone for good."""
+    with anyio.fail_after(20):
+        while await _lease(admin, schema, job_id) is None or await admin.fetchval(
+            f'SELECT count(*) FROM "{schema}".queue WHERE job_id = $1', job_id
+        ):
+            await anyio.sleep(0.01)
+
+
+async def test_a_long_job_leaves_its_claim_and_pins_nothing(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection
+) -> None:
+    @app.task
+    async def long(seconds: float) -> str:
+        await anyio.sleep(seconds)
+        return "done"
+
+    async with app.worker(hand_off_after=0.2):
+        job_id = await client.enqueue(long, 4.0)
+        await _handed_off(admin, app.schema, job_id)
+        then = await admin.fetchval("SELECT txid_current()")
+        await anyio.sleep(2.5)
+        # No asyncjobs session of this schema holds a transaction id, or a snapshot taken
+        # before `then`, while the job runs on.
+        pinned = await admin.fetch(
+            "SELECT pid, state, query, backend_xid, backend_xmin FROM pg_stat_activity"
+            " WHERE application_name = 'asyncjobs' AND strpos(query, $2) > 0"
+            " AND (backend_xid IS NOT NULL OR backend_xmin::text::bigint <= $1)",
+            then,
+            app.schema,
+        )
+        assert pinned == []
+        assert (await client.get(job_id)).state == "processing"
+        assert await client.wait(job_id, timeout=10) == "done"
+    assert await _lease(admin, app.schema, job_id) is None
+
+
+async def test_a_short_job_keeps_the_claim_path(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection
+) -> None:
+    @app.task
+    async def short() -> int:
+        return 1
+
+    async with app.worker(hand_off_after=5):
+        ids = [await client.enqueue(short) for _ in range(20)]
+        for job_id in ids:
+            assert await client.wait(job_id, timeout=10) == 1
+    leased = await admin.fetchval(
+        f'SELECT count(*) FROM "{app.schema}".jobs WHERE lease IS NOT NULL'
+    )
+    assert leased == 0
+
+
+async def test_sigkill_after_the_hand_off_runs_the_job_again_at_once(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection
+) -> None:
+    first = spawn_worker("--concurrency", "1", "--hand-off-after", "0.2", "--poll-interval", "120")
+    await _workers_up(client, 1)
+    job_id = await client.enqueue("sleep", 60.0)
+    await _until(client, job_id, lambda j: j.state == "processing")
+    await _handed_off(admin, client.app.schema, job_id)
+    second = spawn_worker("--concurrency", "1", "--hand-off-after", "0.2", "--poll-interval", "120")
+    await _workers_up(client, 2)
+    await anyio.sleep(0.5)
+    killed = time.monotonic()
+    first.send_signal(signal.SIGKILL)
+    job = await _until(client, job_id, lambda j: j.state == "processing" and j.attempt == 2)
+    took = time.monotonic() - killed
+    assert took < PROMPT, f"took {took:.2f}s"
+    assert [e["type"] for e in job.errors] == ["WorkerLost"]
+    await client.cancel(job_id)
+    second.terminate()
+    assert second.wait(10) == 0
+
+
+async def test_a_handed_off_job_of_a_worker_that_died_alone_runs_when_a_worker_starts(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection
+) -> None:
+    only = spawn_worker("--concurrency", "1", "--hand-off-after", "0.2")
+    await _workers_up(client, 1)
+    job_id = await client.enqueue("sleep", 0.5)
+    await _handed_off(admin, client.app.schema, job_id)
+    only.send_signal(signal.SIGKILL)
+    only.wait(10)
+    await anyio.sleep(0.5)
+    assert (await client.get(job_id)).state == "processing"  # nobody was there to notice
+    spawn_worker("--concurrency", "1")
+    assert await client.wait(job_id, timeout=30) == "slept"
+    job = await client.get(job_id)
+    assert job.attempt == 2 and [e["type"] for e in job.errors] == ["WorkerLost"]
+
+
+async def test_sigterm_hands_back_a_handed_off_job_without_spending_its_attempt(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection
+) -> None:
+    worker = spawn_worker("--hand-off-after", "0.2", "--grace", "0")
+    await _workers_up(client, 1)
+    job_id = await client.enqueue("sleep", 60.0)
+    await _handed_off(admin, client.app.schema, job_id)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(10) == 0
+    job = await client.get(job_id)
+    assert job.state == "queued" and job.attempt == 0
+    assert await _lease(admin, client.app.schema, job_id) is None
+
+
+async def test_a_lost_lease_session_interrupts_the_job_and_it_runs_again(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection
+) -> None:
+    runs: list[tuple[str, float]] = []
+
+    @app.task
+    async def long() -> str:
+        runs.append(("start", time.monotonic()))
+        try:
+            await anyio.sleep(3)
+        finally:
+            runs.append(("end", time.monotonic()))
+        return "done"
+
+    async with app.worker(hand_off_after=0.2):
+        job_id = await client.enqueue(long)
+        await _handed_off(admin, app.schema, job_id)
+        lease = await _lease(admin, app.schema, job_id)
+        # The lease session is the one that took the key: the only session waiting on
+        # nothing that holds the key's lock and never runs a claim.
+        pid = await admin.fetchval(
+            "SELECT a.pid FROM pg_stat_activity a WHERE a.application_name = 'asyncjobs'"
+            " AND a.query LIKE '%take_worker_key%' OR (a.query LIKE '%UPDATE%' AND"
+            " strpos(a.query, $1) > 0 AND a.query LIKE '%SET lease%')",
+            app.schema,
+        )
+        assert pid is not None and lease is not None
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        assert await client.wait(job_id, timeout=30) == "done"
+    # Interrupted, then run again from the start; never two runs at once.
+    kinds = [kind for kind, _ in runs]
+    assert kinds == ["start", "end", "start", "end"]
+    assert runs[1][1] <= runs[2][1]
