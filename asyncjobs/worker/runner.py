@@ -291,6 +291,10 @@ _STOPPED = {
         "returned to the queue",
         " (worker shutting down); the attempt is not counted",
     ),
+    CancelReason.LEASE_LOST: (
+        "returned to the queue",
+        " (the worker's lease session was lost); the attempt is not counted",
+    ),
 }
 
 
