@@ -16,7 +16,7 @@ import asyncjobs
 
 Spawn = Callable[..., subprocess.Popen[str]]
 # Claims are kept (no hand-off) so that the job's row is held by its claim session.
-CLAIMED = ("--concurrency", "1", "--hand-off-after", "600")
+CLAIMED = ("--concurrency", "1", "--hand-off-after", "8")
 
 
 async def _workers_up(client: asyncjobs.Client, count: int) -> None:

@@ -71,17 +71,31 @@ async def big_error(chars: int) -> None:
     raise ValueError("x" * chars)
 
 
+def _mark(path: str, what: str) -> None:
+    """Append '<what> <attempt> <pid> <time>' to `path`: a test reads whether two runs of
+    a job ever overlapped."""
+    with open(path, "a") as file:
+        attempt = asyncjobs.current_job().attempt
+        file.write(f"{what} {attempt} {os.getpid()} {time.time()}\n")
+
+
 @app.task(name="marked", max_attempts=5)
 def marked(path: str, seconds: float) -> str:
-    """A sync job that ignores its token: appends 'start'/'end' lines with its attempt, pid
-    and time to `path`, so a test can tell whether two runs ever overlapped."""
-
-    def mark(what: str) -> None:
-        with open(path, "a") as file:
-            attempt = asyncjobs.current_job().attempt
-            file.write(f"{what} {attempt} {os.getpid()} {time.time()}\n")
-
-    mark("start")
+    """A sync job that ignores its token, marking its start and end."""
+    _mark(path, "start")
     time.sleep(seconds)
-    mark("end")
+    _mark(path, "end")
+    return "marked"
+
+
+@app.task(name="async_marked", max_attempts=5)
+async def async_marked(path: str, seconds: float) -> str:
+    """An async job marking its start, its end, and the moment it is stopped."""
+    _mark(path, "start")
+    try:
+        await anyio.sleep(seconds)
+    except anyio.get_cancelled_exc_class():
+        _mark(path, "stop")
+        raise
+    _mark(path, "end")
     return "marked"

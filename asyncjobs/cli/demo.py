@@ -17,6 +17,7 @@ import click
 
 from ..app import App
 from ..client.client import Client
+from ..db.connections import connect
 from ..errors import JobCancelled
 from ..job import JobState
 from ..job_context import current_job
@@ -70,8 +71,14 @@ async def _until(client: Client, job_id: int, check: object, timeout: float = 30
 
 async def run_demo() -> None:
     """Run the whole demo; about ten seconds."""
-    async with app.database() as dsn, app.client() as client:
-        await client.pool.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
+    # The demo's schema is its own and starts afresh, whatever version of asyncjobs left
+    # it there (a client would refuse to open a schema newer than it knows).
+    async with app.database() as dsn:
+        conn = await connect(dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
+        finally:
+            await conn.close()
     with tempfile.TemporaryDirectory(prefix="asyncjobs-demo-") as marks:
         async with app.database() as dsn, app.client() as client:
             where = (

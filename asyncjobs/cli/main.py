@@ -28,6 +28,7 @@ from ..job import Job, JobState
 from ..retention import DAY, Retention
 from ..tasks import validate_task_name
 from ..validation import INT64
+from ..worker.handoff import MAX_HAND_OFF_AFTER
 from ..worker.worker import Worker
 
 P = ParamSpec("P")
@@ -260,7 +261,7 @@ def cli(log_level: str) -> None:
     "--hand-off-after",
     default=2.0,
     show_default=True,
-    type=click.FloatRange(min=0, max=1e9),
+    type=click.FloatRange(min=0, max=MAX_HAND_OFF_AFTER),
     help="Seconds a job runs under its claim before it moves to the worker's lease.",
 )
 @click.option("--dsn", default=None, help="PostgreSQL DSN, instead of the app's.")

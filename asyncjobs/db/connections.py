@@ -27,14 +27,22 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
     ConnectionFailed,
 )
 
-# A dead host (no FIN, no RST) is noticed by the kernel within about
-# KEEPIDLE + KEEPINTVL * KEEPCNT seconds; the connection then fails, which for a claim
-# connection cancels its jobs at once (their rows are back in the queue by then).
-_KEEPALIVE = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 2, "TCP_KEEPCNT": 3}
+# Fencing under a network partition: the worker must give up its sessions (and interrupt
+# their jobs) strictly before the server lets them go, because the server letting a claim
+# or the worker's key go is what lets another worker run the job. Our side notices a dead
+# path within about 4 s (keepalive 2 + 1 * 2, TCP_USER_TIMEOUT 4 s for unacknowledged
+# data; and the lease session's ping, see worker/lease.py); the server waits 15 s
+# (keepalive 5 + 2 * 5, tcp_user_timeout 15 s). A dead worker host's jobs therefore run
+# again about 15 s after it vanished (a killed process's at once: its sockets close).
+GIVE_UP_AFTER = 4.0
+SERVER_GIVES_UP_AFTER = 15.0
+_KEEPALIVE = {"TCP_KEEPIDLE": 2, "TCP_KEEPINTVL": 1, "TCP_KEEPCNT": 2}
+_USER_TIMEOUT_MS = int(GIVE_UP_AFTER * 1000)
 _SERVER_KEEPALIVE = {
     "tcp_keepalives_idle": "5",
     "tcp_keepalives_interval": "2",
-    "tcp_keepalives_count": "3",
+    "tcp_keepalives_count": "5",
+    "tcp_user_timeout": str(int(SERVER_GIVES_UP_AFTER * 1000)),
 }
 
 
@@ -70,6 +78,8 @@ async def setup_connection(conn: asyncpg.Connection) -> None:
         for name, value in _KEEPALIVE.items():
             if hasattr(socket, name):
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, _USER_TIMEOUT_MS)
 
 
 def server_settings(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -23,26 +23,43 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
-from ..db.connections import DATABASE_ERRORS
-from .lease import LeaseSession
+from ..cancel import CancelReason
+from ..db.connections import DATABASE_ERRORS, GIVE_UP_AFTER, SERVER_GIVES_UP_AFTER
+from .lease import PING_TIMEOUT, LeaseSession
 from .runner import RunningJob
 
 logger = logging.getLogger("asyncjobs.worker")
+
+# Seconds between tries of a hand-off that failed.
+RETRY = 0.5
+# The longest a job may run under its claim: its hand-off is due by then, and a failed one
+# stops the job (PING_TIMEOUT later) before the server lets a cut-off claim session go.
+MAX_HAND_OFF_AFTER = SERVER_GIVES_UP_AFTER - PING_TIMEOUT - GIVE_UP_AFTER - 1.0
 
 
 class HandOffs:
     """Hands running jobs off to the worker's key when they are due; one task per worker."""
 
-    def __init__(self, lease: LeaseSession, *, running: Callable[[int], RunningJob | None]) -> None:
+    def __init__(
+        self,
+        lease: LeaseSession,
+        *,
+        after: float,
+        running: Callable[[int], RunningJob | None],
+    ) -> None:
         self._lease = lease
+        self._after = after
         self._running = running
         self._due: list[tuple[float, int, RunningJob]] = []
         self._order = itertools.count()
         self._wake = anyio.Event()
         self.handed_off = 0
 
-    def add(self, job: RunningJob, after: float) -> None:
-        """Hand `job` off if it still runs `after` seconds from now."""
+    def add(self, job: RunningJob, after: float | None = None) -> None:
+        """Hand `job` off if it still runs `after` seconds (default: hand_off_after) from
+        now."""
+        if after is None:
+            after = self._after
         if math.isinf(after):
             return
         due = anyio.current_time() + after
@@ -75,10 +92,25 @@ class HandOffs:
         try:
             moved = await self._lease.hand_off(jobs)
         except DATABASE_ERRORS as exc:
-            # The claims still own them: nothing is lost, the horizon stays pinned a while.
-            logger.warning("cannot hand off jobs %s (retrying): %s", [j.id for j in jobs], exc)
+            # The claims still own them. But over a cut path the server may be about to let
+            # their sessions go, and so another worker run the jobs: a job whose hand-off
+            # fails past its first try's timeout stops here (MAX_HAND_OFF_AFTER keeps that
+            # within what the server waits, see db/connections.py). A lease session being
+            # replaced just now fails sooner and is tried again.
+            now = anyio.current_time()
+            stopped = [job for job in jobs if now - job.launched >= self._after + PING_TIMEOUT]
+            logger.warning(
+                "cannot hand off jobs %s (%s); %s",
+                [job.id for job in jobs],
+                exc,
+                f"interrupting {[job.id for job in stopped]}" if stopped else "retrying",
+            )
             for job in jobs:
-                self.add(job, 1.0)
+                if job in stopped:
+                    job.cancel(CancelReason.CLAIM_LOST)
+                    job.claim.conn.terminate()
+                else:
+                    self.add(job, RETRY)
             return
         for job in jobs:
             if job.id not in moved:

@@ -28,6 +28,11 @@ logger = logging.getLogger("asyncjobs.worker")
 # The lease session runs short statements only and is idle in between, never in a
 # transaction.
 LEASE_SETTINGS = {"idle_in_transaction_session_timeout": "0", "statement_timeout": "0"}
+# How often the session is checked, and how long an answer may take: together well within
+# GIVE_UP_AFTER (see db/connections.py), so the worker gives the key up before the server
+# does.
+PING = 1.0
+PING_TIMEOUT = 2.0
 
 
 class LeaseSession:
@@ -51,6 +56,8 @@ class LeaseSession:
         self._on_lost = on_lost
         self._conn: asyncpg.Connection | None = None
         self._lost = anyio.Event()
+        # One statement at a time on the session: the ping and the hand-offs.
+        self._busy: anyio.Lock | None = None
         self.key: int | None = None
         self.reconnects = 0
 
@@ -61,6 +68,8 @@ class LeaseSession:
         return self.key
 
     async def _connect(self) -> None:
+        if self._busy is None:
+            self._busy = anyio.Lock()
         conn = await connect(self._dsn, settings=LEASE_SETTINGS)
         try:
             row = await conn.fetchrow(self._sql.take_worker_key, self.key)
@@ -74,11 +83,32 @@ class LeaseSession:
         self.key = row["key"]
         await self._on_key(self.key)
 
+    async def _ping(self) -> None:
+        """Until the session is lost: check it every PING seconds, and give it up (which
+        interrupts the handed-off jobs) when it doesn't answer within PING_TIMEOUT. Over a
+        path that is cut but not closed (a partition, a stalled proxy) nothing else would
+        notice before the server lets the key go."""
+        while not self._lost.is_set():
+            with anyio.move_on_after(PING):
+                await self._lost.wait()
+            conn = self._conn
+            if conn is None or self._lost.is_set():
+                return
+            assert self._busy is not None
+            try:
+                with anyio.fail_after(PING_TIMEOUT):
+                    async with self._busy:
+                        await conn.fetchval("SELECT 1")
+            except DATABASE_ERRORS as exc:  # a timeout too
+                logger.warning("lease session does not answer (%s): giving it up", exc or "timeout")
+                conn.terminate()
+                self._lost.set()
+
     async def run(self) -> None:
         """Keep the session up until cancelled: a lost one is replaced with the same key."""
         delay = 0.05
         while True:
-            await self._lost.wait()
+            await self._ping()
             logger.warning("lease session lost: interrupting handed-off jobs; reconnecting")
             self._conn = None
             self._on_lost()
@@ -101,13 +131,22 @@ class LeaseSession:
         conn = self._conn
         if conn is None or conn.is_closed():
             raise ConnectionFailed("the lease session is reconnecting")
-        rows = await conn.fetch(
-            self._sql.hand_off,
-            [job.id for job in jobs],
-            [job.entry for job in jobs],
-            [job.attempt for job in jobs],
-            self.key,
-        )
+        assert self._busy is not None
+        try:
+            with anyio.fail_after(PING_TIMEOUT):
+                async with self._busy:
+                    rows = await conn.fetch(
+                        self._sql.hand_off,
+                        [job.id for job in jobs],
+                        [job.entry for job in jobs],
+                        [job.attempt for job in jobs],
+                        self.key,
+                    )
+        except TimeoutError:
+            # Whether it took effect is unknown, and the session can't be trusted.
+            conn.terminate()
+            self._lost.set()
+            raise ConnectionFailed("the lease session does not answer") from None
         return {row["id"] for row in rows}
 
     async def close(self) -> None:

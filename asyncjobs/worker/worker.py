@@ -28,7 +28,7 @@ from ..retention import Pruner, Retention
 from ..tasks import validate_queue
 from .claims import Claim, ClaimConnections
 from .fetcher import Fetcher
-from .handoff import HandOffs
+from .handoff import MAX_HAND_OFF_AFTER, HandOffs
 from .heartbeat import Heartbeat
 from .lease import LeaseSession
 from .listener import Listener
@@ -118,7 +118,9 @@ class Worker:
         # None: this worker doesn't prune (the app keeps jobs forever, or prune=False).
         self.retention = (retention or app.retention) if prune else None
         self.claim_sessions = claim_sessions
-        self.hand_off_after = validation.seconds("hand_off_after", hand_off_after)
+        self.hand_off_after = validation.seconds(
+            "hand_off_after", hand_off_after, most=MAX_HAND_OFF_AFTER
+        )
         self.sql = Queries.for_schema(app.schema)
         self.channels = Channels.for_schema(app.schema)
         self.running: dict[int, RunningJob] = {}
@@ -320,7 +322,9 @@ class Worker:
             progress = ProgressWriter(pool, self.sql.report_progress)
             self._pool = pool
             takeovers = self._takeovers = Takeovers(pool, self.sql)
-            hand_offs = self._hand_offs = HandOffs(lease, running=self.running.get)
+            hand_offs = self._hand_offs = HandOffs(
+                lease, after=self.hand_off_after, running=self.running.get
+            )
             self._fetcher = fetcher = Fetcher(
                 sql=self.sql,
                 pool=pool,
@@ -496,7 +500,7 @@ class Worker:
         if early is not None:
             job.cancel(early)
         if self._hand_offs is not None:
-            self._hand_offs.add(job, self.hand_off_after)
+            self._hand_offs.add(job)
         self._jobs.start_soon(self._run_job, job, runner, recorder, progress)
 
     async def _run_job(
