@@ -18,7 +18,7 @@ import asyncpg
 from ..db.connections import close_gently, connect
 
 if TYPE_CHECKING:
-    from .runner import RunningJob
+    from .attempt import RunningJob
 
 logger = logging.getLogger("asyncjobs.claims")
 

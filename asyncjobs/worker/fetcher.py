@@ -20,9 +20,9 @@ import asyncpg
 from ..db.connections import DATABASE_ERRORS
 from ..db.pool import Pool
 from ..db.sql import Queries
+from .attempt import RunningJob
 from .claims import Claim, ClaimConnections
 from .recorder import Recorder
-from .runner import RunningJob
 
 logger = logging.getLogger("asyncjobs.fetcher")
 

@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 import anyio
 
 from ..db.connections import DATABASE_ERRORS
+from .attempt import RunningJob
 from .lease import LeaseSession
-from .runner import RunningJob
 
 logger = logging.getLogger("asyncjobs.worker")
 

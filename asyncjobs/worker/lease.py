@@ -21,7 +21,7 @@ from ..db.sql import Queries
 from ..errors import ConnectionFailed
 
 if TYPE_CHECKING:
-    from .runner import RunningJob
+    from .attempt import RunningJob
 
 logger = logging.getLogger("asyncjobs.worker")
 

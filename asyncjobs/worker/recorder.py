@@ -22,8 +22,8 @@ import asyncpg
 from ..db.connections import DATABASE_ERRORS, close_gently, connect, connection_problem
 from ..db.sql import Queries
 from ..serialization import dumps
+from .attempt import Outcome, RunningJob, error_record
 from .claims import Claim
-from .runner import Outcome, RunningJob, error_record
 
 logger = logging.getLogger("asyncjobs.recorder")
 

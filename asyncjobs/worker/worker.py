@@ -24,8 +24,9 @@ from ..db.pool import Pool, open_pool
 from ..db.sql import Channels, Queries
 from ..errors import ConfigurationError, ConnectionFailed
 from ..job_context import JobContext
-from ..retention import Pruner, Retention
+from ..retention import Retention
 from ..tasks import validate_queue
+from .attempt import RunningJob
 from .claims import Claim, ClaimConnections
 from .fetcher import Fetcher
 from .handoff import HandOffs
@@ -34,8 +35,9 @@ from .lease import LeaseSession
 from .listener import Listener
 from .loop_watchdog import LoopWatchdog
 from .progress import ProgressWriter
+from .pruner import Pruner
 from .recorder import Recorder
-from .runner import JobRunner, RunningJob
+from .runner import JobRunner
 from .scheduler import Scheduler
 from .watcher import Watcher
 
