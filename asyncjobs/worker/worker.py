@@ -16,7 +16,6 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .. import validation
 from ..cancel import CancelReason
-from ..client.client import Client
 from ..client.schedules import sync_declared
 from ..db.connections import DATABASE_ERRORS, connect
 from ..db.migrations import check, migrate
@@ -331,10 +330,7 @@ class Worker:
                 batch_size=self.batch_size,
                 gather=max(1, min(self.batch_size, self.concurrency) // 2),
             )
-            # Ticks enqueue through the client's transactional enqueue, on the tick's connection.
-            scheduler = self._scheduler = Scheduler(
-                sql=self.sql, pool=pool, enqueue=Client(self.app).enqueue_many_tx
-            )
+            scheduler = self._scheduler = Scheduler(sql=self.sql, pool=pool)
             listener = Listener(
                 dsn,
                 {

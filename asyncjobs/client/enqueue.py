@@ -1,0 +1,158 @@
+"""Enqueueing: the calls a batch is made of, the parameters statement `enqueue` (or
+`enqueue_unique_or_after`) takes for them, and running it. Used by the client and by the
+worker's scheduler (whose ticks enqueue on their own transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from ..db.sql import Queries
+from ..errors import ConfigurationError, DuplicateJob, JobNotFound, SerializationError
+from ..retry import Backoff
+from ..serialization import dumps, encode_arguments, loads
+from ..tasks import JobOptions, Task, TaskCall, validate_task_name
+
+if TYPE_CHECKING:
+    from ..db.pool import Pool
+
+
+def task_call(
+    tasks: Mapping[str, Task[Any, Any]],
+    task: Task[Any, Any] | str,
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+) -> TaskCall:
+    """One job of `task` (a task, or the name of one, registered in `tasks` or not) with
+    these arguments, ready to enqueue."""
+    if isinstance(task, str):
+        validate_task_name(task)
+        registered = tasks.get(task)
+        if registered is None:
+            # A producer need not import the task's code; the worker that runs it
+            # reports an unknown name on the job itself.
+            encoded_args, encoded_kwargs = encode_arguments(task, args, kwargs)
+            return TaskCall(task, encoded_args, encoded_kwargs, JobOptions())
+        task = registered
+    if not isinstance(task, Task):
+        raise ConfigurationError(f"enqueue needs a task or a task name, got {task!r}")
+    return task.call(*args, **kwargs)
+
+
+async def enqueue_calls(
+    conn: asyncpg.Connection | Pool, sql: Queries, calls: list[TaskCall]
+) -> list[int]:
+    """Store these calls' jobs with one statement (`enqueue`, or `enqueue_unique_or_after`
+    when a call has a unique key or parents) on `conn`; return their ids in call order."""
+    if not calls:
+        return []
+    for call in calls:
+        if not isinstance(call, TaskCall):
+            raise ConfigurationError(f"enqueue_many takes task.call(...) items, got {call!r}")
+    columns = enqueue_columns(calls)
+    if len(columns) == ENQUEUE_PARAMETERS:
+        ids: list[int] = await conn.fetchval(sql.enqueue, *columns)
+        return ids
+    try:
+        ids = await conn.fetchval(sql.enqueue_unique_or_after, *columns)
+    except (asyncpg.ForeignKeyViolationError, asyncpg.UniqueViolationError) as exc:
+        raise _refused(exc) from None
+    return ids
+
+
+ENQUEUE_PARAMETERS = 11
+
+# Between the JSON values of a batch's arguments: the ASCII record separator, as in RFC 7464.
+# JSON text never holds it unescaped, so it can't be part of a value.
+RS = b"\x1e"
+
+
+def enqueue_columns(calls: Sequence[TaskCall]) -> list[Any]:
+    """The parameters of statement `enqueue` ($1-$11) for a batch of calls; when a call has
+    a unique key or parents, also those that `enqueue_unique_or_after` takes after them
+    ($12-$15).
+
+    Each call's arguments go in two texts, its positional ($2) and keyword ($3, NULL when
+    no call has any) arguments as JSON values joined by RS. The options go once per distinct
+    (task, options) of the batch (mostly one: the task's defaults), as rows of arrays
+    ($4-$11, $12-$15), and $1 says which row each call takes (NULL: all the first).
+    Measured: asyncpg takes about 0.6 ms to encode a 1,000-element text array, 3 ms for the
+    ten per-call arrays this replaced, a fifth of a batch's time."""
+    groups: dict[tuple[str, int], int] = {}
+    firsts: list[TaskCall] = []
+    rows: list[int] = []
+    for call in calls:
+        key = (call.task, id(call.options))
+        row = groups.get(key)
+        if row is None:
+            row = groups[key] = len(firsts) + 1
+            firsts.append(call)
+        rows.append(row)
+    options = [c.options for c in firsts]
+    n = len(calls)
+    args = RS.join([c.args for c in calls])
+    kwargs_list = [c.kwargs for c in calls]
+    kwargs = None if kwargs_list.count(b"{}") == n else RS.join(kwargs_list)
+    if args.count(RS) != n - 1 or (kwargs is not None and kwargs.count(RS) != n - 1):
+        raise SerializationError(
+            "a call's arguments are not JSON text: make calls with task.call(...)"
+        )
+    columns: list[Any] = [
+        None if len(firsts) == 1 else rows,
+        args.decode(),
+        None if kwargs is None else kwargs.decode(),
+        [c.task for c in firsts],
+        [o.queue for o in options],
+        [o.priority for o in options],
+        [o.max_attempts for o in options],
+        [o.timeout for o in options],
+        [o.run_at for o in options],
+        [o.delay for o in options],
+        [_backoff_json(o.backoff) for o in options],
+    ]
+    if any(o.unique_key is not None or o.after for o in options):
+        columns += [
+            [o.unique_key for o in options],
+            [o.on_duplicate == "raise" for o in options],
+            [_id_array(o.after) for o in options],
+            [o.on_parent_failure if o.after else None for o in options],
+        ]
+    return columns
+
+
+def _backoff_json(backoff: Backoff | None) -> str | None:
+    return None if backoff is None else dumps(backoff.to_json()).decode()
+
+
+def _id_array(ids: tuple[int, ...]) -> str | None:
+    """Job ids as a PostgreSQL array literal, the form the enqueue statement takes."""
+    return "{" + ",".join(str(i) for i in ids) + "}" if ids else None
+
+
+def calls_list(calls: Iterable[TaskCall]) -> list[TaskCall]:
+    """`enqueue_many`'s argument as a list of calls, or ConfigurationError."""
+    if isinstance(calls, TaskCall):  # a tuple itself: its parts would pass for calls
+        raise ConfigurationError("enqueue_many takes a list of task.call(...) items, got one")
+    try:
+        return list(calls)
+    except TypeError:
+        raise ConfigurationError(
+            f"enqueue_many takes a list of task.call(...) items, got {calls!r}"
+        ) from None
+
+
+def _refused(exc: asyncpg.PostgresError) -> Exception:
+    """The error for an enqueue that statement `enqueue` refused, else `exc` itself."""
+    constraint = getattr(exc, "constraint_name", None)
+    detail = getattr(exc, "detail", None) or ""
+    if constraint == "asyncjobs_unknown_parent":
+        return JobNotFound(
+            f"cannot enqueue after job {detail.replace(',', ', ')}: no such job (it never "
+            "existed or was deleted); nothing was enqueued"
+        )
+    if constraint == "asyncjobs_unique_key":
+        found = loads(detail)
+        return DuplicateJob(found["task"], found["unique_key"], found["job"], found["state"])
+    return exc
