@@ -24,9 +24,13 @@ from ..job import Job, JobState
 from ..retention import DAY, Retention
 from ..tasks import validate_task_name
 from ..validation import INT64
+from ..worker.settings import WorkerSettings
 from ..worker.worker import Worker
 from .common import app_options, json_argument, load_app, make_app, run
 from .schedules import schedules
+
+# The defaults the worker command shows, and gives when an option is left out.
+_DEFAULTS = WorkerSettings()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +106,7 @@ cli.add_command(schedules)
 @click.option(
     "-c",
     "--concurrency",
-    default=10,
+    default=_DEFAULTS.concurrency,
     show_default=True,
     type=click.IntRange(min=1),
     help="Jobs run at once.",
@@ -110,21 +114,21 @@ cli.add_command(schedules)
 @click.option("-q", "--queues", default=None, help="Comma-separated queues [the app's tasks'].")
 @click.option(
     "--grace",
-    default=0.0,
+    default=_DEFAULTS.grace,
     show_default=True,
     type=_Seconds(),
     help="Seconds running jobs get to finish on SIGTERM/SIGINT before they are requeued.",
 )
 @click.option(
     "--poll-interval",
-    default=5.0,
+    default=_DEFAULTS.poll_interval,
     show_default=True,
     type=_Seconds(positive=True),
     help="Fallback poll, seconds.",
 )
 @click.option(
     "--heartbeat-interval",
-    default=10.0,
+    default=_DEFAULTS.heartbeat_interval,
     show_default=True,
     type=_Seconds(positive=True),
     help="Seconds between heartbeats (which also catch a missed stop broadcast).",
@@ -163,7 +167,7 @@ cli.add_command(schedules)
 )
 @click.option(
     "--hand-off-after",
-    default=2.0,
+    default=_DEFAULTS.hand_off_after,
     show_default=True,
     type=click.FloatRange(min=0, max=1e9),
     help="Seconds a job runs under its claim before it moves to the worker's lease.",
@@ -222,7 +226,7 @@ def worker(
             interval=base.interval if prune_interval is None else prune_interval,
             batch_size=base.batch_size,
         )
-        runner = app.worker(
+        settings = WorkerSettings(
             concurrency=concurrency,
             queues=queue_list,
             grace=grace,
@@ -236,6 +240,7 @@ def worker(
         )
     except AsyncJobsError as exc:
         raise click.BadParameter(str(exc)) from exc
+    runner = Worker(app, settings)
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
