@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from ..db.parameters import Enqueue, EnqueueUniqueOrAfter
 from ..db.sql import Queries
 from ..errors import ConfigurationError, DuplicateJob, JobNotFound, SerializationError
 from ..retry import Backoff
@@ -51,35 +52,32 @@ async def enqueue_calls(
     for call in calls:
         if not isinstance(call, TaskCall):
             raise ConfigurationError(f"enqueue_many takes task.call(...) items, got {call!r}")
-    columns = enqueue_columns(calls)
-    if len(columns) == ENQUEUE_PARAMETERS:
-        ids: list[int] = await conn.fetchval(sql.enqueue, *columns)
+    parameters = enqueue_parameters(calls)
+    if isinstance(parameters, Enqueue):
+        ids: list[int] = await conn.fetchval(sql.enqueue, *parameters)
         return ids
     try:
-        ids = await conn.fetchval(sql.enqueue_unique_or_after, *columns)
+        ids = await conn.fetchval(sql.enqueue_unique_or_after, *parameters)
     except (asyncpg.ForeignKeyViolationError, asyncpg.UniqueViolationError) as exc:
         raise _refused(exc) from None
     return ids
 
-
-ENQUEUE_PARAMETERS = 11
 
 # Between the JSON values of a batch's arguments: the ASCII record separator, as in RFC 7464.
 # JSON text never holds it unescaped, so it can't be part of a value.
 RS = b"\x1e"
 
 
-def enqueue_columns(calls: Sequence[TaskCall]) -> list[Any]:
-    """The parameters of statement `enqueue` ($1-$11) for a batch of calls; when a call has
-    a unique key or parents, also those that `enqueue_unique_or_after` takes after them
-    ($12-$15).
+def enqueue_parameters(calls: Sequence[TaskCall]) -> Enqueue | EnqueueUniqueOrAfter:
+    """The parameters of statement `enqueue` for a batch of calls; when a call has a unique
+    key or parents, those of `enqueue_unique_or_after`.
 
-    Each call's arguments go in two texts, its positional ($2) and keyword ($3, NULL when
-    no call has any) arguments as JSON values joined by RS. The options go once per distinct
-    (task, options) of the batch (mostly one: the task's defaults), as rows of arrays
-    ($4-$11, $12-$15), and $1 says which row each call takes (NULL: all the first).
-    Measured: asyncpg takes about 0.6 ms to encode a 1,000-element text array, 3 ms for the
-    ten per-call arrays this replaced, a fifth of a batch's time."""
+    Each call's arguments go in two texts, its positional (`args`) and keyword (`kwargs`,
+    None when no call has any) arguments as JSON values joined by RS. The options go once
+    per distinct (task, options) of the batch (mostly one: the task's defaults), as rows of
+    arrays, and `options_rows` says which row each call takes (None: all the first): asyncpg
+    encodes a long array slowly, and per-call arrays of every option cost a fifth of a
+    batch's time (see benchmarks/README.md)."""
     groups: dict[tuple[str, int], int] = {}
     firsts: list[TaskCall] = []
     rows: list[int] = []
@@ -99,27 +97,28 @@ def enqueue_columns(calls: Sequence[TaskCall]) -> list[Any]:
         raise SerializationError(
             "a call's arguments are not JSON text: make calls with task.call(...)"
         )
-    columns: list[Any] = [
-        None if len(firsts) == 1 else rows,
-        args.decode(),
-        None if kwargs is None else kwargs.decode(),
-        [c.task for c in firsts],
-        [o.queue for o in options],
-        [o.priority for o in options],
-        [o.max_attempts for o in options],
-        [o.timeout for o in options],
-        [o.run_at for o in options],
-        [o.delay for o in options],
-        [_backoff_json(o.backoff) for o in options],
-    ]
-    if any(o.unique_key is not None or o.after for o in options):
-        columns += [
-            [o.unique_key for o in options],
-            [o.on_duplicate == "raise" for o in options],
-            [_id_array(o.after) for o in options],
-            [o.on_parent_failure if o.after else None for o in options],
-        ]
-    return columns
+    plain = Enqueue(
+        options_rows=None if len(firsts) == 1 else rows,
+        args=args.decode(),
+        kwargs=None if kwargs is None else kwargs.decode(),
+        tasks=[c.task for c in firsts],
+        queues=[o.queue for o in options],
+        priorities=[o.priority for o in options],
+        max_attempts=[o.max_attempts for o in options],
+        timeouts=[o.timeout for o in options],
+        run_ats=[o.run_at for o in options],
+        delays=[o.delay for o in options],
+        backoffs=[_backoff_json(o.backoff) for o in options],
+    )
+    if not any(o.unique_key is not None or o.after for o in options):
+        return plain
+    return EnqueueUniqueOrAfter(
+        *plain,
+        unique_keys=[o.unique_key for o in options],
+        refuse_duplicates=[o.on_duplicate == "raise" for o in options],
+        parents=[_id_array(o.after) for o in options],
+        on_parent_failures=[o.on_parent_failure if o.after else None for o in options],
+    )
 
 
 def _backoff_json(backoff: Backoff | None) -> str | None:

@@ -3,13 +3,15 @@
 -- The Python that runs a statement carries its name.
 
 -- name: enqueue
+-- Parameters: $1 options_rows, $2 args, $3 kwargs, $4 tasks, $5 queues, $6 priorities,
+-- $7 max_attempts, $8 timeouts, $9 run_ats, $10 delays, $11 backoffs.
+--
 -- Inserts jobs and their queue rows in one statement. The calls' arguments: $2 positional,
 -- $3 keyword (NULL: no call has any), JSON values separated by RS (E'\x1e'), in call order.
--- Their options, one row per distinct (task, options) of the batch: $4 task, $5 queue,
--- $6 priority, $7 max_attempts, $8 timeout, $9 run_at, $10 delay, $11 backoff (JSON); $1
--- the row of each call (NULL: the first for all). Why this shape: see enqueue_columns in
--- client.py. Arguments come as text so that this runs on any caller's connection
--- (enqueue_tx), whatever codecs it has.
+-- Their options, one row per distinct (task, options) of the batch: $4-$11 (backoff as
+-- JSON); $1 the row of each call (NULL: the first for all). Why this shape: see
+-- enqueue_parameters in client/enqueue.py. Arguments come as text so that this runs on
+-- any caller's connection (enqueue_tx), whatever codecs it has.
 -- A job is due at run_at, else delay seconds from now, else now. Ids follow call order:
 -- the rows are sorted by it, and ids are drawn after the sort.
 -- The jobs are inserted straight from the input, without a CTE in between: a materialized
@@ -49,6 +51,10 @@ SELECT array_agg(id ORDER BY id) AS ids,
   FROM inserted;
 
 -- name: enqueue_unique_or_after
+-- Parameters: $1 options_rows, $2 args, $3 kwargs, $4 tasks, $5 queues, $6 priorities,
+-- $7 max_attempts, $8 timeouts, $9 run_ats, $10 delays, $11 backoffs, $12 unique_keys,
+-- $13 refuse_duplicates, $14 parents, $15 on_parent_failures.
+--
 -- `enqueue` for batches where some job has a unique key or parents (the plain statement
 -- above stays the fast path: this one does about twice the work per row).
 -- $1-$11 as for `enqueue`; each row of options also has a unique key ($12), whether a
@@ -204,6 +210,9 @@ SELECT array_agg(id ORDER BY n) AS ids,
 SELECT id, job_id FROM {schema}.claim_jobs($1::text[], $2::int);
 
 -- name: start_and_finish
+-- Parameters: $1 job_ids, $2 entries, $3 attempts, $4 outcomes, $5 results, $6 errors,
+-- $7 delays, $8 start_job_ids, $9 start_entries, $10 worker_id.
+--
 -- Everything a worker has to record, in one statement and one commit: the outcomes of
 -- finished attempts ($1-$7) and the start of claimed jobs ($8-$9, by worker $10). They
 -- never concern the same job: a job starts only from a queue row its claim holds, and an
@@ -327,6 +336,9 @@ SELECT array_agg(id) AS ids,
   FROM failed;
 
 -- name: report_progress
+-- Parameters: $1 job_ids, $2 entries, $3 attempts, $4 progress, $5 messages, $6 lines,
+-- $7 log_lines.
+--
 -- Progress and log lines of running jobs, many per round trip, each guarded by the attempt
 -- that reported it: a job cancelled, requeued or finished meanwhile gets nothing. A NULL
 -- progress leaves progress and its message as they were; the log keeps its last $7 lines.
@@ -549,6 +561,8 @@ SELECT array_agg(key) FROM (
  WHERE key <> $1 AND pg_try_advisory_xact_lock(hashtext('{schema}.workers'), key);
 
 -- name: hand_off
+-- Parameters: $1 job_ids, $2 entries, $3 attempts, $4 key.
+--
 -- Long-running jobs leave their claims: from now on the worker's key ($4) owns their
 -- attempts, and their claims can commit (a held claim pins the vacuum horizon of the whole
 -- database). Guarded like an outcome: a job decided by someone else meanwhile stays as it

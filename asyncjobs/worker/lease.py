@@ -17,6 +17,7 @@ import anyio
 import asyncpg
 
 from ..db.connections import DATABASE_ERRORS, close_gently, connect
+from ..db.parameters import HandOff
 from ..db.sql import Queries
 from ..errors import ConnectionFailed
 
@@ -101,13 +102,13 @@ class LeaseSession:
         conn = self._conn
         if conn is None or conn.is_closed():
             raise ConnectionFailed("the lease session is reconnecting")
-        rows = await conn.fetch(
-            self._sql.hand_off,
-            [job.id for job in jobs],
-            [job.entry for job in jobs],
-            [job.attempt for job in jobs],
-            self.key,
+        record = HandOff(
+            job_ids=[job.id for job in jobs],
+            entries=[job.entry for job in jobs],
+            attempts=[job.attempt for job in jobs],
+            key=self.key,
         )
+        rows = await conn.fetch(self._sql.hand_off, *record)
         return {row["id"] for row in rows}
 
     async def close(self) -> None:

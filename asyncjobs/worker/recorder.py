@@ -14,12 +14,12 @@ import logging
 import math
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import anyio
 import asyncpg
 
 from ..db.connections import DATABASE_ERRORS, close_gently, connect, connection_problem
+from ..db.parameters import StartAndFinish
 from ..db.sql import Queries
 from ..serialization import dumps
 from .attempt import Outcome, RunningJob, error_record
@@ -89,7 +89,7 @@ class Recorder:
         peer's jobs after its crash) then skips parsing and planning."""
         conn = await connect(self._dsn, settings=RECORDER_SETTINGS)
         try:
-            await conn.fetch(self._sql.start_and_finish, *_no_outcomes(), [], [], self._worker_id)
+            await conn.fetch(self._sql.start_and_finish, *_nothing(self._worker_id))
         except BaseException:
             conn.terminate()
             raise
@@ -263,24 +263,23 @@ class Recorder:
     ) -> None:
         if not outcomes and not starts:
             return
-        columns: list[list[Any]] = _no_outcomes()
+        record = _nothing(self._worker_id)
         for job, outcome in outcomes:
-            columns[0].append(job.id)
-            columns[1].append(job.entry)
-            columns[2].append(job.attempt)
-            columns[3].append(outcome.kind)
-            columns[4].append(outcome.result)
-            columns[5].append(dumps(outcome.error) if outcome.error is not None else None)
-            columns[6].append(outcome.delay)
-        job_ids = [job_id for request in starts for job_id in request.job_ids]
-        entries = [entry for request in starts for entry in request.entries]
+            record.job_ids.append(job.id)
+            record.entries.append(job.entry)
+            record.attempts.append(job.attempt)
+            record.outcomes.append(outcome.kind)
+            record.results.append(outcome.result)
+            record.errors.append(dumps(outcome.error) if outcome.error is not None else None)
+            record.delays.append(outcome.delay)
+        for request in starts:
+            record.start_job_ids.extend(request.job_ids)
+            record.start_entries.extend(request.entries)
         if self._conn is None or self._conn.is_closed():
             await self.open()
         assert self._conn is not None
         try:
-            rows = await self._conn.fetch(
-                self._sql.start_and_finish, *columns, job_ids, entries, self._worker_id
-            )
+            rows = await self._conn.fetch(self._sql.start_and_finish, *record)
         except BaseException:
             # Whatever state the session is in now, a fresh one is simpler than finding out.
             self._conn.terminate()
@@ -305,5 +304,6 @@ class Recorder:
             await claim.settle()
 
 
-def _no_outcomes() -> list[list[Any]]:
-    return [[], [], [], [], [], [], []]
+def _nothing(worker_id: uuid.UUID) -> StartAndFinish:
+    """The parameters of a write with no outcome and no start, to fill in."""
+    return StartAndFinish([], [], [], [], [], [], [], [], [], worker_id)
