@@ -25,9 +25,7 @@ class Retry(Exception):
     def __init__(self, delay: float | datetime.timedelta | None = None, reason: str = "") -> None:
         if isinstance(delay, datetime.timedelta):
             delay = delay.total_seconds()
-        if delay is not None and (
-            not isinstance(delay, (int, float)) or isinstance(delay, bool) or not delay >= 0
-        ):
+        if delay is not None and (not validation.is_number(delay) or not delay >= 0):
             raise ConfigurationError(
                 f"Retry(delay=...) must be seconds >= 0, a timedelta or None, got {delay!r}"
             )
