@@ -68,6 +68,34 @@ class Backoff:
         return random.uniform(raw / 2, raw) if self.jitter else raw
 
 
+class RetryDelay:
+    """The wait before trying again what keeps failing (a lost connection, a statement the
+    server refused): `first`, then twice as long each time, at most `most`; `reset()` once
+    it works. For asyncjobs' own loops (a job's retries wait by its Backoff)."""
+
+    __slots__ = ("_next", "first", "most")
+
+    def __init__(self, first: float = 0.05, most: float = 2.0) -> None:
+        self.first = first
+        self.most = most
+        self._next = first
+
+    def next(self) -> float:
+        """The wait to take now; the one after it is twice as long (at most `most`)."""
+        delay = self._next
+        self._next = min(delay * 2, self.most)
+        return delay
+
+    @property
+    def upcoming(self) -> float:
+        """What `next()` will return, without moving on."""
+        return self._next
+
+    def reset(self) -> None:
+        """It worked: the next failure waits `first` again."""
+        self._next = self.first
+
+
 def exception_types(name: str, value: object) -> ExceptionTypes:
     """`value` (one exception class or a tuple of them) as a tuple, else ConfigurationError."""
     types = value if isinstance(value, tuple) else (value,)

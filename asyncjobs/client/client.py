@@ -29,6 +29,7 @@ from ..errors import (
     WaitTimeout,
 )
 from ..job import Job, JobState, WorkerInfo
+from ..retry import RetryDelay
 from ..tasks import P, Task, TaskCall
 from .enqueue import calls_list, enqueue_calls, task_call
 from .schedules import Schedules
@@ -270,15 +271,15 @@ class Client:
         if self._listen_lock is None:
             self._listen_lock = anyio.Lock()
         async with self._listen_lock:
-            delay = 0.05
+            retry = RetryDelay()
             while self._listen_conn is None or self._listen_conn.is_closed():
                 try:
                     conn = await connect(self._dsn)
                     await conn.add_listener(self.channels.done, self._on_done)
                 except (ConnectionFailed, OSError, asyncpg.PostgresError) as exc:
+                    delay = retry.next()
                     logger.warning("wait: cannot listen (retrying in %.2fs): %s", delay, exc)
                     await anyio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
                     continue
                 conn.add_termination_listener(self._listen_lost)
                 self._listen_conn = conn

@@ -20,6 +20,7 @@ from ..db.connections import DATABASE_ERRORS, close_gently, connect
 from ..db.parameters import HandOff
 from ..db.sql import Queries
 from ..errors import ConnectionFailed
+from ..retry import RetryDelay
 
 if TYPE_CHECKING:
     from .attempt import RunningJob
@@ -77,7 +78,7 @@ class LeaseSession:
 
     async def run(self) -> None:
         """Keep the session up until cancelled: a lost one is replaced with the same key."""
-        delay = 0.05
+        retry = RetryDelay()
         while True:
             await self._lost.wait()
             logger.warning("lease session lost: interrupting handed-off jobs; reconnecting")
@@ -87,14 +88,14 @@ class LeaseSession:
                 try:
                     await self._connect()
                     self.reconnects += 1
-                    delay = 0.05
+                    retry.reset()
                     break
                 except DATABASE_ERRORS as exc:
+                    delay = retry.next()
                     logger.warning(
                         "lease session cannot reconnect (retrying in %.2fs): %s", delay, exc
                     )
                     await anyio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
 
     async def hand_off(self, jobs: Sequence[RunningJob]) -> set[int]:
         """Move these claimed jobs' attempts to the key (statement `hand_off`); return the

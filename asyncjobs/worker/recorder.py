@@ -21,6 +21,7 @@ import asyncpg
 from ..db.connections import DATABASE_ERRORS, close_gently, connect, connection_problem
 from ..db.parameters import StartAndFinish
 from ..db.sql import Queries
+from ..retry import RetryDelay
 from ..serialization import dumps
 from .attempt import Outcome, RunningJob, error_record
 from .claims import Claim
@@ -73,7 +74,7 @@ class Recorder:
         self._idle = anyio.Event()
         self._idle.set()
         self._retry_at = 0.0
-        self._retry_delay = 0.0
+        self._retry = RetryDelay()
         # Claims being made whose start will come (see expect()), and since when outcomes
         # have been waiting for one.
         self._expected = 0
@@ -206,17 +207,15 @@ class Recorder:
                         *(await self._isolate(written)),
                         *(item for item in outcomes if id(item) not in alone),
                     ]
-                self._retry_delay = min(max(self._retry_delay * 2, 0.05), 2.0)
-                self._retry_at = anyio.current_time() + self._retry_delay
-                logger.warning(
-                    "cannot write outcomes (retrying in %.2fs): %s", self._retry_delay, exc
-                )
+                delay = self._retry.next()
+                self._retry_at = anyio.current_time() + delay
+                logger.warning("cannot write outcomes (retrying in %.2fs): %s", delay, exc)
                 self._outcomes[:0] = outcomes
                 return
             finally:
                 self._writing = False
                 self._wake.set()
-            self._retry_delay = 0.0
+            self._retry.reset()
             self.written += len(written)
             await self._settle(outcomes)
         finally:

@@ -22,6 +22,7 @@ from ..db.connections import DATABASE_ERRORS
 from ..db.pool import Pool
 from ..db.sql import Queries
 from ..errors import AsyncJobsError
+from ..retry import RetryDelay
 from ..schedule import MISSED_AFTER, Schedule, next_run
 
 if TYPE_CHECKING:
@@ -63,17 +64,16 @@ class Scheduler:
 
     async def run(self) -> None:
         """Tick due schedules and sleep until the next one, until cancelled."""
-        backoff = 0.05
+        retry = RetryDelay(most=5.0)
         while True:
             # A fresh event before reading: a change during the tick is not lost.
             self._wake = anyio.Event()
             try:
                 delay = await self.tick()
-                backoff = 0.05
+                retry.reset()
             except _RETRIED as exc:
-                logger.warning("schedule tick failed (retrying in %.2fs): %s", backoff, exc)
-                delay = backoff
-                backoff = min(backoff * 2, 5.0)
+                delay = retry.next()
+                logger.warning("schedule tick failed (retrying in %.2fs): %s", delay, exc)
             with anyio.move_on_after(min(delay, self._max_sleep)):
                 await self._wake.wait()
 

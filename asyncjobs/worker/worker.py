@@ -23,6 +23,7 @@ from ..db.pool import Pool, open_pool
 from ..db.sql import Channels, Queries
 from ..errors import ConfigurationError, ConnectionFailed
 from ..job_context import JobContext
+from ..retry import RetryDelay
 from .attempt import RunningJob
 from .claims import Claim, ClaimConnections
 from .fetcher import Fetcher
@@ -215,7 +216,7 @@ class Worker:
             anyio.Event(),
         )
         self._signal_stop()
-        delay = 0.5
+        retry = RetryDelay(0.5, 30.0)
         try:
             while not self.stopping:
                 try:
@@ -224,13 +225,13 @@ class Worker:
                 except ConnectionFailed as exc:
                     if exc.permanent:
                         raise
+                    delay = retry.next()
                     logger.error("worker cannot start (retrying in %.1fs): %s", delay, exc)
                     if task_status is not anyio.TASK_STATUS_IGNORED:
                         task_status.started()
                         task_status = anyio.TASK_STATUS_IGNORED
                     with anyio.move_on_after(delay):
                         await self._stop_requested.wait()
-                    delay = min(delay * 2, 30.0)
         finally:
             self._stopped.set()
 
