@@ -16,8 +16,7 @@
 -- the rows are sorted by it, and ids are drawn after the sort.
 -- The jobs are inserted straight from the input, without a CTE in between: a materialized
 -- CTE writes and reads every row once more (about 5% of a 1,000-job batch's time).
--- Wakes workers of each queue; a future job's payload carries its epoch so that an idle
--- worker can sleep exactly until it is due.
+-- Wakes workers of each queue (notify_enqueue, in the schema).
 WITH inserted AS (
     INSERT INTO {schema}.jobs
            (task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state, queue_entry,
@@ -43,11 +42,8 @@ WITH inserted AS (
 )
 SELECT array_agg(id ORDER BY id) AS ids,
        (SELECT count(*) FROM (
-            SELECT pg_notify('{channel_prefix}.enqueue',
-                             CASE WHEN min(run_at) > now()
-                                  THEN queue || '@' || extract(epoch FROM min(run_at))
-                                  ELSE queue END)
-              FROM inserted GROUP BY queue) AS n) AS notified
+            SELECT {schema}.notify_enqueue(queue, min(run_at)) FROM inserted GROUP BY queue
+       ) AS n) AS notified
   FROM inserted;
 
 -- name: enqueue_unique_or_after
@@ -188,10 +184,7 @@ WITH input AS (
 )
 SELECT array_agg(id ORDER BY n) AS ids,
        (SELECT count(*) FROM (
-            SELECT pg_notify('{channel_prefix}.enqueue',
-                             CASE WHEN min(run_at) > now()
-                                  THEN queue || '@' || extract(epoch FROM min(run_at))
-                                  ELSE queue END)
+            SELECT {schema}.notify_enqueue(queue, min(run_at))
               FROM placed WHERE created AND queue_entry IS NOT NULL GROUP BY queue) AS n)
            AS notified,
        {schema}.refuse_enqueue(
@@ -304,10 +297,7 @@ WITH outcome AS (
                   FROM finished WHERE state IN ('succeeded', 'failed', 'cancelled')
                 HAVING count(*) > 0) AS n)
            + (SELECT count(*) FROM (
-                SELECT pg_notify('{channel_prefix}.enqueue',
-                                 CASE WHEN min(run_at) > now()
-                                      THEN queue || '@' || extract(epoch FROM min(run_at))
-                                      ELSE queue END)
+                SELECT {schema}.notify_enqueue(queue, min(run_at))
                   FROM finished WHERE queue_entry IS NOT NULL GROUP BY queue) AS n) AS count
 )
 SELECT s.* FROM notified LEFT JOIN started AS s ON true;

@@ -116,6 +116,16 @@ LANGUAGE sql STABLE AS $$
                               'attempt', attempt, 'at', now());
 $$;
 
+-- notify_enqueue(queue, due): wakes the workers of `queue` for a row due at `due`, in the
+-- words every statement that queues rows uses: the queue's name, and for a row due later
+-- its epoch too ('emails@1764000000.5'), so that an idle worker can sleep exactly until then.
+CREATE FUNCTION {schema}.notify_enqueue(queue_name text, due timestamptz) RETURNS void
+LANGUAGE sql AS $$
+    SELECT pg_notify('{channel_prefix}.enqueue',
+                     CASE WHEN due > now() THEN queue_name || '@' || extract(epoch FROM due)
+                          ELSE queue_name END);
+$$;
+
 -- Removes a job's queue row unless a worker holds it; a held row goes away when that
 -- worker commits, and is dropped as stale if it ever comes back. The job's queue,
 -- priority and run_at find it in queue_fetch_idx (they are the row's; see `queue`).
@@ -480,7 +490,7 @@ LANGUAGE sql AS $$
                   + (SELECT count(*) FROM ring))::integer;
 $$;
 
--- This file is migrations 1-7.
+-- This file is migrations 1-7 and 9.
 INSERT INTO {schema}.migrations (version, name)
 VALUES (1, 'initial'), (2, 'queue_order'), (3, 'lifecycle'), (4, 'unique_and_continuations'),
-       (5, 'schedules'), (6, 'lean_enqueue'), (7, 'liveness');
+       (5, 'schedules'), (6, 'lean_enqueue'), (7, 'liveness'), (9, 'notify_enqueue');
