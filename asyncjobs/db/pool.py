@@ -141,11 +141,6 @@ class Pool:
         idle = self._refuse()
         await asyncio.gather(*(close_gently(conn) for conn in idle), *self._retiring)
 
-    def terminate(self) -> None:
-        """Close every idle connection at once, without waiting; refuse new uses."""
-        for conn in self._refuse():
-            conn.terminate()
-
     def _refuse(self) -> list[asyncpg.Connection]:
         """Refuse new uses, fail the waiters, and hand over the idle connections."""
         self._closed = True

@@ -39,7 +39,6 @@ class HandOffs:
         self._due: list[tuple[float, int, RunningJob]] = []
         self._order = itertools.count()
         self._wake = anyio.Event()
-        self.handed_off = 0
 
     def add(self, job: RunningJob, after: float) -> None:
         """Hand `job` off if it still runs `after` seconds from now."""
@@ -84,7 +83,6 @@ class HandOffs:
             if job.id not in moved:
                 continue  # decided elsewhere (cancelled, requeued): a NOTIFY stops it
             job.handed_off = True
-            self.handed_off += 1
             claim = job.claim
             claim.jobs.discard(job)
             if claim.settled:

@@ -54,7 +54,6 @@ class LeaseSession:
         self._conn: asyncpg.Connection | None = None
         self._lost = anyio.Event()
         self.key: int | None = None
-        self.reconnects = 0
 
     async def open(self) -> int:
         """Connect and take a new key (statement `take_worker_key`); return it."""
@@ -87,7 +86,6 @@ class LeaseSession:
             while True:
                 try:
                     await self._connect()
-                    self.reconnects += 1
                     retry.reset()
                     break
                 except DATABASE_ERRORS as exc:

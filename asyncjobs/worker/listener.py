@@ -10,7 +10,6 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
-import asyncpg
 from anyio.abc import TaskStatus
 
 from ..db.connections import DATABASE_ERRORS, connect
@@ -36,8 +35,6 @@ class Listener:
         self._handlers = dict(handlers)
         self._on_connect = on_connect
         self._max_backoff = max_backoff
-        self.connection: asyncpg.Connection | None = None
-        self.reconnects = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled; `task_status.started()` once the first LISTEN is in place
@@ -57,7 +54,6 @@ class Listener:
                     conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                     for channel in self._handlers:
                         await conn.add_listener(channel, self._dispatch)
-                    self.connection = conn
                     if self._on_connect is not None:
                         await self._on_connect()
                     if not started:
@@ -65,12 +61,10 @@ class Listener:
                         task_status.started()
                     retry.reset()
                     await lost.wait()
-                    self.reconnects += 1
                     logger.warning("listener connection lost; reconnecting")
                 except DATABASE_ERRORS as exc:
                     logger.warning("listener failed (retrying in %.1fs): %s", retry.upcoming, exc)
                 finally:
-                    self.connection = None
                     conn.terminate()
             if not started:
                 started = True

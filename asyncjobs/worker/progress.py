@@ -33,7 +33,6 @@ class ProgressWriter:
         self._dirty_lock = threading.Lock()
         # One write at a time, so a job's final flush lands after any write in flight.
         self._writing = anyio.Lock()
-        self.written = 0
 
     def mark(self, context: JobContext) -> None:
         """`context` has something new to write (called by the job, on any thread)."""
@@ -84,8 +83,6 @@ class ProgressWriter:
                 logger.warning("cannot write job progress (trying again later): %s", exc)
                 for context, taken in batch:
                     context.give_back(taken)
-            else:
-                self.written += len(batch)
 
     async def _alone(self, one: tuple[JobContext, Taken]) -> None:
         context, taken = one
@@ -101,8 +98,6 @@ class ProgressWriter:
                 return
             logger.warning("cannot write job progress (trying again later): %s", exc)
             context.give_back(taken)
-        else:
-            self.written += 1
 
     async def _execute(self, batch: list[tuple[JobContext, Taken]]) -> None:
         record = ReportProgress([], [], [], [], [], [], log_lines=LOG_LINES)

@@ -27,7 +27,6 @@ class Pruner:
         self._pool = pool
         self._sql = sql
         self._retention = retention
-        self.deleted = 0
 
     async def run(self) -> None:
         """Prune every interval until cancelled; the first round comes at a random point of
@@ -63,7 +62,6 @@ class Pruner:
                         bound,
                     )
                     total += len(batch)
-                    self.deleted += len(batch)
                     if len(batch) < self._retention.batch_size:
                         break
                     # Room for other writers between batches.

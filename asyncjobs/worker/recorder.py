@@ -82,7 +82,6 @@ class Recorder:
         # A write in flight; writes that have not settled their claims yet.
         self._writing = False
         self._unsettled = 0
-        self.written = 0
 
     async def open(self) -> None:
         """Connect (a database that is not there fails the worker's start), and run the
@@ -216,7 +215,6 @@ class Recorder:
                 self._writing = False
                 self._wake.set()
             self._retry.reset()
-            self.written += len(written)
             await self._settle(outcomes)
         finally:
             self._unsettled -= 1
@@ -253,7 +251,6 @@ class Recorder:
                     error = error_record(refused, job.attempt)
                     left.append((job, Outcome("failed", error=error, stands_in=True)))
             else:
-                self.written += 1
                 await self._settle([(job, outcome)])
         return left
 

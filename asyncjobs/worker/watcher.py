@@ -54,7 +54,6 @@ class Watcher:
         self._on_rescued = on_rescued
         self._changed = anyio.Event()
         self.watching: int | None = None
-        self.rescued = 0
 
     def ring_changed(self) -> None:
         """A worker joined or left: the next key may be another one."""
@@ -106,7 +105,6 @@ class Watcher:
     async def _rescue(self, conn: asyncpg.Connection, key: int) -> None:
         row = await conn.fetchrow(self._sql.rescue_worker, key)
         assert row is not None
-        self.rescued += 1
         logger.warning(
             "a worker (key %s) is gone: %s of its handed-off jobs queued again, its "
             "claimed ones are back in the queue",
