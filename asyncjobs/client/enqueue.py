@@ -76,8 +76,8 @@ def enqueue_parameters(calls: Sequence[TaskCall]) -> Enqueue | EnqueueUniqueOrAf
     None when no call has any) arguments as JSON values joined by RS. The options go once
     per distinct (task, options) of the batch (mostly one: the task's defaults), as rows of
     arrays, and `options_rows` says which row each call takes (None: all the first): asyncpg
-    encodes a long array slowly, and per-call arrays of every option cost a fifth of a
-    batch's time (see benchmarks/README.md)."""
+    encodes a long array slowly, and per-call arrays of every option were much of a batch's
+    time (figures: benchmarks/README.md)."""
     groups: dict[tuple[str, int], int] = {}
     firsts: list[TaskCall] = []
     rows: list[int] = []

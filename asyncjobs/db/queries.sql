@@ -15,7 +15,7 @@
 -- A job is due at run_at, else delay seconds from now, else now. Ids follow call order:
 -- the rows are sorted by it, and ids are drawn after the sort.
 -- The jobs are inserted straight from the input, without a CTE in between: a materialized
--- CTE writes and reads every row once more (about 5% of a 1,000-job batch's time).
+-- CTE writes and reads every row once more.
 -- Wakes workers of each queue (notify_enqueue, in the schema).
 WITH inserted AS (
     INSERT INTO {schema}.jobs
@@ -66,10 +66,10 @@ SELECT array_agg(id ORDER BY id) AS ids,
 -- while its parent ends is never missed by both. A job with unfinished parents is
 -- 'awaiting' (no queue row); one whose parent already failed is cancelled at once.
 -- Rows are matched up by window functions over (task, unique_key), never by joining two
--- large CTEs: a cached generic plan does not know the batch size and nests its loops
--- (10,000 jobs took 11 s that way instead of 0.35 s), and a jsonb map of a whole batch
--- is detoasted at every lookup (100,000 keyed jobs took minutes). The map of parents'
--- states (parents) is small unless one batch has thousands of distinct parents.
+-- large CTEs: a cached generic plan does not know the batch size and nests its loops, and a
+-- jsonb map of a whole batch is detoasted at every lookup (figures: benchmarks/README.md).
+-- The map of parents' states (parents) is small unless one batch has thousands of
+-- distinct parents.
 WITH input AS (
     SELECT c.n, o.task, o.queue, o.priority, c.args, c.kwargs, o.max_attempts, o.timeout,
            o.run_at_in, o.delay, o.backoff, o.unique_key, o.refuse_duplicate, o.parents,
@@ -441,9 +441,9 @@ SELECT pg_advisory_unlock(hashtext('{schema}.prune'));
 -- seconds), found through the primary key; no job before it is too young to look at. Ids
 -- are drawn in creation order, but for transactions that overlap; a job such an overlap
 -- puts after the bound waits for a later round. Once a round, not once a batch: it reads
--- every job older than the age. (An index on created_at did this too, and cost a twelfth
--- of a bulk enqueue's time; one on finished_at made 2 of 3 of the updates that start and
--- finish a job non-HOT.)
+-- every job older than the age. (An index on created_at did this too, and slowed every bulk
+-- enqueue; one on finished_at made most of the updates that start and finish a job
+-- non-HOT: see benchmarks/README.md.)
 SELECT coalesce(
            (SELECT id FROM {schema}.jobs
              WHERE created_at >= now() - make_interval(secs => $1::float8)

@@ -49,7 +49,7 @@ CREATE TABLE {schema}.jobs (
     -- job is scheduled, queued, awaiting or processing, NULL after (see the index below).
     -- Each statement that changes a job's state sets it, and jobs_active_key_valid checks
     -- that it did. (A generated column until 0006: computing one copies every column of
-    -- the row, on every insert and update; 6% of a bulk enqueue.)
+    -- the row, on every insert and update, which slowed bulk enqueues.)
     unique_key   text,
     active_key   text,
     -- Continuations: the jobs this one runs after, what it does when one of them does
@@ -79,7 +79,7 @@ CREATE INDEX jobs_lease_idx ON {schema}.jobs (lease) WHERE lease IS NOT NULL;
 -- queue row that a worker holds. No primary key either (0006): ids come from a sequence,
 -- and a row is found through queue_fetch_idx by its job's (queue, priority, run_at, id),
 -- which are the job's own while the job's queue_entry is this row; a claim deletes by
--- ctid. That index insert was a tenth of a bulk enqueue's time.
+-- ctid. That index insert slowed every bulk enqueue (see benchmarks/README.md).
 CREATE TABLE {schema}.queue (
     id       bigint      NOT NULL DEFAULT nextval('{schema}.queue_id_seq'),
     job_id   bigint      NOT NULL,

@@ -31,12 +31,12 @@ logger = logging.getLogger("asyncjobs.recorder")
 # Keeps a batch's NOTIFY payload of job ids well under PostgreSQL's 8000-byte limit.
 MAX_BATCH = 400
 # Every row the recorder touches is found by primary key, and its one statement runs
-# thousands of times a second: planned once (a generic plan), it takes 0.35 ms instead of
-# 1.3 ms with an empty batch of outcomes, re-planned at every call as PostgreSQL otherwise
-# chose. Without sequential scans that one plan is the index one whatever the statistics
-# said when it was made: a plan made while a fresh install's jobs table was tiny scanned
-# the whole table, and at a steady 2,000-job backlog writes went from 5 to 15 ms within
-# 20 seconds (until autovacuum analyzed the table).
+# thousands of times a second: planned once (a generic plan), it costs a fraction of being
+# re-planned at every call, as PostgreSQL otherwise chose. Without sequential scans that
+# one plan is the index one whatever the statistics said when it was made: a plan made
+# while a fresh install's jobs table was tiny scanned the whole table, and writes slowed
+# down by the second under a backlog until autovacuum analyzed the table. (Figures:
+# benchmarks/README.md.)
 RECORDER_SETTINGS = {"enable_seqscan": "off", "plan_cache_mode": "force_generic_plan"}
 # How long ready outcomes may wait for a start that is being claimed, to share its write.
 COALESCE_WAIT = 0.005
@@ -59,8 +59,8 @@ class Recorder:
     """Writes starts and outcomes for one worker (statement `start_and_finish`).
 
     One write at a time, each taking everything that is ready when it begins. (A second
-    connection writing at once split the batches: 6,600 writes instead of 4,000 for 20,000
-    jobs at c=10, and more CPU.)
+    connection writing at once split the batches into more, smaller writes, and took more
+    CPU: see benchmarks/README.md.)
     """
 
     def __init__(self, dsn: str, sql: Queries, worker_id: uuid.UUID) -> None:
