@@ -1,14 +1,49 @@
-"""WorkerSettings: the one place of a worker's defaults and checks (no database)."""
+"""Job options, app settings and worker settings: checked once, in one place each, and
+refused with clear errors (no database)."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import typing
 
 import pytest
 
 import asyncjobs
 from asyncjobs.worker.settings import WorkerOptions, WorkerSettings
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"queue": "has space"}, "invalid queue name"),
+        ({"priority": 2**40}, "priority"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"timeout": -1}, "timeout"),
+        ({"delay": -5}, "delay"),
+        ({"run_at": datetime.datetime(2030, 1, 1)}, "no time zone"),
+    ],
+)
+def test_invalid_options_are_rejected(options: dict[str, object], message: str) -> None:
+    app = asyncjobs.App("postgresql://unused")
+
+    @app.task
+    async def task() -> None: ...
+
+    with pytest.raises(asyncjobs.ConfigurationError, match=message):
+        task.options(**options)  # type: ignore[arg-type]
+
+
+def test_invalid_worker_and_app_settings_are_rejected() -> None:
+    with pytest.raises(asyncjobs.ConfigurationError, match="schema name"):
+        asyncjobs.App("postgresql://unused", schema="Robert'); DROP TABLE")
+    app = asyncjobs.App("postgresql://unused")
+    with pytest.raises(asyncjobs.ConfigurationError, match="concurrency"):
+        app.worker(concurrency=0)
+    with pytest.raises(asyncjobs.ConfigurationError, match="queue name"):
+        app.worker(queues=["ok", "not ok"])
+    with pytest.raises(asyncjobs.ConfigurationError, match="string"):
+        app.worker(queues="emails")  # type: ignore[arg-type]
 
 
 def test_the_keyword_options_are_the_settings_fields() -> None:
