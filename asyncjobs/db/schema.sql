@@ -62,6 +62,10 @@ CREATE TABLE {schema}.jobs (
     -- 0007: the key of the worker that owns a handed-off attempt (NULL while a claim
     -- owns it; see rescue_worker).
     lease             integer,
+    -- 0007: the worker that may still be running an older attempt (its claim was lost,
+    -- or the job was requeued while it ran): the current attempt's code runs only once
+    -- that worker has stopped it (see worker/takeover.py).
+    stopping_on       uuid,
     CONSTRAINT jobs_state_valid CHECK (
         state IN ('scheduled', 'queued', 'awaiting', 'processing', 'succeeded', 'failed',
                   'cancelled')),
@@ -179,7 +183,13 @@ BEGIN
     END IF;
     UPDATE {schema}.jobs
        SET state = 'queued', active_key = unique_key, attempt = 0, run_at = now(),
-           queue_entry = new_entry, worker_id = NULL, started_at = NULL, finished_at = NULL, result = NULL, error = NULL
+           queue_entry = new_entry,
+           -- A running attempt's worker may still run it: the next attempt's code runs
+           -- once that worker has stopped it (see worker/takeover.py).
+           stopping_on = CASE WHEN was.state = 'processing'
+                              THEN coalesce(stopping_on, worker_id) END,
+           worker_id = NULL,
+           started_at = NULL, finished_at = NULL, result = NULL, error = NULL
      WHERE id = job;
     INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)
     SELECT new_entry, id, queue, priority, run_at FROM {schema}.jobs WHERE id = job;

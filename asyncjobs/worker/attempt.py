@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import traceback
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -40,8 +42,13 @@ class RunningJob:
     claim: Claim
     # The per-call backoff stored on the row ({"base", "cap", "jitter"}); None: the task's.
     backoff: Any = None
-    # Seconds to wait, started and stoppable like the job itself, before its code runs.
-    hold: float = 0.0
+    # Awaited in the job's scope before its code runs (a takeover's handshake): a stop
+    # meanwhile means the code never runs.
+    before_run: Callable[[], Awaitable[None]] | None = None
+    # The worker that ran this job's last attempt and may still run it, if it was taken
+    # over; and the queue rows of later attempts whose workers wait for this one to stop.
+    taken_from: uuid.UUID | None = None
+    release_to: set[int] = dataclasses.field(default_factory=set)
     # What `current_job()` returns inside the job; the worker attaches its progress writer.
     context: JobContext | None = None
     scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)

@@ -72,9 +72,8 @@ class JobRunner:
         current = enter(job.context) if job.context is not None else None
         try:
             with job.scope:
-                if job.hold > 0:
-                    # Inside the scope: a stop during the wait means the code never runs.
-                    await anyio.sleep(job.hold)
+                if job.before_run is not None:
+                    await job.before_run()
                 if job.timeout is not None:
                     job.scope.deadline = anyio.current_time() + job.timeout
                 if task.is_async:
