@@ -4,9 +4,8 @@ A job is never lost and never stuck, and it stops the moment you ask it to.
 """
 
 from .app import App
-from .cancel import CancelReason, CancelToken, Interrupted
+from .cancel import Cancel, CancelReason, CancelToken, Interrupted
 from .client.client import Client
-from .control import Cancel, Retry
 from .errors import (
     ArgumentsMismatch,
     AsyncJobsError,
@@ -28,7 +27,7 @@ from .errors import (
 from .job import Job, JobState, WorkerInfo
 from .job_context import JobContext, current_job
 from .retention import Retention
-from .retry import Backoff
+from .retry import Backoff, Retry
 from .schedule import Schedule
 from .tasks import JobOptions, Task, TaskCall
 from .worker.worker import Worker

@@ -6,7 +6,7 @@ import contextlib
 import datetime
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, Protocol, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Protocol, Unpack, overload
 
 from . import validation
 from .cancel import CancelToken
@@ -22,6 +22,7 @@ from .tasks import JobOptions, P, R, Task, task_name
 if TYPE_CHECKING:
     from .client.client import Client
     from .db.embedded import EmbeddedServer
+    from .worker.settings import WorkerOptions
     from .worker.worker import Worker
 
 SCHEMA_ENV = "ASYNCJOBS_SCHEMA"
@@ -201,44 +202,16 @@ class App:
 
         return Client(self)
 
-    def worker(
-        self,
-        *,
-        concurrency: int = 10,
-        queues: Sequence[str] | None = None,
-        grace: float = 0.0,
-        poll_interval: float = 5.0,
-        heartbeat_interval: float = 10.0,
-        retention: Retention | None = None,
-        prune: bool = True,
-        claim_sessions: int | None = None,
-        hand_off_after: float = 2.0,
-    ) -> Worker:
+    def worker(self, **options: Unpack[WorkerOptions]) -> Worker:
         """A worker running this app's tasks: `async with app.worker(concurrency=10):`.
 
-        `queues` defaults to every queue the app's tasks use (or "default"), taken in the
-        order given. On stop, running jobs get `grace` seconds to finish, then are
-        interrupted and queued again without spending an attempt. It prunes finished jobs
-        by `retention` (default: the app's) unless `prune=False`. At most `claim_sessions`
-        database sessions (default: concurrency, at most 10) hold claim transactions; past
-        that, new jobs join the youngest open claim. A job still running after
-        `hand_off_after` seconds leaves its claim for the worker's lease (0: at once), so
-        that no transaction stays open for as long as a long job runs.
+        The options (concurrency, queues, grace, poll_interval, heartbeat_interval,
+        retention, prune, claim_sessions, hand_off_after) and their defaults are those of
+        `asyncjobs.worker.settings.WorkerSettings`.
         """
         from .worker.worker import Worker
 
-        return Worker(
-            self,
-            concurrency=concurrency,
-            queues=queues,
-            grace=grace,
-            poll_interval=poll_interval,
-            heartbeat_interval=heartbeat_interval,
-            retention=retention,
-            prune=prune,
-            claim_sessions=claim_sessions,
-            hand_off_after=hand_off_after,
-        )
+        return Worker(self, **options)
 
     async def migrate(self) -> list[int]:
         """Create or upgrade the schema; return the migration versions applied now."""

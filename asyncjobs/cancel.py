@@ -1,4 +1,5 @@
-"""Why a running job was stopped, and the token a sync job reads it from."""
+"""Stopping jobs: why a running job was stopped, the token a sync job reads it from, and
+`Cancel`, which a job raises to stop itself for good."""
 
 from __future__ import annotations
 
@@ -107,3 +108,11 @@ class CancelToken:
             event.set()
         for callback in callbacks:
             callback(reason)
+
+
+class Cancel(Exception):
+    """Raise in a job to stop it for good: it ends `cancelled`, with `reason` recorded."""
+
+    def __init__(self, reason: str = "") -> None:
+        self.reason = reason
+        super().__init__(reason or "cancelled by the job itself")

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from . import validation
 from .cancel import CancelToken
 from .errors import ConfigurationError, NoCurrentJob
 from .serialization import without_nul
@@ -76,11 +77,7 @@ class JobContext:
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report how far the job is, from 0.0 to 1.0, with an optional short message."""
-        if (
-            not isinstance(fraction, (int, float))
-            or isinstance(fraction, bool)
-            or not 0 <= fraction <= 1
-        ):
+        if not validation.is_number(fraction) or not 0 <= fraction <= 1:
             raise ConfigurationError(f"progress must be a number from 0 to 1, got {fraction!r}")
         text = None if message is None else without_nul(str(message)[:LOG_LINE_CHARS])
         with self._lock:

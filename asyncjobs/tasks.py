@@ -112,8 +112,8 @@ def _seconds(value: float | datetime.timedelta | None) -> float | None:
 
 class TaskCall(NamedTuple):
     """One job ready to enqueue: a task name, encoded arguments and options. A named tuple
-    because a batch makes thousands: a frozen dataclass took 0.9 us to make, half of
-    `Task.call`."""
+    because a batch makes thousands, and a frozen dataclass took as long to make as the
+    rest of `Task.call` (figures: benchmarks/README.md)."""
 
     task: str
     args: bytes
@@ -121,7 +121,7 @@ class TaskCall(NamedTuple):
     options: JobOptions
 
 
-# TaskCall(...) without the Python-level __new__ of a named tuple: 0.2 us instead of 0.5.
+# TaskCall(...) without the Python-level __new__ of a named tuple: less than half the time.
 _make_call = functools.partial(tuple.__new__, TaskCall)
 
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import datetime
 import math
+from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs  # typing.TypeIs from Python 3.13
 
 INT32 = 2**31
 INT64 = 2**63
@@ -24,19 +28,19 @@ MAX_NAME = 200
 MAX_SECONDS = 1e12
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeIs[int]:
     """An int, and not a bool (which Python counts as one)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeIs[int | float]:
     """An int or a float, and not a bool; may be NaN or infinite."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def integer(name: str, value: object, low: int, high: int) -> int:
     """`value` if it is an int (not a bool) with low <= value < high."""
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value < high:
+    if not is_int(value) or not low <= value < high:
         bound = "" if high >= INT64 else f" and < {high}"
         raise ConfigurationError(f"{name} must be an integer >= {low}{bound}, got {value!r}")
     return value
@@ -44,7 +48,7 @@ def integer(name: str, value: object, low: int, high: int) -> int:
 
 def job_id(value: object) -> int:
     """A job id as PostgreSQL stores it: an int from 1 to 2**63 - 1."""
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < INT64:
+    if not is_int(value) or not 1 <= value < INT64:
         raise ConfigurationError(
             f"a job id is an integer >= 1 (as enqueue returned it), got {value!r}"
         )
@@ -57,8 +61,7 @@ def seconds(name: str, value: object, *, zero: bool = True, most: float = MAX_SE
     if isinstance(value, datetime.timedelta):
         value = value.total_seconds()
     if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
+        not is_number(value)
         or (isinstance(value, float) and not math.isfinite(value))
         or value > most
     ):

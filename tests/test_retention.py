@@ -14,7 +14,7 @@ import pytest
 
 import asyncjobs
 from asyncjobs.db.sql import Queries
-from asyncjobs.retention import Pruner
+from asyncjobs.worker.pruner import Pruner
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = 86400

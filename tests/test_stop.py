@@ -305,7 +305,8 @@ async def test_a_forced_stop_gives_up_on_outcomes_that_cannot_be_written(
 async def test_a_huge_result_fails_and_a_huge_error_message_is_cut(
     client: asyncjobs.Client, spawn_worker: Spawn
 ) -> None:
-    from asyncjobs.worker.runner import MAX_ERROR_CHARS, MAX_RESULT_BYTES
+    from asyncjobs.worker.attempt import MAX_ERROR_CHARS
+    from asyncjobs.worker.runner import MAX_RESULT_BYTES
 
     worker = spawn_worker()
     # Read as it comes: the failure's log line alone is more than a pipe holds.

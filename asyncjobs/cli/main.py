@@ -5,127 +5,32 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
-import importlib
-import json
 import logging
 import os
 import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, Literal, NoReturn, ParamSpec, TypeVar
+from typing import Any, ClassVar, Literal, NoReturn
 
 import anyio
-import asyncpg
 import click
 import orjson
 
 from .. import validation
-from ..app import App
 from ..db.sql import validate_schema
 from ..errors import AsyncJobsError
 from ..job import Job, JobState
 from ..retention import DAY, Retention
 from ..tasks import validate_task_name
 from ..validation import INT64
-from ..worker.handoff import MAX_HAND_OFF_AFTER
+from ..worker.settings import MAX_HAND_OFF_AFTER, WorkerSettings
 from ..worker.worker import Worker
+from .common import app_options, json_argument, load_app, make_app, run
+from .schedules import schedules
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def _run(main: Callable[[], Awaitable[T]]) -> T:
-    """Run `main` on asyncio. An asyncjobs or PostgreSQL error becomes one line on stderr and
-    exit 1, Ctrl-C exit 130: no traceback for what the user can act on from the message."""
-    try:
-        return anyio.run(main)
-    except BaseException as raised:
-        exc = _leaf(raised)
-        if isinstance(exc, click.ClickException):
-            raise exc from None
-        if isinstance(exc, AsyncJobsError):
-            _fail(str(exc))
-        if isinstance(exc, asyncpg.PostgresError):
-            _fail(f"PostgreSQL: {exc}")
-        if isinstance(exc, asyncpg.InterfaceError):
-            _fail(f"lost the connection to PostgreSQL: {exc}")
-        if isinstance(exc, KeyboardInterrupt):
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        raise
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The one exception inside (nested) single-exception groups, else `exc` itself."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {' '.join(message.split())}", err=True)
-    sys.exit(1)
-
-
-def _app_options(fn: Callable[P, T]) -> Callable[P, T]:
-    fn = click.option(
-        "--schema", envvar="ASYNCJOBS_SCHEMA", default=None, help="Schema [$ASYNCJOBS_SCHEMA]."
-    )(fn)
-    fn = click.option(
-        "--dsn",
-        envvar="ASYNCJOBS_DSN",
-        default=None,
-        help="PostgreSQL DSN [$ASYNCJOBS_DSN]; without one, the embedded PostgreSQL.",
-    )(fn)
-    return fn
-
-
-def _make_app(dsn: str | None, schema: str | None) -> App:
-    try:
-        return App(dsn, schema=schema)
-    except AsyncJobsError as exc:
-        raise click.BadParameter(str(exc)) from exc
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON: pass a finite number, null, or a string")
-
-
-def json_argument(text: str, hint: str, kind: type) -> Any:
-    """Command-line JSON of `kind` (list or dict), or a usage error. Read by the standard
-    library, not orjson: orjson turns an integer past 64 bits into a float, which would be
-    stored changed; kept as an int, it is refused by name when the job is made."""
-    try:
-        value = json.loads(text, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=hint) from None
-    if not isinstance(value, kind):
-        example = "'[1, \"a\"]'" if kind is list else "'{\"a\": 1}'"
-        name = "array" if kind is list else "object"
-        raise click.BadParameter(f"must be a JSON {name}, e.g. {example}", param_hint=hint)
-    return value
-
-
-def load_app(spec: str) -> App:
-    """Import `module:attribute` and return the App it names."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise click.BadParameter(f"{spec!r} is not MODULE:APP (e.g. myproject.tasks:app)")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise click.BadParameter(f"module {module_name!r} has no attribute {attr!r}") from None
-    if not isinstance(obj, App):
-        raise click.BadParameter(f"{spec} is a {type(obj).__name__}, not an asyncjobs.App")
-    return obj
+# The defaults the worker command shows, and gives when an option is left out.
+_DEFAULTS = WorkerSettings()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,12 +98,15 @@ def cli(log_level: str) -> None:
     )
 
 
+cli.add_command(schedules)
+
+
 @cli.command()
 @click.argument("app_spec", metavar="MODULE:APP")
 @click.option(
     "-c",
     "--concurrency",
-    default=10,
+    default=_DEFAULTS.concurrency,
     show_default=True,
     type=click.IntRange(min=1),
     help="Jobs run at once.",
@@ -206,21 +114,21 @@ def cli(log_level: str) -> None:
 @click.option("-q", "--queues", default=None, help="Comma-separated queues [the app's tasks'].")
 @click.option(
     "--grace",
-    default=0.0,
+    default=_DEFAULTS.grace,
     show_default=True,
     type=_Seconds(),
     help="Seconds running jobs get to finish on SIGTERM/SIGINT before they are requeued.",
 )
 @click.option(
     "--poll-interval",
-    default=5.0,
+    default=_DEFAULTS.poll_interval,
     show_default=True,
     type=_Seconds(positive=True),
     help="Fallback poll, seconds.",
 )
 @click.option(
     "--heartbeat-interval",
-    default=10.0,
+    default=_DEFAULTS.heartbeat_interval,
     show_default=True,
     type=_Seconds(positive=True),
     help="Seconds between heartbeats (which also catch a missed stop broadcast).",
@@ -259,7 +167,7 @@ def cli(log_level: str) -> None:
 )
 @click.option(
     "--hand-off-after",
-    default=2.0,
+    default=_DEFAULTS.hand_off_after,
     show_default=True,
     type=click.FloatRange(min=0, max=MAX_HAND_OFF_AFTER),
     help="Seconds a job runs under its claim before it moves to the worker's lease.",
@@ -318,7 +226,7 @@ def worker(
             interval=base.interval if prune_interval is None else prune_interval,
             batch_size=base.batch_size,
         )
-        runner = app.worker(
+        settings = WorkerSettings(
             concurrency=concurrency,
             queues=queue_list,
             grace=grace,
@@ -332,6 +240,7 @@ def worker(
         )
     except AsyncJobsError as exc:
         raise click.BadParameter(str(exc)) from exc
+    runner = Worker(app, settings)
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -339,7 +248,7 @@ def worker(
             await runner.run(exits_when_forced=True)
             tg.cancel_scope.cancel()
 
-    _run(main)
+    run(main)
     if runner.abandoned:
         _exit_leaving_threads(runner)
 
@@ -373,11 +282,11 @@ async def _stop_on_signals(runner: Worker) -> None:
 
 
 @cli.command()
-@_app_options
+@app_options
 def migrate(dsn: str | None, schema: str | None) -> None:
     """Create or upgrade the asyncjobs schema (safe to run from many machines at once)."""
-    app = _make_app(dsn, schema)
-    applied = _run(app.migrate)
+    app = make_app(dsn, schema)
+    applied = run(app.migrate)
     if applied:
         versions = ", ".join(str(v) for v in applied)
         click.echo(f"schema {app.schema!r}: applied migration{_s(applied)} {versions}")
@@ -391,7 +300,7 @@ def _s(items: Any) -> str:
 
 
 @cli.command()
-@_app_options
+@app_options
 @click.argument("task")
 @click.argument("args", required=False, default="[]")
 @click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments as a JSON object.")
@@ -471,7 +380,7 @@ def enqueue(
     positional = json_argument(args, "ARGS", list)
     keywords = json_argument(kwargs_json, "--kwargs", dict)
     if app_spec is None:
-        app = _make_app(dsn, schema)
+        app = make_app(dsn, schema)
         try:
             named = app.task(name=validate_task_name(task))(_unknown_function)
         except AsyncJobsError as exc:
@@ -485,7 +394,7 @@ def enqueue(
                 f"{app_spec} has no task named {task!r} (it has: {known})", param_hint="TASK"
             )
         named = found
-        app = _make_app(dsn or defined.dsn, schema or defined.schema)
+        app = make_app(dsn or defined.dsn, schema or defined.schema)
     try:
         named = named.options(
             queue=queue,
@@ -506,7 +415,7 @@ def enqueue(
             (job_id,) = await client.enqueue_many([call])
             return job_id
 
-    click.echo(_run(main))
+    click.echo(run(main))
 
 
 def _unknown_function(*args: Any, **kwargs: Any) -> None:
@@ -519,17 +428,17 @@ def jobs() -> None:
 
 
 def _job_command(fn: Callable[..., Awaitable[Any]]) -> Callable[..., None]:
-    @_app_options
+    @app_options
     @click.argument("job_id", type=click.IntRange(min=1, max=INT64 - 1))
     @functools.wraps(fn)
     def command(dsn: str | None, schema: str | None, job_id: int, **options: Any) -> None:
-        app = _make_app(dsn, schema)
+        app = make_app(dsn, schema)
 
         async def main() -> None:
             async with app.client() as client:
                 await fn(client, job_id, **options)
 
-        _run(main)
+        run(main)
 
     return command
 
@@ -631,7 +540,7 @@ async def jobs_delete(client: Any, job_id: int) -> None:
 
 
 @jobs.command("list")
-@_app_options
+@app_options
 @click.option(
     "--state",
     default=None,
@@ -644,7 +553,7 @@ def jobs_list(
     dsn: str | None, schema: str | None, state: str | None, limit: int, as_json: bool
 ) -> None:
     """List the newest jobs."""
-    app = _make_app(dsn, schema)
+    app = make_app(dsn, schema)
 
     async def main() -> None:
         async with app.client() as client:
@@ -663,7 +572,7 @@ def jobs_list(
                 f"{job.id:>8}  {job.state.value:<10}  {tries:<5}  {job.queue:<12}  {job.task}"
             )
 
-    _run(main)
+    run(main)
 
 
 @cli.group()
@@ -672,14 +581,14 @@ def workers() -> None:
 
 
 @workers.command("list")
-@_app_options
+@app_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
 def workers_list(dsn: str | None, schema: str | None, as_json: bool) -> None:
     """List running workers (and those that died in the last minute).
 
     The running count is as of each worker's last heartbeat (every 10 s by default).
     """
-    app = _make_app(dsn, schema)
+    app = make_app(dsn, schema)
 
     async def main() -> None:
         async with app.client() as client:
@@ -698,11 +607,11 @@ def workers_list(dsn: str | None, schema: str | None, as_json: bool) -> None:
                 f"  heartbeat {w.heartbeat_at.isoformat(timespec='seconds')}"
             )
 
-    _run(main)
+    run(main)
 
 
 @workers.command("stop")
-@_app_options
+@app_options
 @click.option(
     "--grace",
     default=0.0,
@@ -716,13 +625,13 @@ def workers_stop(dsn: str | None, schema: str | None, grace: float) -> None:
     Each takes no new jobs, gives running ones --grace seconds, then queues the rest
     again (attempt not counted) and exits.
     """
-    app = _make_app(dsn, schema)
+    app = make_app(dsn, schema)
 
     async def main() -> int:
         async with app.client() as client:
             return await client.stop_workers(grace)
 
-    stopped = _run(main)
+    stopped = run(main)
     click.echo(f"asked {stopped} worker{_s(stopped)} to stop")
 
 
@@ -732,13 +641,7 @@ def demo() -> None:
     cancelled, a killed worker's job picked up by another."""
     from .demo import run_demo
 
-    _run(run_demo)
-
-
-# Last: the schedule commands use this module's helpers.
-from .schedules import schedules  # noqa: E402
-
-cli.add_command(schedules)
+    run(run_demo)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from ..app import App
 from ..client.client import Client
 from ..errors import AsyncJobsError
 from ..schedule import MISSED_POLICIES, Schedule, define, time_zone
-from .main import _app_options, _make_app, _run, json_argument, load_app
+from .common import app_options, json_argument, load_app, make_app, run
 
 
 @click.group()
@@ -33,9 +33,9 @@ def _json_value(text: str | None, hint: str, kind: type) -> Any:
 def _client_app(dsn: str | None, schema: str | None, app_spec: str | None) -> App:
     """The app to connect with; with --app, it knows that app's tasks (to check arguments)."""
     if app_spec is None:
-        return _make_app(dsn, schema)
+        return make_app(dsn, schema)
     defined = load_app(app_spec)
-    app = _make_app(dsn or defined.dsn, schema or defined.schema)
+    app = make_app(dsn or defined.dsn, schema or defined.schema)
     app.tasks.update(defined.tasks)
     return app
 
@@ -86,17 +86,17 @@ def _describe(schedule: Schedule) -> str:
 
 
 @schedules.command("list")
-@_app_options
+@app_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
 def schedules_list(dsn: str | None, schema: str | None, as_json: bool) -> None:
     """List every schedule: when it runs next, and whether code or a person added it."""
-    app = _make_app(dsn, schema)
+    app = make_app(dsn, schema)
 
     async def main() -> list[Schedule]:
         async with app.client() as client:
             return await client.schedules.list()
 
-    found = _run(main)
+    found = run(main)
     if as_json:
         for schedule in found:
             click.echo(orjson.dumps(schedule, default=str).decode())
@@ -114,7 +114,7 @@ def schedules_list(dsn: str | None, schema: str | None, as_json: bool) -> None:
 
 
 @schedules.command("add")
-@_app_options
+@app_options
 @click.argument("name")
 @click.argument("task")
 @click.argument("cron")
@@ -172,11 +172,11 @@ def schedules_add(
                 name, found, cron, args=positional, kwargs=keywords, paused=paused, **given
             )
 
-    click.echo(f"{_describe(_run(main))}: added")
+    click.echo(f"{_describe(run(main))}: added")
 
 
 @schedules.command("update")
-@_app_options
+@app_options
 @click.argument("name")
 @click.option("--cron", default=None, help="A new cron expression (the next run is recomputed).")
 @click.option("--args", "args_json", default=None, help="New positional arguments (JSON array).")
@@ -212,23 +212,23 @@ def schedules_update(
                 name, cron=cron, args=positional, kwargs=keywords, **given
             )
 
-    click.echo(f"{_describe(_run(main))}: updated")
+    click.echo(f"{_describe(run(main))}: updated")
 
 
 def _named_command(fn: Callable[..., Awaitable[str]]) -> Callable[..., None]:
     """A command on one schedule NAME: runs `fn(client, name)` and prints what it returns."""
 
-    @_app_options
+    @app_options
     @click.argument("name")
     @functools.wraps(fn)
     def command(dsn: str | None, schema: str | None, name: str) -> None:
-        app = _make_app(dsn, schema)
+        app = make_app(dsn, schema)
 
         async def main() -> str:
             async with app.client() as client:
                 return await fn(client, name)
 
-        click.echo(_run(main))
+        click.echo(run(main))
 
     return command
 

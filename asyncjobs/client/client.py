@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
@@ -26,13 +26,12 @@ from ..errors import (
     JobCancelled,
     JobFailed,
     JobNotFound,
-    SerializationError,
     WaitTimeout,
 )
 from ..job import Job, JobState, WorkerInfo
-from ..retry import Backoff
-from ..serialization import dumps, encode_arguments, loads
-from ..tasks import JobOptions, P, Task, TaskCall, validate_task_name
+from ..retry import RetryDelay
+from ..tasks import P, Task, TaskCall
+from .enqueue import calls_list, enqueue_calls, task_call
 from .schedules import Schedules
 
 if TYPE_CHECKING:
@@ -110,9 +109,9 @@ class Client:
 
         ConnectionLost (`maybe_stored` True) if the connection broke on the way: the job may
         exist; a `unique_key` makes a retry safe. ConnectionFailed: nothing was stored."""
-        call = self._call(task, args, kwargs)
+        call = task_call(self.app.tasks, task, args, kwargs)
         with _lost_connection(f"enqueueing a job of task {call.task!r}", writes=True):
-            (job_id,) = await self._insert(self.pool, [call])
+            (job_id,) = await enqueue_calls(self.pool, self.sql, [call])
         return job_id
 
     @overload
@@ -129,53 +128,23 @@ class Client:
     ) -> int:
         """Enqueue on your own connection, inside your transaction: the job exists (and
         workers hear of it) only if your transaction commits."""
-        (job_id,) = await self._insert(conn, [self._call(task, args, kwargs)])
+        (job_id,) = await enqueue_calls(
+            conn, self.sql, [task_call(self.app.tasks, task, args, kwargs)]
+        )
         return job_id
 
     async def enqueue_many(self, calls: Iterable[TaskCall]) -> list[int]:
         """Enqueue many jobs in one round trip: `enqueue_many(t.call(1), t.call(2))`.
         All or none are stored; ConnectionLost as for `enqueue`."""
-        batch = _calls(calls)
+        batch = calls_list(calls)
         with _lost_connection(f"enqueueing {len(batch)} jobs", writes=True):
-            return await self._insert(self.pool, batch)
+            return await enqueue_calls(self.pool, self.sql, batch)
 
     async def enqueue_many_tx(
         self, conn: asyncpg.Connection, calls: Iterable[TaskCall]
     ) -> list[int]:
         """`enqueue_many` on your own connection, inside your transaction."""
-        return await self._insert(conn, _calls(calls))
-
-    def _call(
-        self, task: Task[Any, Any] | str, args: Sequence[Any], kwargs: dict[str, Any]
-    ) -> TaskCall:
-        if isinstance(task, str):
-            validate_task_name(task)
-            registered = self.app.tasks.get(task)
-            if registered is None:
-                # A producer need not import the task's code; the worker that runs it
-                # reports an unknown name on the job itself.
-                encoded_args, encoded_kwargs = encode_arguments(task, args, kwargs)
-                return TaskCall(task, encoded_args, encoded_kwargs, JobOptions())
-            task = registered
-        if not isinstance(task, Task):
-            raise ConfigurationError(f"enqueue needs a task or a task name, got {task!r}")
-        return task.call(*args, **kwargs)
-
-    async def _insert(self, conn: asyncpg.Connection | Pool, calls: list[TaskCall]) -> list[int]:
-        if not calls:
-            return []
-        for call in calls:
-            if not isinstance(call, TaskCall):
-                raise ConfigurationError(f"enqueue_many takes task.call(...) items, got {call!r}")
-        columns = enqueue_columns(calls)
-        if len(columns) == ENQUEUE_PARAMETERS:
-            ids: list[int] = await conn.fetchval(self.sql.enqueue, *columns)
-            return ids
-        try:
-            ids = await conn.fetchval(self.sql.enqueue_unique_or_after, *columns)
-        except (asyncpg.ForeignKeyViolationError, asyncpg.UniqueViolationError) as exc:
-            raise _refused(exc) from None
-        return ids
+        return await enqueue_calls(conn, self.sql, calls_list(calls))
 
     # -- read -----------------------------------------------------------------------
 
@@ -302,15 +271,15 @@ class Client:
         if self._listen_lock is None:
             self._listen_lock = anyio.Lock()
         async with self._listen_lock:
-            delay = 0.05
+            retry = RetryDelay()
             while self._listen_conn is None or self._listen_conn.is_closed():
                 try:
                     conn = await connect(self._dsn)
                     await conn.add_listener(self.channels.done, self._on_done)
                 except (ConnectionFailed, OSError, asyncpg.PostgresError) as exc:
+                    delay = retry.next()
                     logger.warning("wait: cannot listen (retrying in %.2fs): %s", delay, exc)
                     await anyio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
                     continue
                 conn.add_termination_listener(self._listen_lost)
                 self._listen_conn = conn
@@ -332,86 +301,6 @@ class Client:
         if conn is not None:
             conn.remove_termination_listener(self._listen_lost)
             await conn.close()
-
-
-ENQUEUE_PARAMETERS = 11
-
-# Between the JSON values of a batch's arguments: the ASCII record separator, as in RFC 7464.
-# JSON text never holds it unescaped, so it can't be part of a value.
-RS = b"\x1e"
-
-
-def enqueue_columns(calls: Sequence[TaskCall]) -> list[Any]:
-    """The parameters of statement `enqueue` ($1-$11) for a batch of calls; when a call has
-    a unique key or parents, also those that `enqueue_unique_or_after` takes after them
-    ($12-$15).
-
-    Each call's arguments go in two texts, its positional ($2) and keyword ($3, NULL when
-    no call has any) arguments as JSON values joined by RS. The options go once per distinct
-    (task, options) of the batch (mostly one: the task's defaults), as rows of arrays
-    ($4-$11, $12-$15), and $1 says which row each call takes (NULL: all the first).
-    Measured: asyncpg takes about 0.6 ms to encode a 1,000-element text array, 3 ms for the
-    ten per-call arrays this replaced, a fifth of a batch's time."""
-    groups: dict[tuple[str, int], int] = {}
-    firsts: list[TaskCall] = []
-    rows: list[int] = []
-    for call in calls:
-        key = (call.task, id(call.options))
-        row = groups.get(key)
-        if row is None:
-            row = groups[key] = len(firsts) + 1
-            firsts.append(call)
-        rows.append(row)
-    options = [c.options for c in firsts]
-    n = len(calls)
-    args = RS.join([c.args for c in calls])
-    kwargs_list = [c.kwargs for c in calls]
-    kwargs = None if kwargs_list.count(b"{}") == n else RS.join(kwargs_list)
-    if args.count(RS) != n - 1 or (kwargs is not None and kwargs.count(RS) != n - 1):
-        raise SerializationError(
-            "a call's arguments are not JSON text: make calls with task.call(...)"
-        )
-    columns: list[Any] = [
-        None if len(firsts) == 1 else rows,
-        args.decode(),
-        None if kwargs is None else kwargs.decode(),
-        [c.task for c in firsts],
-        [o.queue for o in options],
-        [o.priority for o in options],
-        [o.max_attempts for o in options],
-        [o.timeout for o in options],
-        [o.run_at for o in options],
-        [o.delay for o in options],
-        [_backoff_json(o.backoff) for o in options],
-    ]
-    if any(o.unique_key is not None or o.after for o in options):
-        columns += [
-            [o.unique_key for o in options],
-            [o.on_duplicate == "raise" for o in options],
-            [_id_array(o.after) for o in options],
-            [o.on_parent_failure if o.after else None for o in options],
-        ]
-    return columns
-
-
-def _backoff_json(backoff: Backoff | None) -> str | None:
-    return None if backoff is None else dumps(backoff.to_json()).decode()
-
-
-def _id_array(ids: tuple[int, ...]) -> str | None:
-    """Job ids as a PostgreSQL array literal, the form the enqueue statement takes."""
-    return "{" + ",".join(str(i) for i in ids) + "}" if ids else None
-
-
-def _calls(calls: Iterable[TaskCall]) -> list[TaskCall]:
-    if isinstance(calls, TaskCall):  # a tuple itself: its parts would pass for calls
-        raise ConfigurationError("enqueue_many takes a list of task.call(...) items, got one")
-    try:
-        return list(calls)
-    except TypeError:
-        raise ConfigurationError(
-            f"enqueue_many takes a list of task.call(...) items, got {calls!r}"
-        ) from None
 
 
 def _state(state: JobState | str) -> JobState:
@@ -459,18 +348,3 @@ def _lost_connection(doing: str, *, writes: bool) -> Iterator[None]:
             f"({type(exc).__name__}: {exc}); {outcome}",
             maybe_stored=writes,
         ) from exc
-
-
-def _refused(exc: asyncpg.PostgresError) -> Exception:
-    """The error for an enqueue that statement `enqueue` refused, else `exc` itself."""
-    constraint = getattr(exc, "constraint_name", None)
-    detail = getattr(exc, "detail", None) or ""
-    if constraint == "asyncjobs_unknown_parent":
-        return JobNotFound(
-            f"cannot enqueue after job {detail.replace(',', ', ')}: no such job (it never "
-            "existed or was deleted); nothing was enqueued"
-        )
-    if constraint == "asyncjobs_unique_key":
-        found = loads(detail)
-        return DuplicateJob(found["task"], found["unique_key"], found["job"], found["state"])
-    return exc

@@ -85,8 +85,8 @@ async def setup_connection(conn: asyncpg.Connection) -> None:
 def server_settings(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Session settings for every asyncjobs connection. jit off: our statements are short,
     and a batch's row estimates can be far off (a join of its calls with their options
-    rows); measured: PostgreSQL spent 2.2 s compiling a 10,000-job keyed enqueue that then
-    ran in 0.35 s."""
+    rows), so PostgreSQL could spend far longer compiling a big keyed enqueue than running
+    it (figures: benchmarks/README.md)."""
     settings = {"application_name": "asyncjobs", "jit": "off", **_SERVER_KEEPALIVE}
     settings.update(extra or {})
     return settings

@@ -66,7 +66,7 @@ _READY_TIMEOUT = 30.0
 _LOCK_TIMEOUT = 120.0  # long enough for another process's initdb on a slow disk
 _STOP_TIMEOUT = 10.0
 _QUIT_TIMEOUT = 5.0
-_POLL_INTERVAL = 0.003  # postgres is ready ~40 ms after spawn; poll finely
+_POLL_INTERVAL = 0.003  # postgres is ready within tens of ms after spawn: poll finely
 _LOG_ROTATE_BYTES = 16 * 1024 * 1024
 _READY_STATES = frozenset({"ready", "standby"})
 

@@ -1,8 +1,8 @@
 """A small pool of set-up autocommit connections, cheaper per statement than asyncpg's.
 
-asyncpg's Pool spends about 0.15 ms around each statement (a task to shield the release,
-a timeout scope, a reset, the acquire queue: some five event-loop turns), which is a fifth
-of a single enqueue. Here an idle connection is taken from a list without awaiting, and
+asyncpg's Pool spends some five event-loop turns around each statement (a task to shield
+the release, a timeout scope, a reset, the acquire queue), a good part of a single enqueue
+(figures: benchmarks/README.md). Here an idle connection is taken from a list without awaiting, and
 given back without a round trip. What keeps that safe is the rule for giving back: a
 connection returns to the pool only when its use ended normally or with an error the
 server answered (the connection is then idle and in a known state) and it holds no open
@@ -140,11 +140,6 @@ class Pool:
         when they are given back. Waiting acquirers get PoolClosed."""
         idle = self._refuse()
         await asyncio.gather(*(close_gently(conn) for conn in idle), *self._retiring)
-
-    def terminate(self) -> None:
-        """Close every idle connection at once, without waiting; refuse new uses."""
-        for conn in self._refuse():
-            conn.terminate()
 
     def _refuse(self) -> list[asyncpg.Connection]:
         """Refuse new uses, fail the waiters, and hand over the idle connections."""

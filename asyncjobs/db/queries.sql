@@ -3,19 +3,20 @@
 -- The Python that runs a statement carries its name.
 
 -- name: enqueue
+-- Parameters: $1 options_rows, $2 args, $3 kwargs, $4 tasks, $5 queues, $6 priorities,
+-- $7 max_attempts, $8 timeouts, $9 run_ats, $10 delays, $11 backoffs.
+--
 -- Inserts jobs and their queue rows in one statement. The calls' arguments: $2 positional,
 -- $3 keyword (NULL: no call has any), JSON values separated by RS (E'\x1e'), in call order.
--- Their options, one row per distinct (task, options) of the batch: $4 task, $5 queue,
--- $6 priority, $7 max_attempts, $8 timeout, $9 run_at, $10 delay, $11 backoff (JSON); $1
--- the row of each call (NULL: the first for all). Why this shape: see enqueue_columns in
--- client.py. Arguments come as text so that this runs on any caller's connection
--- (enqueue_tx), whatever codecs it has.
+-- Their options, one row per distinct (task, options) of the batch: $4-$11 (backoff as
+-- JSON); $1 the row of each call (NULL: the first for all). Why this shape: see
+-- enqueue_parameters in client/enqueue.py. Arguments come as text so that this runs on
+-- any caller's connection (enqueue_tx), whatever codecs it has.
 -- A job is due at run_at, else delay seconds from now, else now. Ids follow call order:
 -- the rows are sorted by it, and ids are drawn after the sort.
 -- The jobs are inserted straight from the input, without a CTE in between: a materialized
--- CTE writes and reads every row once more (about 5% of a 1,000-job batch's time).
--- Wakes workers of each queue; a future job's payload carries its epoch so that an idle
--- worker can sleep exactly until it is due.
+-- CTE writes and reads every row once more.
+-- Wakes workers of each queue (notify_enqueue, in the schema).
 WITH inserted AS (
     INSERT INTO {schema}.jobs
            (task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state, queue_entry,
@@ -41,14 +42,15 @@ WITH inserted AS (
 )
 SELECT array_agg(id ORDER BY id) AS ids,
        (SELECT count(*) FROM (
-            SELECT pg_notify('{channel_prefix}.enqueue',
-                             CASE WHEN min(run_at) > now()
-                                  THEN queue || '@' || extract(epoch FROM min(run_at))
-                                  ELSE queue END)
-              FROM inserted GROUP BY queue) AS n) AS notified
+            SELECT {schema}.notify_enqueue(queue, min(run_at)) FROM inserted GROUP BY queue
+       ) AS n) AS notified
   FROM inserted;
 
 -- name: enqueue_unique_or_after
+-- Parameters: $1 options_rows, $2 args, $3 kwargs, $4 tasks, $5 queues, $6 priorities,
+-- $7 max_attempts, $8 timeouts, $9 run_ats, $10 delays, $11 backoffs, $12 unique_keys,
+-- $13 refuse_duplicates, $14 parents, $15 on_parent_failures.
+--
 -- `enqueue` for batches where some job has a unique key or parents (the plain statement
 -- above stays the fast path: this one does about twice the work per row).
 -- $1-$11 as for `enqueue`; each row of options also has a unique key ($12), whether a
@@ -64,10 +66,10 @@ SELECT array_agg(id ORDER BY id) AS ids,
 -- while its parent ends is never missed by both. A job with unfinished parents is
 -- 'awaiting' (no queue row); one whose parent already failed is cancelled at once.
 -- Rows are matched up by window functions over (task, unique_key), never by joining two
--- large CTEs: a cached generic plan does not know the batch size and nests its loops
--- (10,000 jobs took 11 s that way instead of 0.35 s), and a jsonb map of a whole batch
--- is detoasted at every lookup (100,000 keyed jobs took minutes). The map of parents'
--- states (parents) is small unless one batch has thousands of distinct parents.
+-- large CTEs: a cached generic plan does not know the batch size and nests its loops, and a
+-- jsonb map of a whole batch is detoasted at every lookup (figures: benchmarks/README.md).
+-- The map of parents' states (parents) is small unless one batch has thousands of
+-- distinct parents.
 WITH input AS (
     SELECT c.n, o.task, o.queue, o.priority, c.args, c.kwargs, o.max_attempts, o.timeout,
            o.run_at_in, o.delay, o.backoff, o.unique_key, o.refuse_duplicate, o.parents,
@@ -182,10 +184,7 @@ WITH input AS (
 )
 SELECT array_agg(id ORDER BY n) AS ids,
        (SELECT count(*) FROM (
-            SELECT pg_notify('{channel_prefix}.enqueue',
-                             CASE WHEN min(run_at) > now()
-                                  THEN queue || '@' || extract(epoch FROM min(run_at))
-                                  ELSE queue END)
+            SELECT {schema}.notify_enqueue(queue, min(run_at))
               FROM placed WHERE created AND queue_entry IS NOT NULL GROUP BY queue) AS n)
            AS notified,
        {schema}.refuse_enqueue(
@@ -204,6 +203,9 @@ SELECT array_agg(id ORDER BY n) AS ids,
 SELECT id, job_id FROM {schema}.claim_jobs($1::text[], $2::int);
 
 -- name: start_and_finish
+-- Parameters: $1 job_ids, $2 entries, $3 attempts, $4 outcomes, $5 results, $6 errors,
+-- $7 delays, $8 start_job_ids, $9 start_entries, $10 worker_id.
+--
 -- Everything a worker has to record, in one statement and one commit: the outcomes of
 -- finished attempts ($1-$7) and the start of claimed jobs ($8-$9, by worker $10). They
 -- never concern the same job: a job starts only from a queue row its claim holds, and an
@@ -296,10 +298,7 @@ WITH outcome AS (
                   FROM finished WHERE state IN ('succeeded', 'failed', 'cancelled')
                 HAVING count(*) > 0) AS n)
            + (SELECT count(*) FROM (
-                SELECT pg_notify('{channel_prefix}.enqueue',
-                                 CASE WHEN min(run_at) > now()
-                                      THEN queue || '@' || extract(epoch FROM min(run_at))
-                                      ELSE queue END)
+                SELECT {schema}.notify_enqueue(queue, min(run_at))
                   FROM finished WHERE queue_entry IS NOT NULL GROUP BY queue) AS n) AS count
 )
 SELECT s.* FROM notified LEFT JOIN started AS s ON true;
@@ -328,6 +327,9 @@ SELECT array_agg(id) AS ids,
   FROM failed;
 
 -- name: report_progress
+-- Parameters: $1 job_ids, $2 entries, $3 attempts, $4 progress, $5 messages, $6 lines,
+-- $7 log_lines.
+--
 -- Progress and log lines of running jobs, many per round trip, each guarded by the attempt
 -- that reported it: a job cancelled, requeued or finished meanwhile gets nothing. A NULL
 -- progress leaves progress and its message as they were; the log keeps its last $7 lines.
@@ -440,9 +442,9 @@ SELECT pg_advisory_unlock(hashtext('{schema}.prune'));
 -- seconds), found through the primary key; no job before it is too young to look at. Ids
 -- are drawn in creation order, but for transactions that overlap; a job such an overlap
 -- puts after the bound waits for a later round. Once a round, not once a batch: it reads
--- every job older than the age. (An index on created_at did this too, and cost a twelfth
--- of a bulk enqueue's time; one on finished_at made 2 of 3 of the updates that start and
--- finish a job non-HOT.)
+-- every job older than the age. (An index on created_at did this too, and slowed every bulk
+-- enqueue; one on finished_at made most of the updates that start and finish a job
+-- non-HOT: see benchmarks/README.md.)
 SELECT coalesce(
            (SELECT id FROM {schema}.jobs
              WHERE created_at >= now() - make_interval(secs => $1::float8)
@@ -550,6 +552,8 @@ SELECT array_agg(key) FROM (
  WHERE key <> $1 AND pg_try_advisory_xact_lock(hashtext('{schema}.workers'), key);
 
 -- name: hand_off
+-- Parameters: $1 job_ids, $2 entries, $3 attempts, $4 key.
+--
 -- Long-running jobs leave their claims: from now on the worker's key ($4) owns their
 -- attempts, and their claims can commit (a held claim pins the vacuum horizon of the whole
 -- database). Guarded like an outcome: a job decided by someone else meanwhile stays as it

@@ -49,7 +49,7 @@ CREATE TABLE {schema}.jobs (
     -- job is scheduled, queued, awaiting or processing, NULL after (see the index below).
     -- Each statement that changes a job's state sets it, and jobs_active_key_valid checks
     -- that it did. (A generated column until 0006: computing one copies every column of
-    -- the row, on every insert and update; 6% of a bulk enqueue.)
+    -- the row, on every insert and update, which slowed bulk enqueues.)
     unique_key   text,
     active_key   text,
     -- Continuations: the jobs this one runs after, what it does when one of them does
@@ -83,7 +83,7 @@ CREATE INDEX jobs_lease_idx ON {schema}.jobs (lease) WHERE lease IS NOT NULL;
 -- queue row that a worker holds. No primary key either (0006): ids come from a sequence,
 -- and a row is found through queue_fetch_idx by its job's (queue, priority, run_at, id),
 -- which are the job's own while the job's queue_entry is this row; a claim deletes by
--- ctid. That index insert was a tenth of a bulk enqueue's time.
+-- ctid. That index insert slowed every bulk enqueue (see benchmarks/README.md).
 CREATE TABLE {schema}.queue (
     id       bigint      NOT NULL DEFAULT nextval('{schema}.queue_id_seq'),
     job_id   bigint      NOT NULL,
@@ -118,6 +118,16 @@ CREATE FUNCTION {schema}.worker_lost_error(attempt integer, message text) RETURN
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('type', 'WorkerLost', 'message', message, 'traceback', NULL,
                               'attempt', attempt, 'at', now());
+$$;
+
+-- notify_enqueue(queue, due): wakes the workers of `queue` for a row due at `due`, in the
+-- words every statement that queues rows uses: the queue's name, and for a row due later
+-- its epoch too ('emails@1764000000.5'), so that an idle worker can sleep exactly until then.
+CREATE FUNCTION {schema}.notify_enqueue(queue_name text, due timestamptz) RETURNS void
+LANGUAGE sql AS $$
+    SELECT pg_notify('{channel_prefix}.enqueue',
+                     CASE WHEN due > now() THEN queue_name || '@' || extract(epoch FROM due)
+                          ELSE queue_name END);
 $$;
 
 -- Removes a job's queue row unless a worker holds it; a held row goes away when that
@@ -490,7 +500,7 @@ LANGUAGE sql AS $$
                   + (SELECT count(*) FROM ring))::integer;
 $$;
 
--- This file is migrations 1-7.
+-- This file is migrations 1-7 and 9.
 INSERT INTO {schema}.migrations (version, name)
 VALUES (1, 'initial'), (2, 'queue_order'), (3, 'lifecycle'), (4, 'unique_and_continuations'),
-       (5, 'schedules'), (6, 'lean_enqueue'), (7, 'liveness');
+       (5, 'schedules'), (6, 'lean_enqueue'), (7, 'liveness'), (9, 'notify_enqueue');

@@ -18,7 +18,7 @@ import asyncpg
 from ..db.connections import close_gently, connect
 
 if TYPE_CHECKING:
-    from .runner import RunningJob
+    from .attempt import RunningJob
 
 logger = logging.getLogger("asyncjobs.claims")
 
@@ -73,7 +73,6 @@ class ClaimConnections:
         self._limit = limit
         self._idle: list[asyncpg.Connection] = []
         self._open: set[Claim] = set()
-        self.opened = 0
         # Whether settled young claims wait for more: while the fetcher's claims come back
         # full (a backlog), and never once the worker stops. An idle worker's claims end
         # at once, so the next job's claim does not meet a commit on its way.
@@ -139,7 +138,6 @@ class ClaimConnections:
             if not conn.is_closed() and conn.is_in_transaction():
                 return conn
             conn.terminate()
-        self.opened += 1
         conn = await connect(self._dsn, settings=CLAIM_SETTINGS)
         try:
             statement, key = self._hold_key

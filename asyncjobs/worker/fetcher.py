@@ -23,9 +23,10 @@ from ..cancel import CancelReason
 from ..db.connections import DATABASE_ERRORS
 from ..db.pool import Pool
 from ..db.sql import Queries
+from ..retry import RetryDelay
+from .attempt import RunningJob
 from .claims import Claim, ClaimConnections
 from .recorder import Recorder
-from .runner import RunningJob
 from .takeover import Takeovers
 
 logger = logging.getLogger("asyncjobs.fetcher")
@@ -98,7 +99,7 @@ class Fetcher:
         trips and commits that a claim costs. A claim's start is written in the background
         (its slots reserved), so the next claim need not wait for it.
         """
-        backoff = 0.05
+        retry = RetryDelay(most=5.0)
         gather_until = -math.inf
         async with anyio.create_task_group() as tg:
             self._starting = tg
@@ -128,11 +129,10 @@ class Fetcher:
                         # Nothing more to claim now: nothing will join the parked claims.
                         await self._claims.end_parked(all_of_them=True)
                         timeout = await self._until_next_due()
-                    backoff = 0.05
+                    retry.reset()
                 except DATABASE_ERRORS as exc:
-                    logger.warning("fetch failed (retrying in %.2fs): %s", backoff, exc)
-                    timeout = backoff
-                    backoff = min(backoff * 2, 5.0)
+                    timeout = retry.next()
+                    logger.warning("fetch failed (retrying in %.2fs): %s", timeout, exc)
                 parked_until = self._claims.parked_until()
                 if parked_until is not None:
                     timeout = min(timeout, max(0.0, parked_until - time.monotonic()))

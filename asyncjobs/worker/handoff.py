@@ -24,17 +24,14 @@ from collections.abc import Callable, Sequence
 import anyio
 
 from ..cancel import CancelReason
-from ..db.connections import DATABASE_ERRORS, GIVE_UP_AFTER, SERVER_GIVES_UP_AFTER
+from ..db.connections import DATABASE_ERRORS
+from .attempt import RunningJob
 from .lease import PING_TIMEOUT, LeaseSession
-from .runner import RunningJob
 
 logger = logging.getLogger("asyncjobs.worker")
 
 # Seconds between tries of a hand-off that failed.
 RETRY = 0.5
-# The longest a job may run under its claim: its hand-off is due by then, and a failed one
-# stops the job (PING_TIMEOUT later) before the server lets a cut-off claim session go.
-MAX_HAND_OFF_AFTER = SERVER_GIVES_UP_AFTER - PING_TIMEOUT - GIVE_UP_AFTER - 1.0
 
 
 class HandOffs:
@@ -53,7 +50,6 @@ class HandOffs:
         self._due: list[tuple[float, int, RunningJob]] = []
         self._order = itertools.count()
         self._wake = anyio.Event()
-        self.handed_off = 0
 
     def add(self, job: RunningJob, after: float | None = None) -> None:
         """Hand `job` off if it still runs `after` seconds (default: hand_off_after) from
@@ -116,7 +112,6 @@ class HandOffs:
             if job.id not in moved:
                 continue  # decided elsewhere (cancelled, requeued): a NOTIFY stops it
             job.handed_off = True
-            self.handed_off += 1
             claim = job.claim
             claim.jobs.discard(job)
             if claim.settled:

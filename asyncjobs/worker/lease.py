@@ -17,11 +17,13 @@ import anyio
 import asyncpg
 
 from ..db.connections import DATABASE_ERRORS, close_gently, connect
+from ..db.parameters import HandOff
 from ..db.sql import Queries
 from ..errors import ConnectionFailed
+from ..retry import RetryDelay
 
 if TYPE_CHECKING:
-    from .runner import RunningJob
+    from .attempt import RunningJob
 
 logger = logging.getLogger("asyncjobs.worker")
 
@@ -59,7 +61,6 @@ class LeaseSession:
         # One statement at a time on the session: the ping and the hand-offs.
         self._busy: anyio.Lock | None = None
         self.key: int | None = None
-        self.reconnects = 0
 
     async def open(self) -> int:
         """Connect and take a new key (statement `take_worker_key`); return it."""
@@ -106,7 +107,7 @@ class LeaseSession:
 
     async def run(self) -> None:
         """Keep the session up until cancelled: a lost one is replaced with the same key."""
-        delay = 0.05
+        retry = RetryDelay()
         while True:
             await self._ping()
             logger.warning("lease session lost: interrupting handed-off jobs; reconnecting")
@@ -115,15 +116,14 @@ class LeaseSession:
             while True:
                 try:
                     await self._connect()
-                    self.reconnects += 1
-                    delay = 0.05
+                    retry.reset()
                     break
                 except DATABASE_ERRORS as exc:
+                    delay = retry.next()
                     logger.warning(
                         "lease session cannot reconnect (retrying in %.2fs): %s", delay, exc
                     )
                     await anyio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
 
     async def hand_off(self, jobs: Sequence[RunningJob]) -> set[int]:
         """Move these claimed jobs' attempts to the key (statement `hand_off`); return the
@@ -131,17 +131,17 @@ class LeaseSession:
         conn = self._conn
         if conn is None or conn.is_closed():
             raise ConnectionFailed("the lease session is reconnecting")
+        record = HandOff(
+            job_ids=[job.id for job in jobs],
+            entries=[job.entry for job in jobs],
+            attempts=[job.attempt for job in jobs],
+            key=self.key,
+        )
         assert self._busy is not None
         try:
             with anyio.fail_after(PING_TIMEOUT):
                 async with self._busy:
-                    rows = await conn.fetch(
-                        self._sql.hand_off,
-                        [job.id for job in jobs],
-                        [job.entry for job in jobs],
-                        [job.attempt for job in jobs],
-                        self.key,
-                    )
+                    rows = await conn.fetch(self._sql.hand_off, *record)
         except TimeoutError:
             # Whether it took effect is unknown, and the session can't be trusted.
             conn.terminate()

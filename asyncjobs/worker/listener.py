@@ -10,10 +10,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
-import asyncpg
 from anyio.abc import TaskStatus
 
 from ..db.connections import DATABASE_ERRORS, connect
+from ..retry import RetryDelay
 
 logger = logging.getLogger("asyncjobs.listener")
 
@@ -35,45 +35,41 @@ class Listener:
         self._handlers = dict(handlers)
         self._on_connect = on_connect
         self._max_backoff = max_backoff
-        self.connection: asyncpg.Connection | None = None
-        self.reconnects = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled; `task_status.started()` once the first LISTEN is in place
         (or the first attempt failed, so that a caller is never stuck on a dead server)."""
-        delay = 0.05
+        retry = RetryDelay(most=self._max_backoff)
         started = False
         while True:
             lost = anyio.Event()
             try:
                 conn = await connect(self._dsn)
             except DATABASE_ERRORS as exc:
-                logger.warning("listener cannot connect (retrying in %.1fs): %s", delay, exc)
+                logger.warning(
+                    "listener cannot connect (retrying in %.1fs): %s", retry.upcoming, exc
+                )
             else:
                 try:
                     conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                     for channel in self._handlers:
                         await conn.add_listener(channel, self._dispatch)
-                    self.connection = conn
                     if self._on_connect is not None:
                         await self._on_connect()
                     if not started:
                         started = True
                         task_status.started()
-                    delay = 0.05
+                    retry.reset()
                     await lost.wait()
-                    self.reconnects += 1
                     logger.warning("listener connection lost; reconnecting")
                 except DATABASE_ERRORS as exc:
-                    logger.warning("listener failed (retrying in %.1fs): %s", delay, exc)
+                    logger.warning("listener failed (retrying in %.1fs): %s", retry.upcoming, exc)
                 finally:
-                    self.connection = None
                     conn.terminate()
             if not started:
                 started = True
                 task_status.started()
-            await anyio.sleep(delay)
-            delay = min(delay * 2, self._max_backoff)
+            await anyio.sleep(retry.next())
 
     def _dispatch(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
         try:

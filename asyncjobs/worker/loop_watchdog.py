@@ -11,7 +11,7 @@ from types import FrameType
 
 import anyio
 
-from .runner import RunningJob
+from .attempt import RunningJob
 
 logger = logging.getLogger("asyncjobs.watchdog")
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any
 
 import anyio
 
 from ..db.connections import DATABASE_ERRORS, connection_problem
+from ..db.parameters import ReportProgress
 from ..db.pool import Pool
 from ..job_context import LOG_LINES, JobContext, Taken
 from ..serialization import dumps
@@ -33,7 +33,6 @@ class ProgressWriter:
         self._dirty_lock = threading.Lock()
         # One write at a time, so a job's final flush lands after any write in flight.
         self._writing = anyio.Lock()
-        self.written = 0
 
     def mark(self, context: JobContext) -> None:
         """`context` has something new to write (called by the job, on any thread)."""
@@ -84,8 +83,6 @@ class ProgressWriter:
                 logger.warning("cannot write job progress (trying again later): %s", exc)
                 for context, taken in batch:
                     context.give_back(taken)
-            else:
-                self.written += len(batch)
 
     async def _alone(self, one: tuple[JobContext, Taken]) -> None:
         context, taken = one
@@ -101,16 +98,14 @@ class ProgressWriter:
                 return
             logger.warning("cannot write job progress (trying again later): %s", exc)
             context.give_back(taken)
-        else:
-            self.written += 1
 
     async def _execute(self, batch: list[tuple[JobContext, Taken]]) -> None:
-        columns: list[list[Any]] = [[], [], [], [], [], []]
+        record = ReportProgress([], [], [], [], [], [], log_lines=LOG_LINES)
         for context, (progress, lines) in batch:
-            columns[0].append(context.job_id)
-            columns[1].append(context.entry)
-            columns[2].append(context.attempt)
-            columns[3].append(None if progress is None else progress[0])
-            columns[4].append(None if progress is None else progress[1])
-            columns[5].append(dumps(lines))
-        await self._pool.execute(self._sql, *columns, LOG_LINES)
+            record.job_ids.append(context.job_id)
+            record.entries.append(context.entry)
+            record.attempts.append(context.attempt)
+            record.progress.append(None if progress is None else progress[0])
+            record.messages.append(None if progress is None else progress[1])
+            record.lines.append(dumps(lines))
+        await self._pool.execute(self._sql, *record)

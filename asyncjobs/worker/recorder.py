@@ -14,28 +14,29 @@ import logging
 import math
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import anyio
 import asyncpg
 
 from ..db.connections import DATABASE_ERRORS, close_gently, connect, connection_problem
+from ..db.parameters import StartAndFinish
 from ..db.sql import Queries
+from ..retry import RetryDelay
 from ..serialization import dumps
+from .attempt import Outcome, RunningJob, error_record
 from .claims import Claim
-from .runner import Outcome, RunningJob, error_record
 
 logger = logging.getLogger("asyncjobs.recorder")
 
 # Keeps a batch's NOTIFY payload of job ids well under PostgreSQL's 8000-byte limit.
 MAX_BATCH = 400
 # Every row the recorder touches is found by primary key, and its one statement runs
-# thousands of times a second: planned once (a generic plan), it takes 0.35 ms instead of
-# 1.3 ms with an empty batch of outcomes, re-planned at every call as PostgreSQL otherwise
-# chose. Without sequential scans that one plan is the index one whatever the statistics
-# said when it was made: a plan made while a fresh install's jobs table was tiny scanned
-# the whole table, and at a steady 2,000-job backlog writes went from 5 to 15 ms within
-# 20 seconds (until autovacuum analyzed the table).
+# thousands of times a second: planned once (a generic plan), it costs a fraction of being
+# re-planned at every call, as PostgreSQL otherwise chose. Without sequential scans that
+# one plan is the index one whatever the statistics said when it was made: a plan made
+# while a fresh install's jobs table was tiny scanned the whole table, and writes slowed
+# down by the second under a backlog until autovacuum analyzed the table. (Figures:
+# benchmarks/README.md.)
 RECORDER_SETTINGS = {"enable_seqscan": "off", "plan_cache_mode": "force_generic_plan"}
 # How long ready outcomes may wait for a start that is being claimed, to share its write.
 COALESCE_WAIT = 0.005
@@ -58,8 +59,8 @@ class Recorder:
     """Writes starts and outcomes for one worker (statement `start_and_finish`).
 
     One write at a time, each taking everything that is ready when it begins. (A second
-    connection writing at once split the batches: 6,600 writes instead of 4,000 for 20,000
-    jobs at c=10, and more CPU.)
+    connection writing at once split the batches into more, smaller writes, and took more
+    CPU: see benchmarks/README.md.)
     """
 
     def __init__(self, dsn: str, sql: Queries, worker_id: uuid.UUID) -> None:
@@ -73,7 +74,7 @@ class Recorder:
         self._idle = anyio.Event()
         self._idle.set()
         self._retry_at = 0.0
-        self._retry_delay = 0.0
+        self._retry = RetryDelay()
         # Claims being made whose start will come (see expect()), and since when outcomes
         # have been waiting for one.
         self._expected = 0
@@ -81,7 +82,6 @@ class Recorder:
         # A write in flight; writes that have not settled their claims yet.
         self._writing = False
         self._unsettled = 0
-        self.written = 0
 
     async def open(self) -> None:
         """Connect (a database that is not there fails the worker's start), and run the
@@ -89,7 +89,7 @@ class Recorder:
         peer's jobs after its crash) then skips parsing and planning."""
         conn = await connect(self._dsn, settings=RECORDER_SETTINGS)
         try:
-            await conn.fetch(self._sql.start_and_finish, *_no_outcomes(), [], [], self._worker_id)
+            await conn.fetch(self._sql.start_and_finish, *_nothing(self._worker_id))
         except BaseException:
             conn.terminate()
             raise
@@ -206,18 +206,15 @@ class Recorder:
                         *(await self._isolate(written)),
                         *(item for item in outcomes if id(item) not in alone),
                     ]
-                self._retry_delay = min(max(self._retry_delay * 2, 0.05), 2.0)
-                self._retry_at = anyio.current_time() + self._retry_delay
-                logger.warning(
-                    "cannot write outcomes (retrying in %.2fs): %s", self._retry_delay, exc
-                )
+                delay = self._retry.next()
+                self._retry_at = anyio.current_time() + delay
+                logger.warning("cannot write outcomes (retrying in %.2fs): %s", delay, exc)
                 self._outcomes[:0] = outcomes
                 return
             finally:
                 self._writing = False
                 self._wake.set()
-            self._retry_delay = 0.0
-            self.written += len(written)
+            self._retry.reset()
             await self._settle(outcomes)
         finally:
             self._unsettled -= 1
@@ -254,7 +251,6 @@ class Recorder:
                     error = error_record(refused, job.attempt)
                     left.append((job, Outcome("failed", error=error, stands_in=True)))
             else:
-                self.written += 1
                 await self._settle([(job, outcome)])
         return left
 
@@ -263,24 +259,23 @@ class Recorder:
     ) -> None:
         if not outcomes and not starts:
             return
-        columns: list[list[Any]] = _no_outcomes()
+        record = _nothing(self._worker_id)
         for job, outcome in outcomes:
-            columns[0].append(job.id)
-            columns[1].append(job.entry)
-            columns[2].append(job.attempt)
-            columns[3].append(outcome.kind)
-            columns[4].append(outcome.result)
-            columns[5].append(dumps(outcome.error) if outcome.error is not None else None)
-            columns[6].append(outcome.delay)
-        job_ids = [job_id for request in starts for job_id in request.job_ids]
-        entries = [entry for request in starts for entry in request.entries]
+            record.job_ids.append(job.id)
+            record.entries.append(job.entry)
+            record.attempts.append(job.attempt)
+            record.outcomes.append(outcome.kind)
+            record.results.append(outcome.result)
+            record.errors.append(dumps(outcome.error) if outcome.error is not None else None)
+            record.delays.append(outcome.delay)
+        for request in starts:
+            record.start_job_ids.extend(request.job_ids)
+            record.start_entries.extend(request.entries)
         if self._conn is None or self._conn.is_closed():
             await self.open()
         assert self._conn is not None
         try:
-            rows = await self._conn.fetch(
-                self._sql.start_and_finish, *columns, job_ids, entries, self._worker_id
-            )
+            rows = await self._conn.fetch(self._sql.start_and_finish, *record)
         except BaseException:
             # Whatever state the session is in now, a fresh one is simpler than finding out.
             self._conn.terminate()
@@ -305,5 +300,6 @@ class Recorder:
             await claim.settle()
 
 
-def _no_outcomes() -> list[list[Any]]:
-    return [[], [], [], [], [], [], []]
+def _nothing(worker_id: uuid.UUID) -> StartAndFinish:
+    """The parameters of a write with no outcome and no start, to fill in."""
+    return StartAndFinish([], [], [], [], [], [], [], [], [], worker_id)

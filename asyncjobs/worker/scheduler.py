@@ -12,18 +12,18 @@ from __future__ import annotations
 import datetime
 import logging
 import math
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
 
 import anyio
 import asyncpg
 
+from ..client.enqueue import enqueue_calls
 from ..db.connections import DATABASE_ERRORS
 from ..db.pool import Pool
 from ..db.sql import Queries
 from ..errors import AsyncJobsError
+from ..retry import RetryDelay
 from ..schedule import MISSED_AFTER, Schedule, next_run
-from ..tasks import TaskCall
 
 if TYPE_CHECKING:
     from ..db.migrations import Connection
@@ -39,8 +39,6 @@ _BUSY_RETRY = 0.1
 
 _RETRIED: tuple[type[Exception], ...] = (*DATABASE_ERRORS, _TickTaken)
 
-Enqueue = Callable[[asyncpg.Connection, list[TaskCall]], Awaitable[list[int]]]
-
 
 class Scheduler:
     """Ticks the stored schedules for one worker, until cancelled."""
@@ -50,13 +48,11 @@ class Scheduler:
         *,
         sql: Queries,
         pool: Pool,
-        enqueue: Enqueue,
         max_sleep: float = 60.0,
         batch_size: int = 100,
     ) -> None:
         self._sql = sql
         self._pool = pool
-        self._enqueue = enqueue
         # A ceiling on one sleep: a missed NOTIFY or a stepped wall clock costs at most this.
         self._max_sleep = max_sleep
         self._batch_size = batch_size
@@ -68,17 +64,16 @@ class Scheduler:
 
     async def run(self) -> None:
         """Tick due schedules and sleep until the next one, until cancelled."""
-        backoff = 0.05
+        retry = RetryDelay(most=5.0)
         while True:
             # A fresh event before reading: a change during the tick is not lost.
             self._wake = anyio.Event()
             try:
                 delay = await self.tick()
-                backoff = 0.05
+                retry.reset()
             except _RETRIED as exc:
-                logger.warning("schedule tick failed (retrying in %.2fs): %s", backoff, exc)
-                delay = backoff
-                backoff = min(backoff * 2, 5.0)
+                delay = retry.next()
+                logger.warning("schedule tick failed (retrying in %.2fs): %s", delay, exc)
             with anyio.move_on_after(min(delay, self._max_sleep)):
                 await self._wake.wait()
 
@@ -121,8 +116,8 @@ class Scheduler:
                 due.isoformat(),
             )
         else:
-            # A pooled connection proxies a Connection: enqueue_many_tx runs on it as is.
-            (job_id,) = await self._enqueue(cast("asyncpg.Connection", conn), [call])
+            # A pooled connection proxies a Connection: the enqueue runs on it as is.
+            (job_id,) = await enqueue_calls(cast("asyncpg.Connection", conn), self._sql, [call])
         taken = await conn.fetchval(
             self._sql.advance_schedule, schedule.name, due, following, job_id
         )

@@ -33,6 +33,7 @@ import anyio
 from ..db.connections import DATABASE_ERRORS
 from ..db.pool import Pool
 from ..db.sql import Queries
+from ..retry import RetryDelay
 
 logger = logging.getLogger("asyncjobs.worker")
 
@@ -59,7 +60,7 @@ class Takeovers:
         the job's current one (statement `let_go`), False if it was decided elsewhere."""
         wait = self._waits[(job_id, entry)] = _Wait()
         asked = f"ask {job_id} {entry} {attempt} {previous}"
-        delay = 0.05
+        retry = RetryDelay()  # shared by both loops below, never reset
         try:
             while not wait.released:
                 wait.changed = anyio.Event()
@@ -67,9 +68,8 @@ class Takeovers:
                     alive = await self._pool.fetchval(self._sql.ask_release, previous, asked)
                 except DATABASE_ERRORS as exc:
                     logger.warning("cannot ask worker %s about job %s: %s", previous, job_id, exc)
-                    with anyio.move_on_after(delay):
+                    with anyio.move_on_after(retry.next()):
                         await wait.changed.wait()
-                    delay = min(delay * 2, 2.0)
                     continue
                 if not alive:
                     break
@@ -82,8 +82,7 @@ class Takeovers:
                 current = await self._pool.fetchval(self._sql.let_go, job_id, entry, attempt)
             except DATABASE_ERRORS as exc:
                 logger.warning("cannot record that job %s may run: %s", job_id, exc)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await anyio.sleep(retry.next())
                 continue
             return current is not None
 

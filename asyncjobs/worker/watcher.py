@@ -24,6 +24,7 @@ import asyncpg
 
 from ..db.connections import DATABASE_ERRORS, close_gently, connect
 from ..db.sql import Queries
+from ..retry import RetryDelay
 
 logger = logging.getLogger("asyncjobs.worker")
 
@@ -53,29 +54,30 @@ class Watcher:
         self._on_rescued = on_rescued
         self._changed = anyio.Event()
         self.watching: int | None = None
-        self.rescued = 0
 
     def ring_changed(self) -> None:
         """A worker joined or left: the next key may be another one."""
         self._changed.set()
 
     async def run(self) -> None:
-        delay = 0.05
+        # Never reset: a watcher that keeps failing waits up to 2 s between tries.
+        retry = RetryDelay()
         while True:
             try:
                 conn = await connect(self._dsn, settings={"lock_timeout": f"{int(REARM * 1000)}ms"})
             except DATABASE_ERRORS as exc:
-                logger.warning("watcher cannot connect (retrying in %.2fs): %s", delay, exc)
+                logger.warning(
+                    "watcher cannot connect (retrying in %.2fs): %s", retry.upcoming, exc
+                )
             else:
                 try:
                     await self._watch(conn)
                 except DATABASE_ERRORS as exc:
-                    logger.warning("watcher failed (retrying in %.2fs): %s", delay, exc)
+                    logger.warning("watcher failed (retrying in %.2fs): %s", retry.upcoming, exc)
                 finally:
                     self.watching = None
                     await close_gently(conn)
-            await anyio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            await anyio.sleep(retry.next())
 
     async def _watch(self, conn: asyncpg.Connection) -> None:
         # Whoever died while nobody watched (this worker is new, or its session was lost).
@@ -103,7 +105,6 @@ class Watcher:
     async def _rescue(self, conn: asyncpg.Connection, key: int) -> None:
         row = await conn.fetchrow(self._sql.rescue_worker, key)
         assert row is not None
-        self.rescued += 1
         logger.warning(
             "a worker (key %s) is gone: %s of its handed-off jobs queued again, its "
             "claimed ones are back in the queue",

@@ -4,11 +4,11 @@ heartbeat and a scheduler; stopped by `stop()`, a stop broadcast, or leaving `as
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import uuid
-from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 import anyio
 import asyncpg
@@ -16,7 +16,6 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .. import validation
 from ..cancel import CancelReason
-from ..client.client import Client
 from ..client.schedules import sync_declared
 from ..db.connections import DATABASE_ERRORS, connect
 from ..db.migrations import check, migrate
@@ -24,19 +23,21 @@ from ..db.pool import Pool, open_pool
 from ..db.sql import Channels, Queries
 from ..errors import ConfigurationError, ConnectionFailed
 from ..job_context import JobContext
-from ..retention import Pruner, Retention
-from ..tasks import validate_queue
+from ..retry import RetryDelay
+from .attempt import RunningJob
 from .claims import Claim, ClaimConnections
 from .fetcher import Fetcher
-from .handoff import MAX_HAND_OFF_AFTER, HandOffs
+from .handoff import HandOffs
 from .heartbeat import Heartbeat
 from .lease import LeaseSession
 from .listener import Listener
 from .loop_watchdog import LoopWatchdog
 from .progress import ProgressWriter
+from .pruner import Pruner
 from .recorder import Recorder
-from .runner import JobRunner, RunningJob
+from .runner import JobRunner
 from .scheduler import Scheduler
+from .settings import WorkerOptions, WorkerSettings
 from .takeover import Takeovers
 from .watcher import Watcher
 
@@ -45,14 +46,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("asyncjobs.worker")
 
-# Seconds a job runs under its claim before it is handed off to the worker's key (see
-# handoff.py): a held claim pins the database's vacuum horizon.
-DEFAULT_HAND_OFF_AFTER = 2.0
-
-# Sessions holding claim transactions, by default: a worker also has a pool of up to 4, a
-# listener, a recorder, a lease session and a watcher, so one worker needs at most
-# claim_sessions + 8 connections.
-DEFAULT_CLAIM_SESSIONS = 10
+# Jobs claimed at most by one claim statement.
+CLAIM_BATCH = 50
 
 _CHANGES = {
     "cancelled": CancelReason.CANCELLED,
@@ -71,56 +66,25 @@ class Worker:
     def __init__(
         self,
         app: App,
-        *,
-        concurrency: int = 10,
-        queues: Sequence[str] | None = None,
-        grace: float = 0.0,
-        poll_interval: float = 5.0,
-        heartbeat_interval: float = 10.0,
-        batch_size: int = 50,
-        retention: Retention | None = None,
-        prune: bool = True,
-        claim_sessions: int | None = None,
-        hand_off_after: float = DEFAULT_HAND_OFF_AFTER,
+        settings: WorkerSettings | None = None,
+        /,
+        **options: Unpack[WorkerOptions],
     ) -> None:
-        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-            raise ConfigurationError(f"concurrency must be an integer >= 1, got {concurrency!r}")
-        if claim_sessions is None:
-            claim_sessions = min(concurrency, DEFAULT_CLAIM_SESSIONS)
-        if (
-            not isinstance(claim_sessions, int)
-            or isinstance(claim_sessions, bool)
-            or claim_sessions < 1
-        ):
-            raise ConfigurationError(
-                f"claim_sessions must be an integer >= 1, got {claim_sessions!r}"
-            )
-        if isinstance(queues, str):
-            raise ConfigurationError(f"queues must be a list of names, got the string {queues!r}")
-        if queues is None:
-            queues = sorted({task.defaults.queue for task in app.tasks.values()} or {"default"})
-        if not queues:
-            raise ConfigurationError("queues must name at least one queue")
-        if retention is not None and not isinstance(retention, Retention):
-            raise ConfigurationError(
-                f"retention must be an asyncjobs.Retention(...) or None, got {retention!r}"
-            )
+        """A worker of `app` with these settings, or those made of `options` (see
+        WorkerSettings); options given with settings replace theirs."""
+        if settings is None:
+            settings = WorkerSettings(**options)
+        elif options:
+            settings = dataclasses.replace(settings, **options)
+        self.settings = settings
         self.app = app
         self.id = uuid.uuid4()
-        self.concurrency = concurrency
-        self.queues = [validate_queue(q) for q in queues]
-        self.grace = validation.seconds("grace", grace)
-        self.poll_interval = validation.seconds("poll_interval", poll_interval, zero=False)
-        self.heartbeat_interval = validation.seconds(
-            "heartbeat_interval", heartbeat_interval, zero=False
-        )
-        self.batch_size = batch_size
+        self.concurrency = settings.concurrency
+        self.queues = settings.queues_of(app)
+        # The grace of this worker's stop: the settings', unless a stop gives another.
+        self.grace = settings.grace
         # None: this worker doesn't prune (the app keeps jobs forever, or prune=False).
-        self.retention = (retention or app.retention) if prune else None
-        self.claim_sessions = claim_sessions
-        self.hand_off_after = validation.seconds(
-            "hand_off_after", hand_off_after, most=MAX_HAND_OFF_AFTER
-        )
+        self.retention = settings.pruning(app)
         self.sql = Queries.for_schema(app.schema)
         self.channels = Channels.for_schema(app.schema)
         self.running: dict[int, RunningJob] = {}
@@ -257,7 +221,7 @@ class Worker:
             anyio.Event(),
         )
         self._signal_stop()
-        delay = 0.5
+        retry = RetryDelay(0.5, 30.0)
         try:
             while not self.stopping:
                 try:
@@ -266,13 +230,13 @@ class Worker:
                 except ConnectionFailed as exc:
                     if exc.permanent:
                         raise
+                    delay = retry.next()
                     logger.error("worker cannot start (retrying in %.1fs): %s", delay, exc)
                     if task_status is not anyio.TASK_STATUS_IGNORED:
                         task_status.started()
                         task_status = anyio.TASK_STATUS_IGNORED
                     with anyio.move_on_after(delay):
                         await self._stop_requested.wait()
-                    delay = min(delay * 2, 30.0)
         finally:
             self._stopped.set()
 
@@ -298,7 +262,7 @@ class Worker:
                 worker_id=self.id,
                 queues=self.queues,
                 concurrency=self.concurrency,
-                interval=self.heartbeat_interval,
+                interval=self.settings.heartbeat_interval,
                 running=lambda: len(self.running),
                 stop=self._stop_broadcast,
             )
@@ -311,7 +275,7 @@ class Worker:
                 dsn,
                 self.sql.claim,
                 self.queues,
-                self.claim_sessions,
+                self.settings.claim_session_limit,
                 hold_key=(self.sql.hold_worker_key, lambda: lease.key or key),
             )
             stack.push_async_callback(claims.close)
@@ -323,7 +287,7 @@ class Worker:
             self._pool = pool
             takeovers = self._takeovers = Takeovers(pool, self.sql)
             hand_offs = self._hand_offs = HandOffs(
-                lease, after=self.hand_off_after, running=self.running.get
+                lease, after=self.settings.hand_off_after, running=self.running.get
             )
             self._fetcher = fetcher = Fetcher(
                 sql=self.sql,
@@ -336,14 +300,11 @@ class Worker:
                 launch=lambda job: self._launch(job, runner, recorder, progress),
                 on_claim_lost=self._claim_lost,
                 takeovers=takeovers,
-                poll_interval=self.poll_interval,
-                batch_size=self.batch_size,
-                gather=max(1, min(self.batch_size, self.concurrency) // 2),
+                poll_interval=self.settings.poll_interval,
+                batch_size=CLAIM_BATCH,
+                gather=max(1, min(CLAIM_BATCH, self.concurrency) // 2),
             )
-            # Ticks enqueue through the client's transactional enqueue, on the tick's connection.
-            scheduler = self._scheduler = Scheduler(
-                sql=self.sql, pool=pool, enqueue=Client(self.app).enqueue_many_tx
-            )
+            scheduler = self._scheduler = Scheduler(sql=self.sql, pool=pool)
             listener = Listener(
                 dsn,
                 {

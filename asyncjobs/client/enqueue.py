@@ -1,0 +1,157 @@
+"""Enqueueing: the calls a batch is made of, the parameters statement `enqueue` (or
+`enqueue_unique_or_after`) takes for them, and running it. Used by the client and by the
+worker's scheduler (whose ticks enqueue on their own transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from ..db.parameters import Enqueue, EnqueueUniqueOrAfter
+from ..db.sql import Queries
+from ..errors import ConfigurationError, DuplicateJob, JobNotFound, SerializationError
+from ..retry import Backoff
+from ..serialization import dumps, encode_arguments, loads
+from ..tasks import JobOptions, Task, TaskCall, validate_task_name
+
+if TYPE_CHECKING:
+    from ..db.pool import Pool
+
+
+def task_call(
+    tasks: Mapping[str, Task[Any, Any]],
+    task: Task[Any, Any] | str,
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+) -> TaskCall:
+    """One job of `task` (a task, or the name of one, registered in `tasks` or not) with
+    these arguments, ready to enqueue."""
+    if isinstance(task, str):
+        validate_task_name(task)
+        registered = tasks.get(task)
+        if registered is None:
+            # A producer need not import the task's code; the worker that runs it
+            # reports an unknown name on the job itself.
+            encoded_args, encoded_kwargs = encode_arguments(task, args, kwargs)
+            return TaskCall(task, encoded_args, encoded_kwargs, JobOptions())
+        task = registered
+    if not isinstance(task, Task):
+        raise ConfigurationError(f"enqueue needs a task or a task name, got {task!r}")
+    return task.call(*args, **kwargs)
+
+
+async def enqueue_calls(
+    conn: asyncpg.Connection | Pool, sql: Queries, calls: list[TaskCall]
+) -> list[int]:
+    """Store these calls' jobs with one statement (`enqueue`, or `enqueue_unique_or_after`
+    when a call has a unique key or parents) on `conn`; return their ids in call order."""
+    if not calls:
+        return []
+    for call in calls:
+        if not isinstance(call, TaskCall):
+            raise ConfigurationError(f"enqueue_many takes task.call(...) items, got {call!r}")
+    parameters = enqueue_parameters(calls)
+    if isinstance(parameters, Enqueue):
+        ids: list[int] = await conn.fetchval(sql.enqueue, *parameters)
+        return ids
+    try:
+        ids = await conn.fetchval(sql.enqueue_unique_or_after, *parameters)
+    except (asyncpg.ForeignKeyViolationError, asyncpg.UniqueViolationError) as exc:
+        raise _refused(exc) from None
+    return ids
+
+
+# Between the JSON values of a batch's arguments: the ASCII record separator, as in RFC 7464.
+# JSON text never holds it unescaped, so it can't be part of a value.
+RS = b"\x1e"
+
+
+def enqueue_parameters(calls: Sequence[TaskCall]) -> Enqueue | EnqueueUniqueOrAfter:
+    """The parameters of statement `enqueue` for a batch of calls; when a call has a unique
+    key or parents, those of `enqueue_unique_or_after`.
+
+    Each call's arguments go in two texts, its positional (`args`) and keyword (`kwargs`,
+    None when no call has any) arguments as JSON values joined by RS. The options go once
+    per distinct (task, options) of the batch (mostly one: the task's defaults), as rows of
+    arrays, and `options_rows` says which row each call takes (None: all the first): asyncpg
+    encodes a long array slowly, and per-call arrays of every option were much of a batch's
+    time (figures: benchmarks/README.md)."""
+    groups: dict[tuple[str, int], int] = {}
+    firsts: list[TaskCall] = []
+    rows: list[int] = []
+    for call in calls:
+        key = (call.task, id(call.options))
+        row = groups.get(key)
+        if row is None:
+            row = groups[key] = len(firsts) + 1
+            firsts.append(call)
+        rows.append(row)
+    options = [c.options for c in firsts]
+    n = len(calls)
+    args = RS.join([c.args for c in calls])
+    kwargs_list = [c.kwargs for c in calls]
+    kwargs = None if kwargs_list.count(b"{}") == n else RS.join(kwargs_list)
+    if args.count(RS) != n - 1 or (kwargs is not None and kwargs.count(RS) != n - 1):
+        raise SerializationError(
+            "a call's arguments are not JSON text: make calls with task.call(...)"
+        )
+    plain = Enqueue(
+        options_rows=None if len(firsts) == 1 else rows,
+        args=args.decode(),
+        kwargs=None if kwargs is None else kwargs.decode(),
+        tasks=[c.task for c in firsts],
+        queues=[o.queue for o in options],
+        priorities=[o.priority for o in options],
+        max_attempts=[o.max_attempts for o in options],
+        timeouts=[o.timeout for o in options],
+        run_ats=[o.run_at for o in options],
+        delays=[o.delay for o in options],
+        backoffs=[_backoff_json(o.backoff) for o in options],
+    )
+    if not any(o.unique_key is not None or o.after for o in options):
+        return plain
+    return EnqueueUniqueOrAfter(
+        *plain,
+        unique_keys=[o.unique_key for o in options],
+        refuse_duplicates=[o.on_duplicate == "raise" for o in options],
+        parents=[_id_array(o.after) for o in options],
+        on_parent_failures=[o.on_parent_failure if o.after else None for o in options],
+    )
+
+
+def _backoff_json(backoff: Backoff | None) -> str | None:
+    return None if backoff is None else dumps(backoff.to_json()).decode()
+
+
+def _id_array(ids: tuple[int, ...]) -> str | None:
+    """Job ids as a PostgreSQL array literal, the form the enqueue statement takes."""
+    return "{" + ",".join(str(i) for i in ids) + "}" if ids else None
+
+
+def calls_list(calls: Iterable[TaskCall]) -> list[TaskCall]:
+    """`enqueue_many`'s argument as a list of calls, or ConfigurationError."""
+    if isinstance(calls, TaskCall):  # a tuple itself: its parts would pass for calls
+        raise ConfigurationError("enqueue_many takes a list of task.call(...) items, got one")
+    try:
+        return list(calls)
+    except TypeError:
+        raise ConfigurationError(
+            f"enqueue_many takes a list of task.call(...) items, got {calls!r}"
+        ) from None
+
+
+def _refused(exc: asyncpg.PostgresError) -> Exception:
+    """The error for an enqueue that statement `enqueue` refused, else `exc` itself."""
+    constraint = getattr(exc, "constraint_name", None)
+    detail = getattr(exc, "detail", None) or ""
+    if constraint == "asyncjobs_unknown_parent":
+        return JobNotFound(
+            f"cannot enqueue after job {detail.replace(',', ', ')}: no such job (it never "
+            "existed or was deleted); nothing was enqueued"
+        )
+    if constraint == "asyncjobs_unique_key":
+        found = loads(detail)
+        return DuplicateJob(found["task"], found["unique_key"], found["job"], found["state"])
+    return exc
