@@ -4,7 +4,7 @@ A job is never lost and never stuck, and it stops the moment you ask it to.
 """
 
 from .app import App
-from .cancel import CancelReason, CancelToken, Interrupted
+from .cancel import AttemptNotCurrent, CancelReason, CancelToken, Interrupted
 from .client.client import Client
 from .control import Cancel, Retry
 from .errors import (
@@ -26,7 +26,7 @@ from .errors import (
     WaitTimeout,
 )
 from .job import Job, JobState, WorkerInfo
-from .job_context import JobContext, current_job
+from .job_context import Fence, JobContext, current_job
 from .retention import Retention
 from .retry import Backoff
 from .schedule import Schedule
@@ -37,6 +37,7 @@ __all__ = [
     "App",
     "ArgumentsMismatch",
     "AsyncJobsError",
+    "AttemptNotCurrent",
     "Backoff",
     "Cancel",
     "CancelReason",
@@ -46,6 +47,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectionLost",
     "DuplicateJob",
+    "Fence",
     "Interrupted",
     "Job",
     "JobCancelled",

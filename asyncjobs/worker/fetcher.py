@@ -262,6 +262,7 @@ class Fetcher:
                 timeout=row["timeout"],
                 queue=row["queue"],
                 backoff=row["backoff"],
+                checkpoint=row["checkpoint"],
                 claim=claim,
                 # The rollback that freed the row reached us as fast as the lost
                 # connection's end reaches the worker that ran it, and a loaded machine can

@@ -51,6 +51,8 @@ class RunningJob:
     claim: Claim
     # The per-call backoff stored on the row ({"base", "cap", "jitter"}); None: the task's.
     backoff: Any = None
+    # What its last attempt saved (current_job().checkpoint), read by the start.
+    checkpoint: Any = None
     # Seconds to wait, started and stoppable like the job itself, before its code runs.
     hold: float = 0.0
     # What `current_job()` returns inside the job; the worker attaches its progress writer.
