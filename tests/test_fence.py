@@ -168,9 +168,7 @@ async def test_check_fence_in_the_jobs_own_transaction_holds_off_a_requeue(
                             await job.check_fence(conn)
                             await conn.execute(
                                 f"INSERT INTO {payments} VALUES ($1, $2, $3, $4)",
-                                job.job_id,
-                                job.entry,
-                                job.attempt + 100,
+                                *job.fence,
                                 amount,
                             )
                     except asyncjobs.AttemptNotCurrent as exc:
@@ -205,5 +203,5 @@ async def test_check_fence_in_the_jobs_own_transaction_holds_off_a_requeue(
     assert first is not None
     # Exactly one payment per attempt: the first attempt's, made before the requeue
     # committed, and the run after the requeue (a new attempt: entry and count start over).
-    assert [tuple(r) for r in rows][0] == (first["queue_entry"], first["attempt"], 42)
     assert len(rows) == 2 and rows[1]["entry"] != first["queue_entry"]
+    assert tuple(rows[0]) == (first["queue_entry"], first["attempt"], 42)
