@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import anyio
 import asyncpg
@@ -159,42 +158,7 @@ async def test_a_stop_broadcast_with_a_garbage_grace_stops_with_the_workers_own(
     assert (job.state, job.attempt) == ("queued", 0), output
 
 
-# -- 3. a control message during the wait before a taken-over job runs ----------------------
-
-
-@pytest.mark.parametrize("action", ["cancel", "requeue", "delete"])
-async def test_a_message_while_a_taken_over_job_waits_to_run_is_not_lost(
-    client: asyncjobs.Client, spawn_worker: Spawn, tmp_path: Path, action: str
-) -> None:
-    """The worker that takes over a killed worker's job waits (TAKEOVER_GRACE, widened here
-    to 2 s) before it runs it. A cancel, requeue or delete sent then must stop that attempt:
-    it must never run, alone or beside the requeued one."""
-    runs = tmp_path / "runs"
-    wide = {"TEST_TAKEOVER_GRACE": "2"}
-    procs = [spawn_worker("--grace", "30", env=wide) for _ in range(2)]
-    await workers_up(client, 2)
-    job_id = await client.enqueue("record_run", str(runs), 2.0)
-    job = await until(client, job_id, lambda j: j.state == "processing")
-    pids = {w.id: w.pid for w in await client.workers()}
-    (first,) = [p for p in procs if p.pid == pids[job.worker_id]]
-    (second,) = [p for p in procs if p is not first]
-    first.send_signal(signal.SIGKILL)
-    await until(client, job_id, lambda j: j.attempt == 2)  # taken over, in its wait
-    if action == "cancel":
-        assert await client.cancel(job_id)
-    elif action == "requeue":
-        await client.requeue(job_id)
-        assert await client.wait(job_id, timeout=20) is None
-    else:
-        await client.delete(job_id)
-    # A graceful stop lets whatever was started run to its end, the held attempt too.
-    second.send_signal(signal.SIGTERM)
-    code, output = await exited(second, 30)
-    assert code == 0, output
-    ran = runs.read_text().split() if runs.exists() else []
-    assert ran == (["1"] if action == "requeue" else []), output
-    if action == "cancel":
-        assert (await client.get(job_id)).state == "cancelled"
+# -- 3. a control message while a taken-over job waits: see test_takeover.py ---------------
 
 
 # -- 4. sync jobs' threads and stops ---------------------------------------------------------

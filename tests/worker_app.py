@@ -11,7 +11,6 @@ import time
 import anyio
 
 import asyncjobs
-from asyncjobs.worker import fetcher
 
 app = asyncjobs.App()
 
@@ -62,11 +61,6 @@ async def record_run(path: str, seconds: float) -> None:
         await file.write(f"{asyncjobs.current_job().attempt}\n")
 
 
-# A wider wait before a taken-over job runs, so a test can act inside it (the real path).
-if "TEST_TAKEOVER_GRACE" in os.environ:
-    fetcher.TAKEOVER_GRACE = float(os.environ["TEST_TAKEOVER_GRACE"])
-
-
 @app.task(name="big_result", max_attempts=3)
 async def big_result(chars: int) -> str:
     return "x" * chars
@@ -75,6 +69,22 @@ async def big_result(chars: int) -> str:
 @app.task(name="big_error", max_attempts=1)
 async def big_error(chars: int) -> None:
     raise ValueError("x" * chars)
+
+
+@app.task(name="marked", max_attempts=5)
+def marked(path: str, seconds: float) -> str:
+    """A sync job that ignores its token: appends 'start'/'end' lines with its attempt, pid
+    and time to `path`, so a test can tell whether two runs ever overlapped."""
+
+    def mark(what: str) -> None:
+        with open(path, "a") as file:
+            attempt = asyncjobs.current_job().attempt
+            file.write(f"{what} {attempt} {os.getpid()} {time.time()}\n")
+
+    mark("start")
+    time.sleep(seconds)
+    mark("end")
+    return "marked"
 
 
 @app.task(name="count_up", max_attempts=5)

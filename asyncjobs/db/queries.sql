@@ -221,9 +221,10 @@ SELECT id, job_id FROM {schema}.claim_jobs($1::text[], $2::int);
 -- the attempt was handed off to a lease (jobs.lease) whose worker still holds its key: its
 -- claim was lost after the hand-off, and the row is stale. A claimed row that matches
 -- nothing here is stale (or its job is out of attempts).
--- taken_over: the job was 'processing' and its last worker is still there (its key is
--- held), so it may not know yet that it lost the claim (see Fetcher._start). A worker that
--- is gone (its key free) runs nothing any more.
+-- taken_from (kept as stopping_on): the worker of an older attempt that may still run it
+-- (its claim was lost and it may not know yet, or the job was requeued while running) and
+-- is still there (its key is held): the new attempt's code runs once that worker has
+-- stopped it (see worker/takeover.py). A worker that is gone (its key free) runs nothing.
 --
 -- Each started job comes with its checkpoint (what its last attempt saved), so resuming
 -- costs no extra round trip.
@@ -267,6 +268,7 @@ WITH outcome AS (
            attempt = j.attempt + 1,
            worker_id = $10,
            lease = NULL,
+           stopping_on = c.taken_from,
            started_at = now(),
            progress = NULL,
            progress_message = NULL,
@@ -276,22 +278,21 @@ WITH outcome AS (
            errors = CASE WHEN j.state = 'processing' THEN j.errors || {schema}.worker_lost_error(
                         j.attempt, format('the worker running attempt %s was lost', j.attempt))
                          ELSE j.errors END
-      FROM (SELECT c.job_id, c.entry,
-                   o.state = 'processing' AND EXISTS (
-                       SELECT FROM {schema}.workers AS w
-                        WHERE w.id = o.worker_id
-                          AND (w.lease_key IS NULL OR NOT pg_try_advisory_xact_lock(
-                                   hashtext('{schema}.workers'), w.lease_key)))
-                       AS taken_over
+      FROM (SELECT c.job_id, c.entry, w.id AS taken_from
               FROM unnest($8::bigint[], $9::bigint[]) AS c(job_id, entry)
-              JOIN {schema}.jobs AS o ON o.id = c.job_id) AS c
+              JOIN {schema}.jobs AS o ON o.id = c.job_id
+              LEFT JOIN {schema}.workers AS w
+                ON w.id = coalesce(o.stopping_on,
+                                   CASE WHEN o.state = 'processing' THEN o.worker_id END)
+               AND (w.lease_key IS NULL OR NOT pg_try_advisory_xact_lock(
+                        hashtext('{schema}.workers'), w.lease_key))) AS c
      WHERE j.id = c.job_id AND j.queue_entry = c.entry
        AND (j.state IN ('queued', 'scheduled')
             OR (j.state = 'processing' AND j.attempt < j.max_attempts
                 AND (j.lease IS NULL
                      OR pg_try_advisory_xact_lock(hashtext('{schema}.workers'), j.lease))))
     RETURNING j.id, j.queue_entry, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
-              j.timeout, j.queue, j.backoff, j.checkpoint, c.taken_over
+              j.timeout, j.queue, j.backoff, j.checkpoint, c.taken_from
 ), notified AS (
     SELECT (SELECT count(*) FROM (
                 SELECT pg_notify('{channel_prefix}.done', string_agg(id::text, ','))
@@ -583,6 +584,29 @@ UPDATE {schema}.jobs AS j SET lease = $4
  WHERE j.id = h.job_id AND j.queue_entry = h.entry AND j.attempt = h.attempt
    AND j.state = 'processing'
 RETURNING j.id;
+
+-- name: ask_release
+-- A job taken over from worker $1, which may still run its last attempt (see
+-- worker/takeover.py): whether that worker is still there (its key held, or a row without
+-- a key), and if so the request $2 on the control channel for it to say when it stopped.
+SELECT alive, CASE WHEN alive THEN pg_notify('{channel_prefix}.control', $2) END IS NULL
+  FROM (SELECT EXISTS (
+            SELECT FROM {schema}.workers AS w
+             WHERE w.id = $1
+               AND (w.lease_key IS NULL OR NOT pg_try_advisory_xact_lock(
+                        hashtext('{schema}.workers'), w.lease_key))) AS alive) AS a;
+
+-- name: let_go
+-- The worker an attempt waited for has stopped the older one (or is gone): the attempt's
+-- code may run, if the attempt is still current (else it is stopped: its job was
+-- cancelled, requeued or deleted meanwhile).
+UPDATE {schema}.jobs SET stopping_on = NULL
+ WHERE id = $1 AND queue_entry = $2 AND attempt = $3 AND state = 'processing'
+RETURNING id;
+
+-- name: notify_control
+-- A message of this worker's on the control channel (a takeover's `released`).
+SELECT pg_notify('{channel_prefix}.control', $1);
 
 -- name: wake_queues
 -- A claim connection lost while its worker lives: its rows are back, and no rollback of a

@@ -62,6 +62,10 @@ CREATE TABLE {schema}.jobs (
     -- 0007: the key of the worker that owns a handed-off attempt (NULL while a claim
     -- owns it; see rescue_worker).
     lease             integer,
+    -- 0007: the worker that may still be running an older attempt (its claim was lost,
+    -- or the job was requeued while it ran): the current attempt's code runs only once
+    -- that worker has stopped it (see worker/takeover.py).
+    stopping_on       uuid,
     -- 0008: the job's checkpoint (current_job().checkpoint) and when it was saved.
     checkpoint        jsonb,
     checkpoint_at     timestamptz,
@@ -174,8 +178,13 @@ BEGIN
     END IF;
     UPDATE {schema}.jobs
        SET state = 'queued', active_key = unique_key, attempt = 0, run_at = now(),
-           queue_entry = new_entry, worker_id = NULL, started_at = NULL, finished_at = NULL,
-           result = NULL, error = NULL,
+           queue_entry = new_entry,
+           -- A running attempt's worker may still run it: the next attempt's code runs
+           -- once that worker has stopped it (see worker/takeover.py).
+           stopping_on = CASE WHEN was.state = 'processing'
+                              THEN coalesce(stopping_on, worker_id) END,
+           worker_id = NULL,
+           started_at = NULL, finished_at = NULL, result = NULL, error = NULL,
            checkpoint = CASE WHEN keep_checkpoint THEN checkpoint END,
            checkpoint_at = CASE WHEN keep_checkpoint THEN checkpoint_at END
      WHERE id = job;

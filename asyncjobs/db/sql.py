@@ -66,6 +66,9 @@ class Queries:
     rescue_worker: str
     gone_workers: str
     hand_off: str
+    ask_release: str
+    let_go: str
+    notify_control: str
     wake_queues: str
     list_workers: str
     due_schedules: str

@@ -7,6 +7,7 @@ the recorder) while the next claim's DELETE runs: the two round trips overlap.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -15,19 +16,20 @@ from collections.abc import Callable, Sequence
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import asyncpg
 
+from ..cancel import CancelReason
 from ..db.connections import DATABASE_ERRORS
 from ..db.pool import Pool
 from ..db.sql import Queries
 from .claims import Claim, ClaimConnections
 from .recorder import Recorder
 from .runner import RunningJob
+from .takeover import Takeovers
 
 logger = logging.getLogger("asyncjobs.fetcher")
 
-# Seconds a job taken over from a lost claim waits before it runs (see Fetcher._start).
-TAKEOVER_GRACE = 0.05
 
 # How long a claim may wait for more free slots while a backlog lasts (see Fetcher.run).
 GATHER_WAIT = 0.01
@@ -48,6 +50,7 @@ class Fetcher:
         free_slots: Callable[[], int],
         launch: Callable[[RunningJob], None],
         on_claim_lost: Callable[[Claim], None],
+        takeovers: Takeovers,
         poll_interval: float,
         batch_size: int,
         gather: int = 1,
@@ -61,6 +64,7 @@ class Fetcher:
         self._free_slots = free_slots
         self._launch = launch
         self._on_claim_lost = on_claim_lost
+        self._takeovers = takeovers
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._gather = gather
@@ -243,6 +247,13 @@ class Fetcher:
                 # Only stale rows (or jobs out of attempts), or every job already done.
                 await claim.settle()
 
+    async def _handshake(self, job: RunningJob, previous: uuid.UUID) -> None:
+        if not await self._takeovers.wait(job.id, job.entry, job.attempt, previous):
+            # Cancelled, requeued or deleted meanwhile: stopped before its code runs, even
+            # if the message saying so has not arrived yet.
+            job.cancel(CancelReason.REQUEUED)
+            await anyio.lowlevel.checkpoint()
+
     async def _start(self, claim: Claim, rows: Sequence[asyncpg.Record]) -> None:
         """Start the claimed rows' jobs (through the recorder) and launch them."""
         job_ids = [row["job_id"] for row in rows]
@@ -264,14 +275,13 @@ class Fetcher:
                 backoff=row["backoff"],
                 checkpoint=row["checkpoint"],
                 claim=claim,
-                # The rollback that freed the row reached us as fast as the lost
-                # connection's end reaches the worker that ran it, and a loaded machine can
-                # deliver ours first: give it a moment to interrupt its attempt, so one job
-                # never runs twice at once when its worker is alive but lost the claim.
-                # Waited in the job's own scope, once it is launched: a cancel, requeue or
-                # delete (or a shutdown) meanwhile reaches it, and it never runs.
-                hold=TAKEOVER_GRACE if row["taken_over"] else 0.0,
+                taken_from=row["taken_from"],
             )
+            if job.taken_from is not None:
+                # Its last worker is alive and may still run it: the job runs once that
+                # worker has stopped it (see takeover.py). Awaited in the job's own scope,
+                # once launched: a cancel, requeue, delete or shutdown meanwhile reaches it.
+                job.before_run = functools.partial(self._handshake, job, job.taken_from)
             claim.jobs.add(job)
             self._launch(job)
         if claim.lost and claim.jobs:

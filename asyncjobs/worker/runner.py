@@ -7,6 +7,8 @@ import datetime
 import logging
 import time
 import traceback
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -53,8 +55,13 @@ class RunningJob:
     backoff: Any = None
     # What its last attempt saved (current_job().checkpoint), read by the start.
     checkpoint: Any = None
-    # Seconds to wait, started and stoppable like the job itself, before its code runs.
-    hold: float = 0.0
+    # Awaited in the job's scope before its code runs (a takeover's handshake): a stop
+    # meanwhile means the code never runs.
+    before_run: Callable[[], Awaitable[None]] | None = None
+    # The worker that ran this job's last attempt and may still run it, if it was taken
+    # over; and the queue rows of later attempts whose workers wait for this one to stop.
+    taken_from: uuid.UUID | None = None
+    release_to: set[int] = dataclasses.field(default_factory=set)
     # What `current_job()` returns inside the job; the worker attaches its progress writer.
     context: JobContext | None = None
     scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
@@ -162,9 +169,8 @@ class JobRunner:
         current = enter(job.context) if job.context is not None else None
         try:
             with job.scope:
-                if job.hold > 0:
-                    # Inside the scope: a stop during the wait means the code never runs.
-                    await anyio.sleep(job.hold)
+                if job.before_run is not None:
+                    await job.before_run()
                 if job.timeout is not None:
                     job.scope.deadline = anyio.current_time() + job.timeout
                 if task.is_async:

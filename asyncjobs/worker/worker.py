@@ -37,6 +37,7 @@ from .progress import ProgressWriter
 from .recorder import Recorder
 from .runner import JobRunner, RunningJob
 from .scheduler import Scheduler
+from .takeover import Takeovers
 from .watcher import Watcher
 
 if TYPE_CHECKING:
@@ -143,6 +144,10 @@ class Worker:
         self._pool: Pool | None = None
         self._watcher: Watcher | None = None
         self._hand_offs: HandOffs | None = None
+        self._takeovers: Takeovers | None = None
+        self._superseded: dict[tuple[int, int], RunningJob] = {}
+        self._outbox: list[str | None] = []
+        self._outbox_ready: anyio.Event | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -314,6 +319,7 @@ class Worker:
             stack.push_async_callback(recorder.close)
             progress = ProgressWriter(pool, self.sql.report_progress)
             self._pool = pool
+            takeovers = self._takeovers = Takeovers(pool, self.sql)
             hand_offs = self._hand_offs = HandOffs(lease, running=self.running.get)
             self._fetcher = fetcher = Fetcher(
                 sql=self.sql,
@@ -325,6 +331,7 @@ class Worker:
                 free_slots=lambda: 0 if self.stopping else self.concurrency - len(self.running),
                 launch=lambda job: self._launch(job, runner, recorder, progress),
                 on_claim_lost=self._claim_lost,
+                takeovers=takeovers,
                 poll_interval=self.poll_interval,
                 batch_size=self.batch_size,
                 gather=max(1, min(self.batch_size, self.concurrency) // 2),
@@ -358,6 +365,7 @@ class Worker:
                 services.start_soon(lease.run)
                 services.start_soon(watcher.run)
                 services.start_soon(hand_offs.run)
+                services.start_soon(self._send, pool)
                 services.start_soon(recorder.run)
                 services.start_soon(progress.run)
                 if self.retention is not None:
@@ -481,6 +489,11 @@ class Worker:
             save=progress.save,
             fence_sql=self.sql.attempt_is_current,
         )
+        old = self.running.get(job.id)
+        if old is not None and old is not job:
+            # An attempt still stopping here (its claim lost, or the job requeued) while
+            # this one waits for it (see takeover.py): kept where an ask finds it.
+            self._superseded[(old.id, old.entry)] = old
         self.running[job.id] = job
         early = self._early.pop((job.id, job.entry), None)
         if early is not None:
@@ -509,6 +522,14 @@ class Worker:
         finally:
             if self.running.get(job.id) is job:
                 del self.running[job.id]
+            if self._superseded.get((job.id, job.entry)) is job:
+                del self._superseded[(job.id, job.entry)]
+            if job.reason is CancelReason.CLAIM_LOST:
+                job.release_to.add(job.entry)
+            for entry in job.release_to:
+                # Its code has returned (a sync job's thread too): the worker that took it
+                # over may run it now (see takeover.py).
+                self._notify(f"released {job.id} {entry}")
             if self._idle is not None and not self.running:
                 self._idle.set()
             if self._fetcher is not None:
@@ -523,8 +544,7 @@ class Worker:
         for job in list(claim.jobs):
             job.cancel(CancelReason.CLAIM_LOST)
         # Its rows are back in the queue, and (unlike a dead worker's) no rescue says so.
-        if self._services is not None and self._pool is not None:
-            self._services.start_soon(self._wake_peers, self._pool)
+        self._post(None)
 
     def _lease_lost(self) -> None:
         handed_off = [job for job in self.running.values() if job.handed_off]
@@ -536,11 +556,33 @@ class Worker:
         for job in handed_off:
             job.cancel(CancelReason.LEASE_LOST)
 
-    async def _wake_peers(self, pool: Pool) -> None:
-        try:
-            await pool.fetchval(self.sql.wake_queues, self.queues)
-        except DATABASE_ERRORS as exc:
-            logger.warning("cannot wake the other workers after a lost claim: %s", exc)
+    def _notify(self, message: str) -> None:
+        self._post(message)
+
+    def _post(self, message: str | None) -> None:
+        """Queue a control message (None: wake the workers of this worker's queues) for
+        the sender: callers include connection callbacks, which run outside any task."""
+        self._outbox.append(message)
+        if self._outbox_ready is not None:
+            self._outbox_ready.set()
+
+    async def _send(self, pool: Pool) -> None:
+        """Send queued messages until cancelled."""
+        while True:
+            ready = self._outbox_ready = anyio.Event()
+            if not self._outbox:
+                await ready.wait()
+            messages, self._outbox = self._outbox, []
+            for message in dict.fromkeys(messages):
+                try:
+                    if message is None:
+                        await pool.fetchval(self.sql.wake_queues, self.queues)
+                    else:
+                        await pool.fetchval(self.sql.notify_control, message)
+                except DATABASE_ERRORS as exc:
+                    # Whoever waits on it checks again when its listener reconnects or a
+                    # worker goes; a lost claim's rows are found by the next poll.
+                    logger.warning("cannot send %r: %s", message or "wake", exc)
 
     # -- messages ---------------------------------------------------------------------
 
@@ -554,6 +596,16 @@ class Worker:
         if kind == "workers":
             if self._watcher is not None:
                 self._watcher.ring_changed()
+            if self._takeovers is not None:
+                self._takeovers.recheck()  # the worker a takeover waits for may be gone
+            return
+        if kind == "released":
+            job_id, entry = rest.split(" ")
+            if self._takeovers is not None:
+                self._takeovers.released(int(job_id), int(entry))
+            return
+        if kind == "ask":
+            self._asked(rest)
             return
         if kind == "stop":
             text, _, _target = rest.partition(" ")
@@ -581,8 +633,30 @@ class Worker:
         else:
             self._early.clear()
 
+    def _asked(self, rest: str) -> None:
+        """Another worker took over a job this one ran: stop it if it still runs here, and
+        say `released` once its code has returned (at once if it doesn't run here)."""
+        job_id, entry, attempt, worker = rest.split(" ")
+        if worker != str(self.id):
+            return
+        ident, new, number = int(job_id), int(entry), int(attempt)
+        # Older: of another queue row (the job was requeued), or an earlier attempt of the
+        # same row (its claim was lost). Not the asking attempt itself, if it runs here.
+        older = [
+            job
+            for job in (self.running.get(ident), *self._superseded.values())
+            if job is not None and job.id == ident and (job.entry != new or job.attempt < number)
+        ]
+        for job in older:
+            job.release_to.add(new)
+            job.cancel(CancelReason.CLAIM_LOST)
+        if not older:
+            self._notify(f"released {job_id} {entry}")
+
     async def _resync(self, pool: Pool) -> None:
         """After a (re)connect of the listener: act on what its messages would have said."""
+        if self._takeovers is not None:
+            self._takeovers.recheck()
         if self._fetcher is not None:
             self._fetcher.wake()
         if self._scheduler is not None:

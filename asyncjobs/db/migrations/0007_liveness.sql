@@ -9,6 +9,10 @@ ALTER TABLE {schema}.workers ADD COLUMN lease_key integer;
 -- The key of the worker that owns a handed-off attempt (NULL while a claim owns it).
 ALTER TABLE {schema}.jobs ADD COLUMN lease integer;
 CREATE INDEX jobs_lease_idx ON {schema}.jobs (lease) WHERE lease IS NOT NULL;
+-- The worker that may still be running an older attempt (its claim was lost, or the job
+-- was requeued while it ran): the current attempt's code runs only once that worker has
+-- stopped it (see worker/takeover.py).
+ALTER TABLE {schema}.jobs ADD COLUMN stopping_on uuid;
 
 -- Replaced by the watch on workers' keys: a wait on one held queue row woke nobody when
 -- any other worker died.
@@ -60,3 +64,38 @@ LANGUAGE sql AS $$
            + 0 * ((SELECT count(*) FROM woken) + (SELECT count(*) FROM finished)
                   + (SELECT count(*) FROM ring))::integer;
 $$;
+
+
+-- requeue_job(id): run the job again from its first attempt, now; a running attempt is
+-- interrupted at once. Returns the state the job had, or NULL when there is no such job.
+CREATE OR REPLACE FUNCTION {schema}.requeue_job(job bigint) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    was record;
+    new_entry bigint := nextval('{schema}.queue_id_seq');
+BEGIN
+    SELECT state, queue_entry, queue, priority, run_at INTO was
+      FROM {schema}.jobs WHERE id = job FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    UPDATE {schema}.jobs
+       SET state = 'queued', active_key = unique_key, attempt = 0, run_at = now(),
+           queue_entry = new_entry,
+           -- A running attempt's worker may still run it: the next attempt's code runs
+           -- once that worker has stopped it (see worker/takeover.py).
+           stopping_on = CASE WHEN was.state = 'processing'
+                              THEN coalesce(stopping_on, worker_id) END,
+           worker_id = NULL,
+           started_at = NULL, finished_at = NULL, result = NULL, error = NULL
+     WHERE id = job;
+    INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)
+    SELECT new_entry, id, queue, priority, run_at FROM {schema}.jobs WHERE id = job;
+    PERFORM {schema}.drop_queue_entry(was.queue_entry, was.queue, was.priority, was.run_at);
+    IF was.state = 'processing' THEN
+        PERFORM pg_notify('{channel_prefix}.control',
+                          format('requeued %s %s', job, was.queue_entry));
+    END IF;
+    PERFORM pg_notify('{channel_prefix}.enqueue', was.queue);
+    RETURN was.state;
+END $$;

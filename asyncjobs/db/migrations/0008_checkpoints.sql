@@ -21,8 +21,13 @@ BEGIN
     END IF;
     UPDATE {schema}.jobs
        SET state = 'queued', active_key = unique_key, attempt = 0, run_at = now(),
-           queue_entry = new_entry, worker_id = NULL, started_at = NULL, finished_at = NULL,
-           result = NULL, error = NULL,
+           queue_entry = new_entry,
+           -- A running attempt's worker may still run it: the next attempt's code runs
+           -- once that worker has stopped it (see worker/takeover.py).
+           stopping_on = CASE WHEN was.state = 'processing'
+                              THEN coalesce(stopping_on, worker_id) END,
+           worker_id = NULL,
+           started_at = NULL, finished_at = NULL, result = NULL, error = NULL,
            checkpoint = CASE WHEN keep_checkpoint THEN checkpoint END,
            checkpoint_at = CASE WHEN keep_checkpoint THEN checkpoint_at END
      WHERE id = job;

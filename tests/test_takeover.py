@@ -1,0 +1,126 @@
+"""A job taken over from a worker that is alive but lost its claim runs only once that
+worker has stopped it (worker/takeover.py): a handshake, not a fixed wait."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import asyncpg
+import pytest
+
+import asyncjobs
+
+Spawn = Callable[..., subprocess.Popen[str]]
+# Claims are kept (no hand-off) so that the job's row is held by its claim session.
+CLAIMED = ("--concurrency", "1", "--hand-off-after", "600")
+
+
+async def _workers_up(client: asyncjobs.Client, count: int) -> None:
+    with anyio.fail_after(30):
+        while len(await client.workers()) < count:
+            await anyio.sleep(0.02)
+
+
+async def _until(
+    client: asyncjobs.Client, job_id: int, check: Callable[[asyncjobs.Job], bool]
+) -> asyncjobs.Job:
+    deadline = time.monotonic() + 30
+    while True:
+        job = await client.get(job_id)
+        if check(job):
+            return job
+        assert time.monotonic() < deadline, job
+        await anyio.sleep(0.005)
+
+
+async def _terminate_claim(admin: asyncpg.Connection, schema: str) -> None:
+    """End the session of the claim that holds the running job: the one that deleted a
+    queue row (it has a transaction id) in this schema."""
+    with anyio.fail_after(10):
+        while True:
+            pids = await admin.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE backend_xid IS NOT NULL"
+                " AND state = 'idle in transaction' AND strpos(query, $1) > 0"
+                " AND query LIKE '%claim_jobs%'",
+                f'"{schema}"',
+            )
+            if len(pids) == 1:
+                break
+            await anyio.sleep(0.02)
+    await admin.execute("SELECT pg_terminate_backend($1)", pids[0]["pid"])
+
+
+def _runs(path: Path) -> list[tuple[str, int, int, float]]:
+    lines = path.read_text().split("\n") if path.exists() else []
+    return [
+        (w, int(a), int(p), float(t)) for w, a, p, t in (line.split() for line in lines if line)
+    ]
+
+
+async def test_a_job_taken_from_a_live_worker_runs_only_once_that_worker_stopped_it(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    old = spawn_worker(*CLAIMED)
+    await _workers_up(client, 1)
+    job_id = await client.enqueue("marked", str(marks), 3.0)
+    await _until(client, job_id, lambda j: j.state == "processing")
+    new = spawn_worker(*CLAIMED)
+    await _workers_up(client, 2)
+    await anyio.sleep(0.3)
+    # The old worker lives on, its thread can't be interrupted: its row is back at once.
+    await _terminate_claim(admin, client.app.schema)
+    assert await client.wait(job_id, timeout=30) == "marked"
+    runs = _runs(marks)
+    assert [(w, a) for w, a, _, _ in runs] == [("start", 1), ("end", 1), ("start", 2), ("end", 2)]
+    assert runs[0][2] == old.pid and runs[2][2] == new.pid
+    assert runs[1][3] <= runs[2][3], "attempt 2 started before attempt 1 ended"
+    for proc in (old, new):
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+
+@pytest.mark.parametrize("action", ["cancel", "requeue", "delete"])
+async def test_a_message_during_the_handshake_stops_the_waiting_attempt(
+    client: asyncjobs.Client,
+    spawn_worker: Spawn,
+    admin: asyncpg.Connection,
+    tmp_path: Path,
+    action: str,
+) -> None:
+    """A cancel, requeue or delete while the new worker waits for the old one reaches the
+    waiting attempt: it never runs (a requeued job runs once more, from attempt 1)."""
+    marks = tmp_path / "marks"
+    old = spawn_worker(*CLAIMED)
+    await _workers_up(client, 1)
+    job_id = await client.enqueue("marked", str(marks), 3.0)
+    await _until(client, job_id, lambda j: j.state == "processing")
+    new = spawn_worker(*CLAIMED)
+    await _workers_up(client, 2)
+    await anyio.sleep(0.3)
+    await _terminate_claim(admin, client.app.schema)
+    await _until(client, job_id, lambda j: j.attempt == 2)  # taken over, waiting
+    if action == "cancel":
+        assert await client.cancel(job_id)
+    elif action == "requeue":
+        await client.requeue(job_id)
+    else:
+        await client.delete(job_id)
+    await anyio.sleep(4)  # the old attempt's thread has ended by now
+    expected = [("start", 1), ("end", 1)]
+    if action == "requeue":
+        assert await client.wait(job_id, timeout=30) == "marked"
+        expected += [("start", 1), ("end", 1)]
+    runs = _runs(marks)
+    assert [(w, a) for w, a, _, _ in runs] == expected
+    if action == "requeue":
+        assert runs[1][3] <= runs[2][3]
+    if action == "cancel":
+        assert (await client.get(job_id)).state == "cancelled"
+    for proc in (old, new):
+        proc.terminate()
+        assert proc.wait(10) == 0
