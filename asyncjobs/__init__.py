@@ -4,7 +4,7 @@ A job is never lost and never stuck, and it stops the moment you ask it to.
 """
 
 from .app import App
-from .cancel import Cancel, CancelReason, CancelToken, Interrupted
+from .cancel import AttemptNotCurrent, Cancel, CancelReason, CancelToken, Interrupted
 from .client.client import Client
 from .errors import (
     ArgumentsMismatch,
@@ -25,7 +25,7 @@ from .errors import (
     WaitTimeout,
 )
 from .job import Job, JobState, WorkerInfo
-from .job_context import JobContext, current_job
+from .job_context import Fence, JobContext, current_job
 from .retention import Retention
 from .retry import Backoff, Retry
 from .schedule import Schedule
@@ -36,6 +36,7 @@ __all__ = [
     "App",
     "ArgumentsMismatch",
     "AsyncJobsError",
+    "AttemptNotCurrent",
     "Backoff",
     "Cancel",
     "CancelReason",
@@ -45,6 +46,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectionLost",
     "DuplicateJob",
+    "Fence",
     "Interrupted",
     "Job",
     "JobCancelled",

@@ -20,6 +20,9 @@ class CancelReason(enum.StrEnum):
     TIMEOUT = "timeout"  # the job ran past its timeout: a failed attempt
     CLAIM_LOST = "claim_lost"  # the claim connection died: the job may already run elsewhere
     LEASE_LOST = "lease_lost"  # the lease session died: the job is queued again
+    # A fence check or a saved checkpoint found the attempt no longer current before the
+    # worker heard why (cancelled, requeued, deleted, or run again elsewhere).
+    SUPERSEDED = "superseded"
 
 
 class Interrupted(AsyncJobsError):
@@ -28,6 +31,25 @@ class Interrupted(AsyncJobsError):
     def __init__(self, reason: CancelReason) -> None:
         self.reason = reason
         super().__init__(f"job interrupted: {reason.value}")
+
+
+class AttemptNotCurrent(Interrupted):
+    """The running job's attempt is no longer the job's current one: someone cancelled,
+    requeued or deleted the job, or it was run again elsewhere. Raised by
+    `current_job().check_fence(conn)` (nothing written in that transaction may be
+    committed) and `save_checkpoint()` (the checkpoint was not saved)."""
+
+    def __init__(
+        self, job_id: int, attempt: int, reason: CancelReason | None, consequence: str
+    ) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.reason = reason or CancelReason.SUPERSEDED
+        AsyncJobsError.__init__(
+            self,
+            f"job {job_id} attempt {attempt} is no longer the job's current attempt "
+            f"({self.reason.value}): {consequence}",
+        )
 
 
 # Guards every token's lazy event and callbacks: a token is made for every job and almost

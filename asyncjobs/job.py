@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 # The columns get_job and list_jobs read as JSON text (see _decoded).
-_JSON_COLUMNS = ("args", "kwargs", "result", "error", "errors", "log")
+_JSON_COLUMNS = ("args", "kwargs", "result", "error", "errors", "log", "checkpoint")
 
 
 class JobState(enum.StrEnum):
@@ -70,6 +70,10 @@ class Job:
 
     unique_key: str | None = None
     parents: list[int] = dataclasses.field(default_factory=list)
+    # What the job last saved with current_job().checkpoint(), and when: its next attempt
+    # resumes from it. Kept when the job ends; cleared by a requeue unless kept.
+    checkpoint: Any = None
+    checkpoint_at: datetime.datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any] | Any) -> Job:

@@ -125,3 +125,31 @@ def encode_result(task: str, value: Any) -> bytes:
     if b"null" in encoded and has_non_finite(value):
         raise SerializationError(f"the result of task {task!r} {NON_FINITE_HINT}")
     return encoded
+
+
+# A checkpoint is where a job is, not its data: a larger one is refused at the call. (Each
+# is written as a whole, and read back by every attempt's start.)
+MAX_CHECKPOINT_BYTES = 1024 * 1024
+
+
+def encode_checkpoint(value: Any) -> bytes:
+    """Encode a job's checkpoint, or raise SerializationError saying what is wrong."""
+    try:
+        encoded = orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        raise SerializationError(
+            f"a checkpoint must be JSON: {type(value).__name__} cannot be stored ({exc}); "
+            "save plain data (str, int, float, bool, None, list, dict, dataclass, datetime, "
+            "UUID) that says where the job is"
+        ) from exc
+    if not storable(encoded):
+        raise SerializationError(f"the checkpoint {NUL_HINT}")
+    if b"null" in encoded and has_non_finite(value):
+        raise SerializationError(f"the checkpoint {NON_FINITE_HINT}")
+    if len(encoded) > MAX_CHECKPOINT_BYTES:
+        raise SerializationError(
+            f"the checkpoint is {len(encoded)} bytes of JSON, over the limit of "
+            f"{MAX_CHECKPOINT_BYTES}: save where the job is (an offset, the last id done), "
+            "and keep the data itself elsewhere (a table of yours, object storage)"
+        )
+    return encoded

@@ -152,15 +152,17 @@ async def test_progress_for_another_attempt_is_refused_by_the_database(
             f'SELECT queue_entry FROM "{schema}".jobs WHERE id = $1', job_id
         )
         stale = await admin.execute(
-            sql, [job_id], [entry], [job.attempt - 1], [0.7], ["old"], ["[]"], 50
+            sql, [job_id], [entry], [job.attempt - 1], [0.7], ["old"], ["[]"], 50, [None]
         )
         current = await admin.execute(
-            sql, [job_id], [entry], [job.attempt], [0.2], ["now"], ["[]"], 50
+            sql, [job_id], [entry], [job.attempt], [0.2], ["now"], ["[]"], 50, [None]
         )
         assert (stale, current) == ("UPDATE 0", "UPDATE 1")
         release.set()
         await client.wait(job_id, timeout=10)
-    after = await admin.execute(sql, [job_id], [entry], [job.attempt], [0.9], ["late"], ["[]"], 50)
+    after = await admin.execute(
+        sql, [job_id], [entry], [job.attempt], [0.9], ["late"], ["[]"], 50, [None]
+    )
     assert after == "UPDATE 0"
     assert (await client.get(job_id)).progress == 0.2
 

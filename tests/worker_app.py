@@ -99,3 +99,25 @@ async def async_marked(path: str, seconds: float) -> str:
         raise
     _mark(path, "end")
     return "marked"
+
+
+@app.task(name="count_up", max_attempts=5)
+async def count_up(total: int, step: float) -> dict[str, object]:
+    """Count to `total`, one every `step` seconds, resuming from the checkpoint. The
+    checkpoint also lists where each attempt started; a stopped attempt marks it."""
+    job = asyncjobs.current_job()
+    state = job.last_checkpoint or {"done": 0, "starts": []}
+    state["starts"].append(state["done"])
+    state.pop("stopped", None)
+    job.checkpoint(state)
+    try:
+        while state["done"] < total:
+            await anyio.sleep(step)
+            state["done"] += 1
+            job.checkpoint(state)
+    except anyio.get_cancelled_exc_class():
+        # Saved on the way out: the shutdown hands the job back only after it is written.
+        state["stopped"] = job.attempt
+        job.checkpoint(state)
+        raise
+    return state

@@ -469,6 +469,9 @@ def _show(job: Job) -> None:
     if job.progress is not None:
         message = f" {job.progress_message}" if job.progress_message else ""
         click.echo(f"  progress  {job.progress:.0%}{message}")
+    if job.checkpoint is not None:
+        saved = when(job.checkpoint_at)
+        click.echo(f"  checkpoint {_shortened(_json_text(job.checkpoint))} (saved {saved})")
     if job.result is not None:
         click.echo(f"  result    {_json_text(job.result)}")
     for line in job.log:
@@ -483,6 +486,16 @@ def _show(job: Job) -> None:
     if job.error and job.error not in job.errors:
         # Not an attempt's error: e.g. why a continuation was cancelled.
         click.echo(f"  reason    {job.error.get('type')}: {job.error.get('message')}")
+
+
+# A checkpoint can be up to 1 MiB: `jobs show --json` prints it whole.
+_SHOWN_CHARS = 200
+
+
+def _shortened(text: str) -> str:
+    if len(text) <= _SHOWN_CHARS:
+        return text
+    return f"{text[:_SHOWN_CHARS]}... ({len(text)} characters; --json shows it whole)"
 
 
 def _json_text(value: Any) -> str:
@@ -524,11 +537,18 @@ async def jobs_cancel(client: Any, job_id: int) -> None:
 
 
 @jobs.command("requeue")
+@click.option(
+    "--keep-checkpoint",
+    is_flag=True,
+    help="Keep the job's checkpoint: it resumes from there instead of starting over.",
+)
 @_job_command
-async def jobs_requeue(client: Any, job_id: int) -> None:
-    """Run a job again from its first attempt; a running attempt stops at once."""
-    await client.requeue(job_id)
-    click.echo(f"job {job_id} requeued")
+async def jobs_requeue(client: Any, job_id: int, keep_checkpoint: bool) -> None:
+    """Run a job again from its first attempt; a running attempt stops at once. It starts
+    from scratch unless --keep-checkpoint."""
+    await client.requeue(job_id, keep_checkpoint=keep_checkpoint)
+    kept = ", resuming from its checkpoint" if keep_checkpoint else ""
+    click.echo(f"job {job_id} requeued{kept}")
 
 
 @jobs.command("delete")

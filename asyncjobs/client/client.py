@@ -178,13 +178,19 @@ class Client:
             old = self._found(job_id, await self.pool.fetchval(self.sql.cancel_job, job_id))
         return not JobState(old).finished
 
-    async def requeue(self, job_id: int) -> bool:
+    async def requeue(self, job_id: int, *, keep_checkpoint: bool = False) -> bool:
         """Run the job again from attempt 1, now; a running attempt stops at once.
+        Its checkpoint is cleared (the job starts from scratch) unless `keep_checkpoint`.
         Returns True (JobNotFound if there is no such job)."""
         validation.job_id(job_id)
+        if not isinstance(keep_checkpoint, bool):
+            raise ConfigurationError(
+                f"keep_checkpoint must be True or False, got {keep_checkpoint!r}"
+            )
         try:
             with _lost_connection(f"requeueing job {job_id}", writes=True):
-                self._found(job_id, await self.pool.fetchval(self.sql.requeue_job, job_id))
+                old = await self.pool.fetchval(self.sql.requeue_job, job_id, keep_checkpoint)
+                self._found(job_id, old)
         except asyncpg.UniqueViolationError:
             # Its unique key is taken by another active job since it finished.
             row = await self.pool.fetchrow(self.sql.active_job_with_key, job_id)

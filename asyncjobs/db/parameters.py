@@ -76,6 +76,7 @@ class ReportProgress(NamedTuple):
     messages: list[str | None]
     lines: list[bytes]
     log_lines: int
+    checkpoints: list[bytes | None]
 
 
 class HandOff(NamedTuple):

@@ -228,6 +228,9 @@ SELECT id, job_id FROM {schema}.claim_jobs($1::text[], $2::int);
 -- is still there (its key is held): the new attempt's code runs once that worker has
 -- stopped it (see worker/takeover.py). A worker that is gone (its key free) runs nothing.
 --
+-- Each started job comes with its checkpoint (what its last attempt saved), so resuming
+-- costs no extra round trip.
+--
 -- Returns the started jobs, or one row of NULLs when none started.
 WITH outcome AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[], $5::jsonb[],
@@ -291,7 +294,7 @@ WITH outcome AS (
                 AND (j.lease IS NULL
                      OR pg_try_advisory_xact_lock(hashtext('{schema}.workers'), j.lease))))
     RETURNING j.id, j.queue_entry, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
-              j.timeout, j.queue, j.backoff, c.taken_from
+              j.timeout, j.queue, j.backoff, j.checkpoint, c.taken_from
 ), notified AS (
     SELECT (SELECT count(*) FROM (
                 SELECT pg_notify('{channel_prefix}.done', string_agg(id::text, ','))
@@ -328,11 +331,13 @@ SELECT array_agg(id) AS ids,
 
 -- name: report_progress
 -- Parameters: $1 job_ids, $2 entries, $3 attempts, $4 progress, $5 messages, $6 lines,
--- $7 log_lines.
+-- $7 log_lines, $8 checkpoints.
 --
--- Progress and log lines of running jobs, many per round trip, each guarded by the attempt
--- that reported it: a job cancelled, requeued or finished meanwhile gets nothing. A NULL
--- progress leaves progress and its message as they were; the log keeps its last $7 lines.
+-- Progress, log lines and checkpoints of running jobs, many per round trip, each guarded
+-- by the attempt that reported it: a job cancelled, requeued or finished meanwhile gets
+-- nothing. A NULL progress leaves progress and its message as they were; the log keeps its
+-- last $7 lines. A NULL checkpoint ($8) leaves it as it was; a JSON null clears it.
+-- Returns the jobs written (the others' attempts are no longer current).
 UPDATE {schema}.jobs AS j
    SET progress = coalesce(p.progress, j.progress),
        progress_message = CASE WHEN p.progress IS NULL THEN j.progress_message
@@ -342,11 +347,24 @@ UPDATE {schema}.jobs AS j
                           FROM jsonb_array_elements(j.log || p.lines) WITH ORDINALITY
                                AS l(line, n)
                          WHERE l.n > jsonb_array_length(j.log) + jsonb_array_length(p.lines)
-                                     - $7::int) END
-  FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::float8[], $5::text[], $6::jsonb[])
-       AS p(job_id, entry, attempt, progress, message, lines)
+                                     - $7::int) END,
+       checkpoint = CASE WHEN p.checkpoint IS NULL THEN j.checkpoint
+                         WHEN jsonb_typeof(p.checkpoint) = 'null' THEN NULL
+                         ELSE p.checkpoint END,
+       checkpoint_at = CASE WHEN p.checkpoint IS NULL THEN j.checkpoint_at
+                            WHEN jsonb_typeof(p.checkpoint) = 'null' THEN NULL
+                            ELSE now() END
+  FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::float8[], $5::text[], $6::jsonb[],
+              $8::jsonb[])
+       AS p(job_id, entry, attempt, progress, message, lines, checkpoint)
  WHERE j.id = p.job_id AND j.queue_entry = p.entry AND j.attempt = p.attempt
-   AND j.state = 'processing';
+   AND j.state = 'processing'
+RETURNING j.id, j.attempt, j.queue_entry;
+
+-- name: attempt_is_current
+-- A running job's fence check, on the job's own connection inside its transaction: see
+-- attempt_is_current in the schema (it locks the job's row until that transaction ends).
+SELECT {schema}.attempt_is_current($1, $2, $3);
 
 -- name: next_due
 -- Seconds until the next queue row of these queues is due, for an idle fetcher's sleep.
@@ -383,7 +401,10 @@ SELECT id, task, queue, priority, args::text, kwargs::text, state, attempt, max_
             WHEN finished_at < '0001-01-01 00:00:00+00' THEN '0001-01-01 00:00:00+00'
             ELSE finished_at END AS finished_at,
        result::text, error::text, errors::text, progress, progress_message, log::text,
-       unique_key, coalesce(parents, '{}') AS parents
+       unique_key, coalesce(parents, '{}') AS parents, checkpoint::text,
+       CASE WHEN checkpoint_at > '9999-12-31 23:59:59.999999+00' THEN '9999-12-31 23:59:59.999999+00'
+            WHEN checkpoint_at < '0001-01-01 00:00:00+00' THEN '0001-01-01 00:00:00+00'
+            ELSE checkpoint_at END AS checkpoint_at
   FROM {schema}.jobs
  WHERE id = $1;
 
@@ -405,7 +426,10 @@ SELECT id, task, queue, priority, args::text, kwargs::text, state, attempt, max_
             WHEN finished_at < '0001-01-01 00:00:00+00' THEN '0001-01-01 00:00:00+00'
             ELSE finished_at END AS finished_at,
        result::text, error::text, errors::text, progress, progress_message, log::text,
-       unique_key, coalesce(parents, '{}') AS parents
+       unique_key, coalesce(parents, '{}') AS parents, checkpoint::text,
+       CASE WHEN checkpoint_at > '9999-12-31 23:59:59.999999+00' THEN '9999-12-31 23:59:59.999999+00'
+            WHEN checkpoint_at < '0001-01-01 00:00:00+00' THEN '0001-01-01 00:00:00+00'
+            ELSE checkpoint_at END AS checkpoint_at
   FROM {schema}.jobs
  WHERE $1::text IS NULL OR state = $1
  ORDER BY id DESC
@@ -422,7 +446,8 @@ SELECT a.id, a.task, a.unique_key, a.state
 SELECT {schema}.cancel_job($1);
 
 -- name: requeue_job
-SELECT {schema}.requeue_job($1);
+-- $2: keep the job's checkpoint (its next attempt resumes from it).
+SELECT {schema}.requeue_job($1, $2);
 
 -- name: delete_job
 SELECT {schema}.delete_job($1);

@@ -66,6 +66,9 @@ CREATE TABLE {schema}.jobs (
     -- or the job was requeued while it ran): the current attempt's code runs only once
     -- that worker has stopped it (see worker/takeover.py).
     stopping_on       uuid,
+    -- 0008: the job's checkpoint (current_job().checkpoint) and when it was saved.
+    checkpoint        jsonb,
+    checkpoint_at     timestamptz,
     CONSTRAINT jobs_state_valid CHECK (
         state IN ('scheduled', 'queued', 'awaiting', 'processing', 'succeeded', 'failed',
                   'cancelled')),
@@ -168,9 +171,11 @@ BEGIN
     RETURN was.state;
 END $$;
 
--- requeue_job(id): run the job again from its first attempt, now; a running attempt is
--- interrupted at once. Returns the state the job had, or NULL when there is no such job.
-CREATE FUNCTION {schema}.requeue_job(job bigint) RETURNS text
+-- requeue_job(id, keep_checkpoint): run the job again from its first attempt, now; a
+-- running attempt is interrupted at once. Its checkpoint is cleared unless keep_checkpoint.
+-- Returns the state the job had, or NULL when there is no such job.
+CREATE FUNCTION {schema}.requeue_job(job bigint, keep_checkpoint boolean DEFAULT false)
+RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     was record;
@@ -189,7 +194,9 @@ BEGIN
            stopping_on = CASE WHEN was.state = 'processing'
                               THEN coalesce(stopping_on, worker_id) END,
            worker_id = NULL,
-           started_at = NULL, finished_at = NULL, result = NULL, error = NULL
+           started_at = NULL, finished_at = NULL, result = NULL, error = NULL,
+           checkpoint = CASE WHEN keep_checkpoint THEN checkpoint END,
+           checkpoint_at = CASE WHEN keep_checkpoint THEN checkpoint_at END
      WHERE id = job;
     INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)
     SELECT new_entry, id, queue, priority, run_at FROM {schema}.jobs WHERE id = job;
@@ -500,7 +507,28 @@ LANGUAGE sql AS $$
                   + (SELECT count(*) FROM ring))::integer;
 $$;
 
--- This file is migrations 1-7 and 9.
+-- attempt_is_current(job, entry, attempt): a job's own fence. True only while the job is
+-- 'processing' in that attempt (its queue_entry and attempt number, as the running job
+-- knows them: current_job().fence). It locks the job's row FOR SHARE until the caller's
+-- transaction ends, so no cancel, requeue, delete, rescue or next attempt can commit in
+-- between: a write in that transaction guarded by it, e.g.
+--   INSERT INTO payments ... SELECT ... WHERE asyncjobs.attempt_is_current($1, $2, $3)
+-- is made by the current attempt or not at all. (The attempt number matters: a claimed row
+-- taken over after its claim was lost keeps its queue_entry and starts the next attempt.)
+-- Keep such transactions short: while one is open, every write about the job waits.
+CREATE FUNCTION {schema}.attempt_is_current(job bigint, entry bigint, attempt integer)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM FROM {schema}.jobs AS j
+      WHERE j.id = job AND j.queue_entry = entry AND j.attempt = attempt_is_current.attempt
+        AND j.state = 'processing'
+        FOR SHARE;
+    RETURN FOUND;
+END $$;
+
+-- This file is migrations 1-9.
 INSERT INTO {schema}.migrations (version, name)
 VALUES (1, 'initial'), (2, 'queue_order'), (3, 'lifecycle'), (4, 'unique_and_continuations'),
-       (5, 'schedules'), (6, 'lean_enqueue'), (7, 'liveness'), (9, 'notify_enqueue');
+       (5, 'schedules'), (6, 'lean_enqueue'), (7, 'liveness'), (8, 'checkpoints'),
+       (9, 'notify_enqueue');

@@ -40,6 +40,7 @@ class Queries:
     start_and_finish: str
     fail_lost_jobs: str
     report_progress: str
+    attempt_is_current: str
     next_due: str
     running_job_states: str
     get_job: str

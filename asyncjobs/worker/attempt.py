@@ -42,6 +42,8 @@ class RunningJob:
     claim: Claim
     # The per-call backoff stored on the row ({"base", "cap", "jitter"}); None: the task's.
     backoff: Any = None
+    # What its last attempt saved (current_job().checkpoint), read by the start.
+    checkpoint: Any = None
     # Awaited in the job's scope before its code runs (a takeover's handshake): a stop
     # meanwhile means the code never runs.
     before_run: Callable[[], Awaitable[None]] | None = None

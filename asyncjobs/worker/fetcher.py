@@ -273,6 +273,7 @@ class Fetcher:
                 timeout=row["timeout"],
                 queue=row["queue"],
                 backoff=row["backoff"],
+                checkpoint=row["checkpoint"],
                 claim=claim,
                 taken_from=row["taken_from"],
             )

@@ -450,6 +450,9 @@ class Worker:
             queue=job.queue,
             token=job.token,
             on_change=progress.mark,
+            checkpoint=job.checkpoint,
+            save=progress.save,
+            fence_sql=self.sql.attempt_is_current,
         )
         old = self.running.get(job.id)
         if old is not None and old is not job:
@@ -470,8 +473,10 @@ class Worker:
         try:
             outcome = await runner.run(job)
             if job.context is not None and progress.needs_flush(job.context):
-                # Before the outcome: once the job is finished, its guard refuses progress.
-                # Bounded: progress is not worth holding up a shutdown for.
+                # Before the outcome: once the job is finished (or handed back by a
+                # shutdown), its guard refuses progress and checkpoints, and the next
+                # attempt must start from the last checkpoint. Bounded: a database that
+                # can't take it now must not hold up a shutdown.
                 with anyio.move_on_after(5, shield=True):
                     await progress.flush(job.context)
             if outcome.kind == "abandon":
