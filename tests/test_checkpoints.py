@@ -21,7 +21,7 @@ import asyncjobs
 Spawn = Callable[..., subprocess.Popen[str]]
 ROOT = Path(__file__).resolve().parent.parent
 # A job's attempt owned by its claim, or handed off to its worker's key (worker/handoff.py).
-OWNERS = pytest.mark.parametrize("hand_off_after", ["30", "0.2"], ids=["claimed", "handed-off"])
+OWNERS = pytest.mark.parametrize("hand_off_after", ["8", "0.2"], ids=["claimed", "handed-off"])
 
 
 async def _workers_up(client: asyncjobs.Client, count: int) -> None:
