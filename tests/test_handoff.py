@@ -3,15 +3,20 @@ and a dead worker's handed-off jobs still run again at once. Real processes, rea
 
 from __future__ import annotations
 
+import itertools
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 import asyncpg
 
 import asyncjobs
+from asyncjobs.db.embedded import EmbeddedServer
 
 Spawn = Callable[..., subprocess.Popen[str]]
 PROMPT = 3.0  # generous, for a loaded machine; typical figures are in benchmarks/
@@ -182,3 +187,85 @@ async def test_a_lost_lease_session_interrupts_the_job_and_it_runs_again(
     kinds = [kind for kind, _ in runs]
     assert kinds == ["start", "end", "start", "end"]
     assert runs[1][1] <= runs[2][1]
+
+
+async def test_a_postgresql_restart_while_a_handed_off_job_runs(
+    spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    """The server restarts under a handed-off job: its worker loses the lease session and
+    stops the job at once; the job then runs again to its end, never twice at the same time.
+    A private server (its own data dir), so that the restart disturbs no other test."""
+    data = Path(tempfile.mkdtemp(prefix="ajho-", dir="/tmp"))
+    data.chmod(0o755)
+    server = EmbeddedServer(data / "pg")
+    await server.astart()
+    marks = tmp_path / "marks"
+    try:
+        app = asyncjobs.App(server.dsn, schema="handoff_restart")
+        env = {"ASYNCJOBS_DSN": server.dsn, "ASYNCJOBS_SCHEMA": "handoff_restart"}
+        async with app.client() as client:
+            procs = [
+                spawn_worker("--concurrency", "1", "--hand-off-after", "0.2", env=env)
+                for _ in range(2)
+            ]
+            await _workers_up(client, 2)
+            job_id = await client.enqueue("async_marked", str(marks), 4.0)
+            admin = await asyncpg.connect(server.dsn)
+            try:
+                await _handed_off(admin, "handoff_restart", job_id)
+            finally:
+                await admin.close()
+            await server.astop()
+            await anyio.sleep(0.5)
+            await server.astart()
+            assert await client.wait(job_id, timeout=60) == "marked"
+        runs = [line.split() for line in marks.read_text().splitlines()]
+        # Every run ends (stopped or done) before the next one starts.
+        kinds = [kind for kind, *_ in runs]
+        assert kinds[0] == "start" and kinds[-1] == "end", runs
+        for before, after in itertools.pairwise(runs):
+            if after[0] == "start":
+                assert before[0] in ("stop", "end"), runs
+                assert float(before[3]) <= float(after[3]), runs
+        assert kinds.count("start") >= 2, "the restart interrupted nothing"
+        for proc in procs:
+            proc.terminate()
+            assert proc.wait(10) == 0
+    finally:
+        await server.astop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+async def test_sigkill_around_the_hand_off_runs_the_job_again_at_once(
+    client: asyncjobs.Client, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    """Killed a few milliseconds either side of a hand-off at once (hand_off_after 0): its
+    claim may have committed or not, the key may own the attempt or not; either way exactly
+    one owner is left, and the job runs again promptly on the other worker."""
+    from tests.worker_app import async_marked
+
+    job_id = await client.enqueue(async_marked.options(max_attempts=20), str(tmp_path / "m"), 60.0)
+    last = 0
+    for delay in (0.0, 0.002, 0.005, 0.01, 0.03):
+        worker = spawn_worker("--concurrency", "1", "--hand-off-after", "0")
+        running = await _until(client, job_id, lambda j, n=last: _runs_past(j, n))
+        spare = spawn_worker("--concurrency", "1", "--hand-off-after", "0")
+        await _workers_up(client, 2)
+        await anyio.sleep(delay)
+        killed = time.monotonic()
+        worker.kill()
+        worker.wait(10)
+        again = await _until(client, job_id, lambda j, n=running.attempt: _runs_past(j, n))
+        took = time.monotonic() - killed
+        assert took < PROMPT, f"after {delay}s: took {took:.2f}s"
+        last = again.attempt
+        # The spare goes too: the next worker finds it gone when it starts, and the job.
+        spare.kill()
+        spare.wait(10)
+    job = await client.get(job_id)
+    assert all(e["type"] == "WorkerLost" for e in job.errors)
+    await client.cancel(job_id)
+
+
+def _runs_past(job: asyncjobs.Job, attempt: int) -> bool:
+    return job.state == "processing" and job.attempt > attempt
