@@ -122,3 +122,14 @@ def spawn_worker(pg_dsn: str, schema: str) -> Iterator[Callable[..., subprocess.
         proc.wait()
         if proc.stdout:
             proc.stdout.close()
+
+
+@pytest.fixture
+def env(pg_dsn: str, schema: str) -> dict[str, str]:
+    """The environment of a CLI process working on the test's schema."""
+    return {
+        **os.environ,
+        "ASYNCJOBS_DSN": pg_dsn,
+        "ASYNCJOBS_SCHEMA": schema,
+        "PYTHONPATH": str(ROOT),
+    }

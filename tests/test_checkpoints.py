@@ -17,29 +17,12 @@ import asyncpg
 import pytest
 
 import asyncjobs
+from tests.helpers import until, workers_up
 
 Spawn = Callable[..., subprocess.Popen[str]]
 ROOT = Path(__file__).resolve().parent.parent
 # A job's attempt owned by its claim, or handed off to its worker's key (worker/handoff.py).
 OWNERS = pytest.mark.parametrize("hand_off_after", ["8", "0.2"], ids=["claimed", "handed-off"])
-
-
-async def _workers_up(client: asyncjobs.Client, count: int) -> None:
-    with anyio.fail_after(30):
-        while len(await client.workers()) < count:
-            await anyio.sleep(0.02)
-
-
-async def _until(
-    client: asyncjobs.Client, job_id: int, check: Callable[[asyncjobs.Job], bool]
-) -> asyncjobs.Job:
-    """Poll (the test only) until `check(job)` holds; generous bound."""
-    with anyio.fail_after(30):
-        while True:
-            job = await client.get(job_id)
-            if check(job):
-                return job
-            await anyio.sleep(0.01)
 
 
 async def _lease(admin: asyncpg.Connection, schema: str, job_id: int) -> int | None:
@@ -58,9 +41,9 @@ async def test_sigterm_with_no_grace_hands_the_job_back_with_its_last_checkpoint
     client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, hand_off_after: str
 ) -> None:
     worker = spawn_worker("--concurrency", "1", "--grace", "0", "--hand-off-after", hand_off_after)
-    await _workers_up(client, 1)
+    await workers_up(client, 1)
     job_id = await client.enqueue("count_up", 40, 0.05)
-    await _until(client, job_id, lambda j: _done(j) >= 3)
+    await until(client, job_id, lambda j: _done(j) >= 3)
     if hand_off_after == "0.2":
         assert await _lease(admin, client.app.schema, job_id) is not None
     worker.send_signal(signal.SIGTERM)
@@ -84,9 +67,9 @@ async def test_sigkill_keeps_what_was_written_and_the_next_attempt_resumes_from_
     client: asyncjobs.Client, spawn_worker: Spawn, hand_off_after: str
 ) -> None:
     first = spawn_worker("--concurrency", "1", "--hand-off-after", hand_off_after)
-    await _workers_up(client, 1)
+    await workers_up(client, 1)
     job_id = await client.enqueue("count_up", 40, 0.05)
-    written = _done(await _until(client, job_id, lambda j: _done(j) >= 3))
+    written = _done(await until(client, job_id, lambda j: _done(j) >= 3))
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     spawn_worker("--concurrency", "1", "--hand-off-after", hand_off_after)
@@ -180,19 +163,19 @@ async def test_requeue_starts_over_unless_asked_to_keep_the_checkpoint(
 
         assert await client.requeue(job_id)
         assert (await client.get(job_id)).checkpoint is None  # cleared at once
-        await _until(client, job_id, lambda j: j.state is asyncjobs.JobState.SUCCEEDED)
+        await until(client, job_id, lambda j: j.state is asyncjobs.JobState.SUCCEEDED)
 
         assert await client.requeue(job_id, keep_checkpoint=True)
         assert (await client.get(job_id)).checkpoint == {"run": 2}
-        await _until(client, job_id, lambda j: j.checkpoint == {"run": 3})
+        await until(client, job_id, lambda j: j.checkpoint == {"run": 3})
 
         # The SQL function: requeue_job(id) as before, and the option by name.
         await admin.execute(
             f'SELECT "{app.schema}".requeue_job($1, keep_checkpoint => true)', job_id
         )
-        await _until(client, job_id, lambda j: j.checkpoint == {"run": 4})
+        await until(client, job_id, lambda j: j.checkpoint == {"run": 4})
         await admin.execute(f'SELECT "{app.schema}".requeue_job($1)', job_id)
-        await _until(client, job_id, lambda j: j.checkpoint == {"run": 5})
+        await until(client, job_id, lambda j: j.checkpoint == {"run": 5})
 
         env = {**os.environ, "ASYNCJOBS_DSN": pg_dsn, "ASYNCJOBS_SCHEMA": app.schema}
         with anyio.fail_after(60):
@@ -210,7 +193,7 @@ async def test_requeue_starts_over_unless_asked_to_keep_the_checkpoint(
                 env=env,
             )
         assert done.stdout.decode() == f"job {job_id} requeued, resuming from its checkpoint\n"
-        await _until(client, job_id, lambda j: j.checkpoint == {"run": 6})
+        await until(client, job_id, lambda j: j.checkpoint == {"run": 6})
     assert resumed == [None, None, {"run": 2}, {"run": 3}, None, {"run": 5}]
     with pytest.raises(asyncjobs.ConfigurationError, match="keep_checkpoint must be"):
         await client.requeue(job_id, keep_checkpoint="yes")  # type: ignore[arg-type]
@@ -247,7 +230,7 @@ async def test_a_stale_attempt_cannot_save_its_checkpoint(
         with anyio.fail_after(10):
             await running.wait()
         assert await client.requeue(job_id)
-        await _until(client, job_id, lambda j: j.state is asyncjobs.JobState.SUCCEEDED)
+        await until(client, job_id, lambda j: j.state is asyncjobs.JobState.SUCCEEDED)
         await anyio.sleep(0.6)  # a write interval: nothing stale lands late either
     assert attempts == [None, None]  # the second attempt: requeued, so from scratch
     assert len(refused) == 1 and isinstance(refused[0], asyncjobs.Interrupted)

@@ -4,11 +4,9 @@ its messages and exit codes, and a worker process stopped by the CLI and by sign
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ import pytest
 
 from asyncjobs.cli.main import cli as root_command
 from asyncjobs.db.migrations import available
+from tests.helpers import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
@@ -28,28 +27,6 @@ _APP = "tests.worker_app:app"
 _ADD_SCHEDULE = ["schedules", "add", "s", "quick", "* * * * *", "[1]", "--app", _APP]
 
 Spawn = Callable[..., subprocess.Popen[str]]
-
-
-@pytest.fixture
-def env(pg_dsn: str, schema: str) -> dict[str, str]:
-    """The environment of a CLI process working on the test's schema."""
-    return {
-        **os.environ,
-        "ASYNCJOBS_DSN": pg_dsn,
-        "ASYNCJOBS_SCHEMA": schema,
-        "PYTHONPATH": str(ROOT),
-    }
-
-
-async def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m asyncjobs ARGS...` to completion; its exit code, stdout and stderr."""
-    with anyio.fail_after(60):
-        done = await anyio.run_process(
-            [sys.executable, "-m", "asyncjobs", *args], cwd=ROOT, env=env, check=False
-        )
-    return subprocess.CompletedProcess(
-        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
-    )
 
 
 async def run_many(

@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 import asyncjobs
+from tests.helpers import workers_up
 
 Spawn = Callable[..., subprocess.Popen[str]]
 
@@ -33,21 +34,15 @@ async def _until_state(
             await anyio.sleep(0.005)
 
 
-async def _workers_up(client: asyncjobs.Client, count: int) -> None:
-    with anyio.fail_after(30):
-        while len(await client.workers()) < count:
-            await anyio.sleep(0.02)
-
-
 async def test_sigkilled_workers_job_runs_again_promptly_and_succeeds_once(
     client: asyncjobs.Client, spawn_worker: Spawn
 ) -> None:
     first = spawn_worker()
-    await _workers_up(client, 1)
+    await workers_up(client, 1)
     job_id = await client.enqueue("sleep", 1.0)
     await _until_state(client, job_id, lambda j: j.state == "processing", 20)
     second = spawn_worker()
-    await _workers_up(client, 2)
+    await workers_up(client, 2)
     killed_at = time.monotonic()
     first.send_signal(signal.SIGKILL)
     job = await _until_state(client, job_id, lambda j: j.attempt == 2, 10)
@@ -71,7 +66,7 @@ async def test_an_idle_worker_notices_a_peers_crash_while_it_runs_a_job_of_its_o
 
     slow_poll = ("--poll-interval", "120")
     peer = spawn_worker("--queues", "other", "--concurrency", "1", *slow_poll)
-    await _workers_up(client, 1)
+    await workers_up(client, 1)
     theirs = await client.enqueue(sleep.options(queue="other"), 30.0)
     await _until_state(client, theirs, lambda j: j.state == "processing", 20)
     ours = await client.enqueue(sleep.options(priority=5), 30.0)
@@ -119,7 +114,7 @@ async def test_sigterm_requeues_running_jobs_and_another_worker_completes_them(
     client: asyncjobs.Client, spawn_worker: Spawn
 ) -> None:
     first = spawn_worker("--concurrency", "10", "--grace", "0.2")
-    await _workers_up(client, 1)
+    await workers_up(client, 1)
     ids = [await client.enqueue("sleep", 2.0) for _ in range(5)]
     for job_id in ids:
         await _until_state(client, job_id, lambda j: j.state == "processing", 20)
@@ -136,7 +131,7 @@ async def test_sigterm_requeues_running_jobs_and_another_worker_completes_them(
 
 async def test_second_signal_skips_the_grace(client: asyncjobs.Client, spawn_worker: Spawn) -> None:
     worker = spawn_worker("--grace", "60")
-    await _workers_up(client, 1)
+    await workers_up(client, 1)
     job_id = await client.enqueue("sleep", 30.0)
     await _until_state(client, job_id, lambda j: j.state == "processing", 20)
     worker.send_signal(signal.SIGINT)

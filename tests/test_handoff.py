@@ -17,27 +17,10 @@ import asyncpg
 
 import asyncjobs
 from asyncjobs.db.embedded import EmbeddedServer
+from tests.helpers import until, workers_up
 
 Spawn = Callable[..., subprocess.Popen[str]]
 PROMPT = 3.0  # generous, for a loaded machine; typical figures are in benchmarks/
-
-
-async def _workers_up(client: asyncjobs.Client, count: int) -> None:
-    with anyio.fail_after(30):
-        while len(await client.workers()) < count:
-            await anyio.sleep(0.02)
-
-
-async def _until(
-    client: asyncjobs.Client, job_id: int, check: Callable[[asyncjobs.Job], bool]
-) -> asyncjobs.Job:
-    deadline = time.monotonic() + 30
-    while True:
-        job = await client.get(job_id)
-        if check(job):
-            return job
-        assert time.monotonic() < deadline, job
-        await anyio.sleep(0.005)
 
 
 async def _lease(admin: asyncpg.Connection, schema: str, job_id: int) -> int | None:
@@ -105,16 +88,16 @@ async def test_sigkill_after_the_hand_off_runs_the_job_again_at_once(
     client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection
 ) -> None:
     first = spawn_worker("--concurrency", "1", "--hand-off-after", "0.2", "--poll-interval", "120")
-    await _workers_up(client, 1)
+    await workers_up(client, 1)
     job_id = await client.enqueue("sleep", 60.0)
-    await _until(client, job_id, lambda j: j.state == "processing")
+    await until(client, job_id, lambda j: j.state == "processing")
     await _handed_off(admin, client.app.schema, job_id)
     second = spawn_worker("--concurrency", "1", "--hand-off-after", "0.2", "--poll-interval", "120")
-    await _workers_up(client, 2)
+    await workers_up(client, 2)
     await anyio.sleep(0.5)
     killed = time.monotonic()
     first.send_signal(signal.SIGKILL)
-    job = await _until(client, job_id, lambda j: j.state == "processing" and j.attempt == 2)
+    job = await until(client, job_id, lambda j: j.state == "processing" and j.attempt == 2)
     took = time.monotonic() - killed
     assert took < PROMPT, f"took {took:.2f}s"
     assert [e["type"] for e in job.errors] == ["WorkerLost"]
@@ -127,7 +110,7 @@ async def test_a_handed_off_job_of_a_worker_that_died_alone_runs_when_a_worker_s
     client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection
 ) -> None:
     only = spawn_worker("--concurrency", "1", "--hand-off-after", "0.2")
-    await _workers_up(client, 1)
+    await workers_up(client, 1)
     job_id = await client.enqueue("sleep", 0.5)
     await _handed_off(admin, client.app.schema, job_id)
     only.send_signal(signal.SIGKILL)
@@ -144,7 +127,7 @@ async def test_sigterm_hands_back_a_handed_off_job_without_spending_its_attempt(
     client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection
 ) -> None:
     worker = spawn_worker("--hand-off-after", "0.2", "--grace", "0")
-    await _workers_up(client, 1)
+    await workers_up(client, 1)
     job_id = await client.enqueue("sleep", 60.0)
     await _handed_off(admin, client.app.schema, job_id)
     worker.send_signal(signal.SIGTERM)
@@ -208,7 +191,7 @@ async def test_a_postgresql_restart_while_a_handed_off_job_runs(
                 spawn_worker("--concurrency", "1", "--hand-off-after", "0.2", env=env)
                 for _ in range(2)
             ]
-            await _workers_up(client, 2)
+            await workers_up(client, 2)
             job_id = await client.enqueue("async_marked", str(marks), 4.0)
             admin = await asyncpg.connect(server.dsn)
             try:
@@ -248,14 +231,14 @@ async def test_sigkill_around_the_hand_off_runs_the_job_again_at_once(
     last = 0
     for delay in (0.0, 0.002, 0.005, 0.01, 0.03):
         worker = spawn_worker("--concurrency", "1", "--hand-off-after", "0")
-        running = await _until(client, job_id, lambda j, n=last: _runs_past(j, n))
+        running = await until(client, job_id, lambda j, n=last: _runs_past(j, n))
         spare = spawn_worker("--concurrency", "1", "--hand-off-after", "0")
-        await _workers_up(client, 2)
+        await workers_up(client, 2)
         await anyio.sleep(delay)
         killed = time.monotonic()
         worker.kill()
         worker.wait(10)
-        again = await _until(client, job_id, lambda j, n=running.attempt: _runs_past(j, n))
+        again = await until(client, job_id, lambda j, n=running.attempt: _runs_past(j, n))
         took = time.monotonic() - killed
         assert took < PROMPT, f"after {delay}s: took {took:.2f}s"
         last = again.attempt

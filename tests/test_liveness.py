@@ -12,6 +12,7 @@ import anyio
 import asyncpg
 
 import asyncjobs
+from tests.helpers import workers_up
 
 Spawn = Callable[..., subprocess.Popen[str]]
 
@@ -19,12 +20,6 @@ Spawn = Callable[..., subprocess.Popen[str]]
 SLOW_POLL = ("--poll-interval", "120")
 # Generous, for a loaded machine; typical figures are in benchmarks/.
 PROMPT = 3.0
-
-
-async def _workers_up(client: asyncjobs.Client, count: int) -> None:
-    with anyio.fail_after(30):
-        while len(await client.workers()) < count:
-            await anyio.sleep(0.02)
 
 
 async def _running(client: asyncjobs.Client, job_id: int, attempt: int) -> asyncjobs.Job:
@@ -71,7 +66,7 @@ async def test_the_holder_of_either_job_dies_and_the_idle_worker_takes_it_at_onc
         for _ in range(3):
             proc = spawn_worker("--concurrency", "1", *SLOW_POLL)
             procs[proc.pid] = proc
-        await _workers_up(client, 3)
+        await workers_up(client, 3)
         jobs = [await client.enqueue("sleep", 60.0) for _ in range(2)]
         running = [await _running(client, job_id, 1) for job_id in jobs]
         await anyio.sleep(0.5)  # every watch is armed by now
@@ -98,7 +93,7 @@ async def test_four_workers_each_killed_in_turn_and_two_at_once(
 
     for _ in range(4):
         start()
-    await _workers_up(client, 4)
+    await workers_up(client, 4)
     from tests.worker_app import sleep
 
     # Enough attempts for every death below (a lost attempt counts).
@@ -113,7 +108,7 @@ async def test_four_workers_each_killed_in_turn_and_two_at_once(
         if turn == 2 and idle:
             procs.pop(idle[0]).send_signal(signal.SIGKILL)
             start()
-            await _workers_up(client, 4)
+            await workers_up(client, 4)
             continue
         victim = sorted(by_pid)[turn % len(by_pid)]
         took = await _kill_and_time(client, procs, [victim], [by_pid[victim]])
@@ -126,7 +121,7 @@ async def test_four_workers_each_killed_in_turn_and_two_at_once(
     by_pid = {await _pid_running(client, await client.get(j)): j for j in jobs}
     two = sorted(by_pid)[:2]
     start()  # two idle workers for the two orphans
-    await _workers_up(client, 5)
+    await workers_up(client, 5)
     await anyio.sleep(0.5)
     took = await _kill_and_time(client, procs, two, [by_pid[p] for p in two])
     assert max(took) < PROMPT, f"took {took}"
@@ -150,7 +145,7 @@ async def test_watching_a_worker_pins_no_snapshot(
     """The watch is a lock wait, which holds a snapshot while it waits: it is re-armed, so
     no asyncjobs session keeps an old xmin (which would stop vacuum everywhere)."""
     procs = [spawn_worker(*SLOW_POLL) for _ in range(3)]
-    await _workers_up(client, 3)
+    await workers_up(client, 3)
     await anyio.sleep(0.5)
     waiting = await admin.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'asyncjobs'"

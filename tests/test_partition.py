@@ -16,6 +16,7 @@ import pytest
 
 import asyncjobs
 from asyncjobs.db.connections import SERVER_GIVES_UP_AFTER
+from tests.helpers import read_marks, until
 from tests.tcp_proxy import PartitionProxy
 
 Spawn = Callable[..., subprocess.Popen[str]]
@@ -25,24 +26,6 @@ Spawn = Callable[..., subprocess.Popen[str]]
 async def proxy(pg_dsn: str) -> AsyncIterator[PartitionProxy]:
     async with PartitionProxy(pg_dsn) as running:
         yield running
-
-
-async def _until(
-    client: asyncjobs.Client, job_id: int, check: Callable[[asyncjobs.Job], bool]
-) -> asyncjobs.Job:
-    deadline = time.monotonic() + 30
-    while True:
-        job = await client.get(job_id)
-        if check(job):
-            return job
-        assert time.monotonic() < deadline, job
-        await anyio.sleep(0.01)
-
-
-def _marks(path: Path) -> list[tuple[str, int, int, float]]:
-    lines = path.read_text().split("\n") if path.exists() else []
-    fields = (line.split() for line in lines if line)
-    return [(w, int(a), int(p), float(t)) for w, a, p, t in fields]
 
 
 @pytest.mark.parametrize("hand_off_after", ["0.2", "5"], ids=["handed-off", "claimed"])
@@ -67,7 +50,7 @@ async def test_a_cut_off_worker_stops_its_job_before_anyone_else_may_run_it(
         while len(await client.workers()) < 1:
             await anyio.sleep(0.02)
     job_id = await client.enqueue("async_marked", str(marks), 120.0)
-    await _until(client, job_id, lambda j: j.state == "processing")
+    await until(client, job_id, lambda j: j.state == "processing")
     if hand_off_after == "0.2":
         with anyio.move_on_after(10) as scope:
             while (
@@ -90,13 +73,13 @@ async def test_a_cut_off_worker_stops_its_job_before_anyone_else_may_run_it(
     proxy.partition()
     # The worker must give up on its own: the stalled path hides the cut from its kernel.
     with anyio.fail_after(SERVER_GIVES_UP_AFTER):
-        while not any(m[0] == "stop" for m in _marks(marks)):
+        while not any(m[0] == "stop" for m in read_marks(marks)):
             await anyio.sleep(0.05)
-    stopped = next(m for m in _marks(marks) if m[0] == "stop")
+    stopped = next(m for m in read_marks(marks) if m[0] == "stop")
     # The server gives up when its keepalives do; here the test plays it, at that time.
     await anyio.sleep(max(0.0, cut + SERVER_GIVES_UP_AFTER - time.time()))
     proxy.close_server_side()
-    job = await _until(client, job_id, lambda j: j.state == "processing" and j.attempt == 2)
+    job = await until(client, job_id, lambda j: j.state == "processing" and j.attempt == 2)
     again = await _until_marked(marks, 2)
     assert stopped[1] == 1 and stopped[2] == cut_off.pid
     assert stopped[3] - cut < SERVER_GIVES_UP_AFTER, f"stopped {stopped[3] - cut:.1f}s after"
@@ -111,7 +94,7 @@ async def test_a_cut_off_worker_stops_its_job_before_anyone_else_may_run_it(
 async def _until_marked(path: Path, attempt: int) -> tuple[str, int, int, float]:
     with anyio.fail_after(30):
         while True:
-            for mark in _marks(path):
+            for mark in read_marks(path):
                 if mark[0] == "start" and mark[1] == attempt:
                     return mark
             await anyio.sleep(0.02)

@@ -4,10 +4,8 @@ outcomes PostgreSQL refuses, control messages for jobs waiting to start, bad sec
 from __future__ import annotations
 
 import math
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,50 +15,9 @@ import asyncpg
 import pytest
 
 import asyncjobs
-from tests.conftest import ROOT
+from tests.helpers import run_cli, until, workers_up
 
 Spawn = Callable[..., subprocess.Popen[str]]
-
-
-@pytest.fixture
-def env(pg_dsn: str, schema: str) -> dict[str, str]:
-    """The environment of a CLI process working on the test's schema."""
-    return {
-        **os.environ,
-        "ASYNCJOBS_DSN": pg_dsn,
-        "ASYNCJOBS_SCHEMA": schema,
-        "PYTHONPATH": str(ROOT),
-    }
-
-
-async def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    with anyio.fail_after(60):
-        done = await anyio.run_process(
-            [sys.executable, "-m", "asyncjobs", *args], cwd=ROOT, env=env, check=False
-        )
-    return subprocess.CompletedProcess(
-        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
-    )
-
-
-async def until(
-    client: asyncjobs.Client,
-    job_id: int,
-    predicate: Callable[[asyncjobs.Job], bool],
-    timeout: float = 20,
-) -> asyncjobs.Job:
-    with anyio.fail_after(timeout):
-        while True:
-            job = await client.get(job_id)
-            if predicate(job):
-                return job
-            await anyio.sleep(0.005)
-
-
-async def workers_up(client: asyncjobs.Client, count: int) -> None:
-    with anyio.fail_after(30):
-        while len(await client.workers()) < count:
-            await anyio.sleep(0.02)
 
 
 async def exited(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str]:

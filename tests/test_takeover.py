@@ -4,7 +4,6 @@ worker has stopped it (worker/takeover.py): a handshake, not a fixed wait."""
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,28 +12,11 @@ import asyncpg
 import pytest
 
 import asyncjobs
+from tests.helpers import read_marks, until, workers_up
 
 Spawn = Callable[..., subprocess.Popen[str]]
 # Claims are kept (no hand-off) so that the job's row is held by its claim session.
 CLAIMED = ("--concurrency", "1", "--hand-off-after", "8")
-
-
-async def _workers_up(client: asyncjobs.Client, count: int) -> None:
-    with anyio.fail_after(30):
-        while len(await client.workers()) < count:
-            await anyio.sleep(0.02)
-
-
-async def _until(
-    client: asyncjobs.Client, job_id: int, check: Callable[[asyncjobs.Job], bool]
-) -> asyncjobs.Job:
-    deadline = time.monotonic() + 30
-    while True:
-        job = await client.get(job_id)
-        if check(job):
-            return job
-        assert time.monotonic() < deadline, job
-        await anyio.sleep(0.005)
 
 
 async def _terminate_claim(admin: asyncpg.Connection, schema: str) -> None:
@@ -54,28 +36,21 @@ async def _terminate_claim(admin: asyncpg.Connection, schema: str) -> None:
     await admin.execute("SELECT pg_terminate_backend($1)", pids[0]["pid"])
 
 
-def _runs(path: Path) -> list[tuple[str, int, int, float]]:
-    lines = path.read_text().split("\n") if path.exists() else []
-    return [
-        (w, int(a), int(p), float(t)) for w, a, p, t in (line.split() for line in lines if line)
-    ]
-
-
 async def test_a_job_taken_from_a_live_worker_runs_only_once_that_worker_stopped_it(
     client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, tmp_path: Path
 ) -> None:
     marks = tmp_path / "marks"
     old = spawn_worker(*CLAIMED)
-    await _workers_up(client, 1)
+    await workers_up(client, 1)
     job_id = await client.enqueue("marked", str(marks), 3.0)
-    await _until(client, job_id, lambda j: j.state == "processing")
+    await until(client, job_id, lambda j: j.state == "processing")
     new = spawn_worker(*CLAIMED)
-    await _workers_up(client, 2)
+    await workers_up(client, 2)
     await anyio.sleep(0.3)
     # The old worker lives on, its thread can't be interrupted: its row is back at once.
     await _terminate_claim(admin, client.app.schema)
     assert await client.wait(job_id, timeout=30) == "marked"
-    runs = _runs(marks)
+    runs = read_marks(marks)
     assert [(w, a) for w, a, _, _ in runs] == [("start", 1), ("end", 1), ("start", 2), ("end", 2)]
     assert runs[0][2] == old.pid and runs[2][2] == new.pid
     assert runs[1][3] <= runs[2][3], "attempt 2 started before attempt 1 ended"
@@ -96,14 +71,14 @@ async def test_a_message_during_the_handshake_stops_the_waiting_attempt(
     waiting attempt: it never runs (a requeued job runs once more, from attempt 1)."""
     marks = tmp_path / "marks"
     old = spawn_worker(*CLAIMED)
-    await _workers_up(client, 1)
+    await workers_up(client, 1)
     job_id = await client.enqueue("marked", str(marks), 3.0)
-    await _until(client, job_id, lambda j: j.state == "processing")
+    await until(client, job_id, lambda j: j.state == "processing")
     new = spawn_worker(*CLAIMED)
-    await _workers_up(client, 2)
+    await workers_up(client, 2)
     await anyio.sleep(0.3)
     await _terminate_claim(admin, client.app.schema)
-    await _until(client, job_id, lambda j: j.attempt == 2)  # taken over, waiting
+    await until(client, job_id, lambda j: j.attempt == 2)  # taken over, waiting
     if action == "cancel":
         assert await client.cancel(job_id)
     elif action == "requeue":
@@ -115,7 +90,7 @@ async def test_a_message_during_the_handshake_stops_the_waiting_attempt(
     if action == "requeue":
         assert await client.wait(job_id, timeout=30) == "marked"
         expected += [("start", 1), ("end", 1)]
-    runs = _runs(marks)
+    runs = read_marks(marks)
     assert [(w, a) for w, a, _, _ in runs] == expected
     if action == "requeue":
         assert runs[1][3] <= runs[2][3]
