@@ -87,6 +87,7 @@ class App:
         retry: Backoff | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         fail_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        hand_off_after: float | None = None,
     ) -> TaskDecorator: ...
 
     def task(  # type: ignore[misc]  # mypy can't match the keyword-only overload
@@ -102,6 +103,7 @@ class App:
         retry: Backoff | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         fail_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        hand_off_after: float | None = None,
     ) -> Any:
         """Register a function (async, or sync to run in a thread) as a task.
 
@@ -112,6 +114,9 @@ class App:
         A failed attempt is retried after `retry` (default `Backoff()`: exponential, full
         jitter, capped at an hour) while attempts remain, if the exception is an instance of
         `retry_on` and not of `fail_on`; otherwise the job fails at once.
+
+        `hand_off_after`: seconds this task's jobs run under their claim before they move to
+        their worker's lease (default: the worker's; see README, Long jobs).
         """
         if isinstance(timeout, datetime.timedelta):
             timeout = timeout.total_seconds()
@@ -119,6 +124,12 @@ class App:
             queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout
         )
         validate_backoff(retry)
+        if hand_off_after is not None:
+            from .worker.settings import MAX_HAND_OFF_AFTER
+
+            hand_off_after = validation.seconds(
+                "hand_off_after", hand_off_after, most=MAX_HAND_OFF_AFTER
+            )
         retry_types = exception_types("retry_on", retry_on)
         fail_types = exception_types("fail_on", fail_on)
 
@@ -132,6 +143,7 @@ class App:
                 backoff=retry or Backoff(),
                 retry_on=retry_types,
                 fail_on=fail_types,
+                hand_off_after=hand_off_after,
             )
             existing = self.tasks.get(registered.name)
             if existing is not None and existing.fn is not fn:

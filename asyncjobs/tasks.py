@@ -177,8 +177,11 @@ class Task(Generic[P, R]):
         backoff: Backoff,
         retry_on: ExceptionTypes = (Exception,),
         fail_on: ExceptionTypes = (),
+        hand_off_after: float | None = None,
     ) -> None:
         self.fn = fn
+        # Seconds its jobs run under their claim (None: the worker's setting).
+        self.hand_off_after = hand_off_after
         self.name = validate_task_name(name)
         self.defaults = options
         self.backoff = backoff

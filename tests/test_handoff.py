@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio
 import asyncpg
+import pytest
 
 import asyncjobs
 from asyncjobs.db.embedded import EmbeddedServer
@@ -252,3 +253,27 @@ async def test_sigkill_around_the_hand_off_runs_the_job_again_at_once(
 
 def _runs_past(job: asyncjobs.Job, attempt: int) -> bool:
     return job.state == "processing" and job.attempt > attempt
+
+
+async def test_a_task_sets_its_own_hand_off_after(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection
+) -> None:
+    @app.task(hand_off_after=0.1)
+    async def eager() -> None:
+        await anyio.sleep(3)
+
+    @app.task
+    async def patient() -> None:
+        await anyio.sleep(3)
+
+    with pytest.raises(asyncjobs.ConfigurationError, match="hand_off_after"):
+        app.task(hand_off_after=60)(patient.fn)
+    async with app.worker(hand_off_after=8):
+        first, second = await client.enqueue(eager), await client.enqueue(patient)
+        with anyio.fail_after(10):
+            # (Their claim may be one: it commits once both have left it.)
+            while await _lease(admin, app.schema, first) is None:
+                await anyio.sleep(0.01)
+        assert await _lease(admin, app.schema, second) is None
+        await client.cancel(first)
+        await client.cancel(second)

@@ -464,7 +464,8 @@ class Worker:
         if early is not None:
             job.cancel(early)
         if self._hand_offs is not None:
-            self._hand_offs.add(job)
+            task = self.app.tasks.get(job.task)
+            self._hand_offs.add(job, task.hand_off_after if task is not None else None)
         self._jobs.start_soon(self._run_job, job, runner, recorder, progress)
 
     async def _run_job(
