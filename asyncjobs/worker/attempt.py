@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
@@ -58,8 +59,9 @@ class RunningJob:
     reason: CancelReason | None = None
     # Owned by the worker's key rather than its claim since it ran past hand_off_after.
     handed_off: bool = False
-    # When it was launched (anyio's clock).
+    # When it was launched, and when it is to be handed off (anyio's clock).
     launched: float = dataclasses.field(default_factory=anyio.current_time)
+    hand_off_at: float = math.inf
     # A sync job's thread can't be interrupted; after a stop we wait for it, shielded,
     # unless the worker gives up on it (a forced stop of a process that exits next).
     thread_wait: anyio.CancelScope | None = None

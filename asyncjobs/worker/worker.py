@@ -287,7 +287,7 @@ class Worker:
             self._pool = pool
             takeovers = self._takeovers = Takeovers(pool, self.sql)
             hand_offs = self._hand_offs = HandOffs(
-                lease, after=self.settings.hand_off_after, running=self.running.get
+                lease, after=self.settings.hand_off_after, running=self.running.values
             )
             self._fetcher = fetcher = Fetcher(
                 sql=self.sql,
