@@ -28,7 +28,17 @@ from ..retry import RetryDelay
 
 logger = logging.getLogger("asyncjobs.worker")
 
-REARM = 2.0
+REARM = 0.5
+# A waiting exclusive request also holds up later shared ones on the same key: while a
+# peer waits on this worker's key, a claim session this worker opens waits too (for at
+# most REARM). And a backend waiting for a lock doesn't read its socket, so the wait of a
+# watcher whose worker died would linger until its timeout, still holding up the watched
+# worker's new sessions: the server checks the client every 100 ms instead
+# (client_connection_check_interval, PostgreSQL 14+).
+WATCH_SETTINGS = {
+    "lock_timeout": f"{int(REARM * 1000)}ms",
+    "client_connection_check_interval": "100ms",
+}
 
 
 def next_key(keys: Sequence[int], own: int) -> int | None:
@@ -64,7 +74,7 @@ class Watcher:
         retry = RetryDelay()
         while True:
             try:
-                conn = await connect(self._dsn, settings={"lock_timeout": f"{int(REARM * 1000)}ms"})
+                conn = await connect(self._dsn, settings=WATCH_SETTINGS)
             except DATABASE_ERRORS as exc:
                 logger.warning(
                     "watcher cannot connect (retrying in %.2fs): %s", retry.upcoming, exc
