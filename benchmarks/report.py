@@ -1,4 +1,4 @@
-"""The printed table, the targets of issue 4, the JSON and the latency chart."""
+"""The printed table, the targets of issues 4 and 12, the JSON and the latency chart."""
 
 from __future__ import annotations
 
@@ -40,6 +40,16 @@ ROWS: tuple[Row, ...] = (
     Row("cancel p50, from call start", "cancel", "from_call_start_p50_ms", "ms"),
     Row("cancel p99, from call start", "cancel", "from_call_start_p99_ms", "ms"),
     Row("crash: SIGKILL -> running on B", "crash", "requeue_ms", "ms", cap="crash_cap"),
+    Row(
+        "crash, handed off: -> running on B",
+        "crash_handed_off",
+        "requeue_ms",
+        "ms",
+        cap="crash4_cap",
+    ),
+    Row("crash4: one at a time, median", "crash4", "one_median_ms", "ms", cap="crash4_cap"),
+    Row("crash4: one at a time, max", "crash4", "one_max_ms", "ms", cap="crash4_cap"),
+    Row("crash4: two at once, both running", "crash4", "pair_both_ms", "ms", cap="crash4_cap"),
     Row("shutdown: SIGTERM -> exit", "shutdown", "exit_ms", "ms", cap="shutdown_kill_after"),
     Row(
         "shutdown: SIGTERM -> all 100 on B",
@@ -79,6 +89,11 @@ ROWS: tuple[Row, ...] = (
     Row("held: claim stmt p50, no long job", "held_baseline", "claim_p50_ms", "ms"),
     Row("held: claim stmt p50, long job", "held_long", "claim_p50_ms", "ms"),
     Row("held: claim stmt p50 last 1/4, long", "held_long", "claim_last_quarter_p50_ms", "ms"),
+    *(
+        Row(f"held: claim stmt p50 Q{q}, {label}", key, f"claim_q{q}_p50_ms", "ms")
+        for key, label in (("held_baseline", "no long job"), ("held_long", "long job"))
+        for q in range(1, 5)
+    ),
     Row("held: dead tuples at end, no long job", "held_baseline", "dead_tuples", "rows"),
     Row("held: dead tuples at end, long job", "held_long", "dead_tuples", "rows"),
 )
@@ -223,7 +238,7 @@ def table(results: dict[str, Any], systems: Sequence[str], config: dict[str, Any
     return "\n".join(out)
 
 
-# -- targets of issue 4 ----------------------------------------------------------------
+# -- targets of issues 4 and 12 --------------------------------------------------------
 
 
 def _med(results: dict[str, Any], scenario: str, system: str, figure: str) -> float | None:
@@ -267,6 +282,42 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     below(
         "all 100 running elsewhere <= 1 s after exit", "shutdown", "restarted_after_exit_ms", 1000
     )
+    # Issue 12 (long jobs): a long job costs the drain at most 10%, and the claim statement
+    # does not slow down while it runs (last quarter's p50 within 25% of the first's).
+    base = _med(results, "held_baseline", "asyncjobs", "jobs_per_s")
+    long = _med(results, "held_long", "asyncjobs", "jobs_per_s")
+    if base is None or long is None or base == 0:
+        check("held: drain with a long job >= 0.90x baseline", None, None, "not measured")
+    else:
+        check(
+            "held: drain with a long job >= 0.90x baseline",
+            long / base,
+            long / base >= 0.90,
+            f"{long / base:.2f}× ({long:,.0f} vs {base:,.0f})",
+        )
+    first = _med(results, "held_long", "asyncjobs", "claim_q1_p50_ms")
+    last = _med(results, "held_long", "asyncjobs", "claim_q4_p50_ms")
+    if first is None or last is None or first == 0:
+        check("held: claim p50 flat, long job (Q4 <= 1.25x Q1)", None, None, "not measured")
+    else:
+        check(
+            "held: claim p50 flat, long job (Q4 <= 1.25x Q1)",
+            last / first,
+            last / first <= 1.25,
+            f"{last / first:.2f}× ({first:.2f} -> {last:.2f} ms)",
+        )
+    # The claim statement also slows without any long job (dead tuples of the churn itself):
+    # what the long job adds is its Q4 against the baseline's Q4.
+    base_q4 = _med(results, "held_baseline", "asyncjobs", "claim_q4_p50_ms")
+    if base_q4 is None or last is None or base_q4 == 0:
+        check("held: claim p50 Q4, long job <= 1.25x baseline", None, None, "not measured")
+    else:
+        check(
+            "held: claim p50 Q4, long job <= 1.25x baseline",
+            last / base_q4,
+            last / base_q4 <= 1.25,
+            f"{last / base_q4:.2f}× ({last:.2f} vs {base_q4:.2f} ms)",
+        )
     a = _med(results, "memory", "asyncjobs", "rss_busy_mib")
     p = _med(results, "memory", "pgqueuer", "rss_busy_mib")
     if a is None or p is None:
@@ -282,7 +333,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def targets_text(items: list[dict[str, Any]]) -> str:
-    lines = ["Targets (issue 4; asyncjobs, medians of this run):"]
+    lines = ["Targets (issues 4 and 12; asyncjobs, medians of this run):"]
     for item in items:
         mark = {True: "MET   ", False: "MISSED", None: "  ?   "}[item["met"]]
         lines.append(f"  {mark} {item['target']:<46} {item['shown']}")

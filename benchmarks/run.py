@@ -38,6 +38,8 @@ SCENARIOS = (
     "pickup",
     "cancel",
     "crash",
+    "crash4",
+    "crash_handed_off",
     "shutdown",
     "memory",
     "held",

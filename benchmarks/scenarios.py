@@ -48,6 +48,7 @@ class Config:
     cancels: int = 30
     crash_job_seconds: float = 30.0
     crash_cap: float = 120.0
+    crash4_cap: float = 30.0  # per kill in crash4 / crash_handed_off
     shutdown_jobs: int = 100
     shutdown_kill_after: float = 10.0  # an orchestrator's SIGKILL after SIGTERM
     shutdown_cap: float = 120.0
@@ -69,6 +70,7 @@ class Config:
             pickup_jobs=50,
             cancels=10,
             crash_cap=25.0,
+            crash4_cap=10.0,
             shutdown_kill_after=5.0,
             shutdown_cap=25.0,
             held_duration=10.0,
@@ -100,13 +102,20 @@ class Bench:
         return dsn
 
     async def worker(
-        self, system: System, concurrency: int, label: str, *, ready: bool = True
+        self,
+        system: System,
+        concurrency: int,
+        label: str,
+        *,
+        ready: bool = True,
+        hand_off_after: float | None = None,
     ) -> WorkerProcess:
-        """Start a worker process; by default wait until it listens for jobs."""
+        """Start a worker process; by default wait until it listens for jobs. Workers get
+        the system's defaults except `hand_off_after` when a scenario gives one."""
         import os
 
         dsn = self.system_dsn(system)
-        argv, extra = system.worker_command(dsn, concurrency)
+        argv, extra = system.worker_command(dsn, concurrency, hand_off_after=hand_off_after)
         env = {**os.environ, **extra, "PYTHONUNBUFFERED": "1"}
         self._workers += 1
         log = self.logdir / f"{system.name}.log"
@@ -254,21 +263,70 @@ async def cancel(bench: Bench, system: System) -> dict[str, Any]:
 
 # -- 5. crash requeue ------------------------------------------------------------------
 
+# asyncjobs' longest hand-off (its worker setting's maximum): the `crash` scenario kills
+# worker A about 2-3 s into the job, so with this its job is still under its claim, the
+# path the figure measured before hand-off existed; `crash_handed_off` measures the other.
+CLAIMED_HAND_OFF = 8.0
+# `crash_handed_off`: the job leaves its claim for the worker's lease at once.
+QUICK_HAND_OFF = 0.2
+# `crash_handed_off`: B has been up this long (from its spawn) when A is killed.
+SETTLED = 3.0
+
+
+async def _handed_off_at_kill(system: System, dsn: str) -> int | None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await system.handed_off(conn)
+    finally:
+        await conn.close()
+
+
+async def _wait_handed_off(system: System, dsn: str, count: int, timeout: float) -> int | None:
+    """Wait until `count` running jobs are handed off (asyncjobs); None for other systems."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            n = await system.handed_off(conn)
+            if n is None or n >= count or time.monotonic() > deadline:
+                return n
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
+async def _wait_any(
+    workers: Sequence[WorkerProcess], kind: str, key: str, timeout: float
+) -> float | None:
+    """The time job `key` reported `kind` on any of `workers` (the job's own clock, so the
+    10 ms polling here adds nothing to the figure)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for w in workers:
+            at = w.mark(kind, key)
+            if at is not None:
+                return at
+        if time.monotonic() > deadline:
+            return None
+        await asyncio.sleep(0.01)
+
 
 async def crash(bench: Bench, system: System) -> dict[str, Any]:
     if "crash" in system.unsupported:
         raise NotApplicable(system.unsupported["crash"])
     cfg = bench.config
     dsn = await bench.fresh(system)
-    a = await bench.worker(system, 1, "crash A")
+    a = await bench.worker(system, 1, "crash A", hand_off_after=CLAIMED_HAND_OFF)
     b: WorkerProcess | None = None
     try:
         async with system.client(dsn) as client:
             await client.enqueue_sleeper("victim", cfg.crash_job_seconds)
-            if await a.wait_mark("start", "victim", 20) is None:
+            started = await a.wait_mark("start", "victim", 20)
+            if started is None:
                 raise RuntimeError("the job did not start on worker A")
         b = await bench.worker(system, 10, "crash B")
         await asyncio.sleep(1.0)
+        handed_off = await _handed_off_at_kill(system, dsn)
         killed = time.time()
         await a.kill()
         again = await b.wait_mark("start", "victim", cfg.crash_cap)
@@ -276,7 +334,121 @@ async def crash(bench: Bench, system: System) -> dict[str, Any]:
         await a.stop(1)
         if b is not None:
             await b.stop(3)
-    return {"requeue_ms": (again - killed) * 1000 if again is not None else math.inf}
+    return {
+        "requeue_ms": (again - killed) * 1000 if again is not None else math.inf,
+        "job_age_at_kill_s": killed - started,
+        "b_up_at_kill_s": killed - b.started_at,
+        "handed_off_at_kill": handed_off,
+    }
+
+
+async def crash_handed_off(bench: Bench, system: System) -> dict[str, Any]:
+    """`crash` with the job handed off (it runs under worker A's lease, no claim open)."""
+    if "crash_handed_off" in system.unsupported:
+        raise NotApplicable(system.unsupported["crash_handed_off"])
+    cfg = bench.config
+    dsn = await bench.fresh(system)
+    a = await bench.worker(system, 1, "crash_handed_off A", hand_off_after=QUICK_HAND_OFF)
+    b: WorkerProcess | None = None
+    try:
+        async with system.client(dsn) as client:
+            await client.enqueue_sleeper("victim", cfg.crash_job_seconds)
+            started = await a.wait_mark("start", "victim", 20)
+            if started is None:
+                raise RuntimeError("the job did not start on worker A")
+        b = await bench.worker(system, 10, "crash_handed_off B")
+        if await _wait_handed_off(system, dsn, 1, 10) != 1:
+            raise RuntimeError("the job was not handed off within 10 s")
+        # A settled peer: asyncjobs' B takes a dead worker's job over only some 2 s after it
+        # started (see benchmarks/README.md, 2026-11-30), which `crash` (B ready for 1 s)
+        # shows; here, as in crash4, B has been up for SETTLED seconds.
+        await asyncio.sleep(max(1.0, b.started_at + SETTLED - time.time()))
+        killed = time.time()
+        await a.kill()
+        again = await b.wait_mark("start", "victim", cfg.crash4_cap)
+    finally:
+        await a.stop(1)
+        if b is not None:
+            await b.stop(3)
+    return {
+        "requeue_ms": (again - killed) * 1000 if again is not None else math.inf,
+        "job_age_at_kill_s": killed - started,
+        "b_up_at_kill_s": killed - b.started_at,
+    }
+
+
+async def crash4(bench: Bench, system: System) -> dict[str, Any]:
+    """Four workers of concurrency 1, three busy with long jobs and one idle. Each busy one
+    is SIGKILLed in turn, a replacement joining after each kill; then, with two busy (the
+    third job cancelled) and two idle, two are killed at once. Times from the kill until the
+    job runs again on another worker. asyncjobs' jobs are handed off (default 2 s) before
+    each kill: the long-job case."""
+    if "crash4" in system.unsupported:
+        raise NotApplicable(system.unsupported["crash4"])
+    cfg = bench.config
+    dsn = await bench.fresh(system)
+    workers: list[WorkerProcess] = []
+    dead: list[WorkerProcess] = []
+    keys = [f"v{i}" for i in range(3)]
+    singles: list[float] = []
+    pair: list[float] = []
+    handed: list[int | None] = []
+    try:
+        for i in range(4):
+            workers.append(await bench.worker(system, 1, f"crash4 W{i}"))
+        async with system.client(dsn) as client:
+            ids = {k: await client.enqueue_sleeper(k, 3600) for k in keys}
+            running: dict[str, WorkerProcess] = {}
+            for k in keys:
+                at = await _wait_any(workers, "start", k, 20)
+                if at is None:
+                    raise RuntimeError(f"job {k} did not start")
+                running[k] = next(w for w in workers if w.mark("start", k) is not None)
+            if len(set(map(id, running.values()))) != 3:
+                raise RuntimeError("the three jobs did not start on three workers")
+
+            async def kill(victims: Sequence[str]) -> list[float]:
+                handed.append(await _wait_handed_off(system, dsn, len(running), 10))
+                # Every worker settled (up SETTLED s), at least 1 s after the last change.
+                newest = max(w.started_at for w in workers)
+                await asyncio.sleep(max(1.0, newest + SETTLED - time.time()))
+                gone = [running[k] for k in victims]
+                killed = time.time()
+                await asyncio.gather(*(w.kill() for w in gone))
+                for w in gone:
+                    workers.remove(w)
+                    dead.append(w)
+                out = []
+                for k in victims:
+                    again = await _wait_any(workers, "start", k, cfg.crash4_cap)
+                    out.append((again - killed) * 1000 if again is not None else math.inf)
+                    if again is not None:
+                        running[k] = next(w for w in workers if w.mark("start", k) == again)
+                return out
+
+            originals = dict(running)
+            for n, k in enumerate(keys):
+                if running[k] is not originals[k]:
+                    raise RuntimeError(f"job {k} moved before its worker was killed")
+                singles += await kill([k])
+                workers.append(await bench.worker(system, 1, f"crash4 R{n}"))
+            # Two at once, with two idle: cancel the third job, kill the other two.
+            await client.cancel(ids[keys[2]])
+            del running[keys[2]]
+            await asyncio.sleep(0.5)
+            pair = await kill(keys[:2])
+    finally:
+        for w in workers + dead:
+            await w.stop(1)
+    return {
+        "one_median_ms": percentile(singles, 50),
+        "one_max_ms": max(singles),
+        "one_ms": singles,
+        "pair_first_ms": min(pair),
+        "pair_both_ms": max(pair),
+        "pair_ms": pair,
+        "handed_off_at_kills": handed,
+    }
 
 
 # -- 6. shutdown -----------------------------------------------------------------------
@@ -418,8 +590,15 @@ async def held(bench: Bench, system: System, *, with_long_job: bool) -> dict[str
     edges = [begin + i * w for i in range(int(cfg.held_duration // w) + 1)]
     for lo, hi in itertools.pairwise(edges):
         windows.append(sum(1 for t in finished if lo <= t < hi) / w)
-    early = [ms for at, ms in probes if at < cfg.held_duration / 4]
-    late = [ms for at, ms in probes if at >= cfg.held_duration * 3 / 4]
+    quarters = [
+        [
+            ms
+            for at, ms in probes
+            if q * cfg.held_duration / 4 <= at < (q + 1) * cfg.held_duration / 4
+        ]
+        for q in range(4)
+    ]
+    early, late = quarters[0], quarters[3]
     out: dict[str, Any] = {
         "jobs_per_s": len(finished) / cfg.held_duration,
         "first_window_jobs_per_s": windows[0] if windows else math.nan,
@@ -440,6 +619,10 @@ async def held(bench: Bench, system: System, *, with_long_job: bool) -> dict[str
                 "claim_p99_ms": percentile(all_ms, 99),
                 "claim_first_quarter_p50_ms": percentile(early, 50) if early else math.nan,
                 "claim_last_quarter_p50_ms": percentile(late, 50) if late else math.nan,
+                **{
+                    f"claim_q{q + 1}_p50_ms": percentile(ms, 50) if ms else math.nan
+                    for q, ms in enumerate(quarters)
+                },
                 "claim_probes": [[round(a, 3), round(m, 3)] for a, m in probes],
             }
         )

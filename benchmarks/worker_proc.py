@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -20,7 +21,12 @@ async def run_asyncjobs(dsn: str, concurrency: int) -> None:
     from benchmarks.systems import asyncjobs_tasks
 
     asyncjobs_tasks.app.dsn = dsn
-    worker = asyncjobs_tasks.app.worker(concurrency=concurrency)
+    hand_off = os.environ.get("BENCH_HAND_OFF_AFTER")  # set only by scenarios that need it
+    worker = (
+        asyncjobs_tasks.app.worker(concurrency=concurrency)
+        if hand_off is None
+        else asyncjobs_tasks.app.worker(concurrency=concurrency, hand_off_after=float(hand_off))
+    )
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, worker.stop)
     loop.add_signal_handler(signal.SIGINT, worker.stop)

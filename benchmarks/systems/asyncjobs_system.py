@@ -82,11 +82,17 @@ class AsyncjobsSystem(System):
         async with tasks.app.client() as client:
             yield AsyncjobsClient(client, tasks)
 
-    def worker_command(self, dsn: str, concurrency: int) -> tuple[list[str], dict[str, str]]:
+    def worker_command(
+        self, dsn: str, concurrency: int, *, hand_off_after: float | None = None
+    ) -> tuple[list[str], dict[str, str]]:
         env = {"ASYNCJOBS_DSN": dsn, "ASYNCJOBS_SCHEMA": SCHEMA}
         if self.runner == "harness":
             argv, _ = super().worker_command(dsn, concurrency)
+            if hand_off_after is not None:
+                env["BENCH_HAND_OFF_AFTER"] = str(hand_off_after)
             return argv, env
+        # Nothing but the default hand-off unless a scenario asks for another one.
+        extra = [] if hand_off_after is None else ["--hand-off-after", str(hand_off_after)]
         return (
             [
                 python(),
@@ -98,6 +104,7 @@ class AsyncjobsSystem(System):
                 "benchmarks.systems.asyncjobs_tasks:app",
                 "--concurrency",
                 str(concurrency),
+                *extra,
             ],
             env,
         )
@@ -131,6 +138,14 @@ class AsyncjobsSystem(System):
             "WHERE task = 'bench.tick' AND state = 'succeeded'"
         )
         return [r["t"] for r in rows]
+
+    async def handed_off(self, conn: asyncpg.Connection) -> int | None:
+        return int(
+            await conn.fetchval(
+                f"SELECT count(*) FROM {SCHEMA}.jobs "
+                "WHERE state = 'processing' AND lease IS NOT NULL"
+            )
+        )
 
     async def claim_probe(self, conn: asyncpg.Connection) -> float | None:
         from asyncjobs.db.sql import Queries

@@ -65,8 +65,11 @@ class System:
     def client(self, dsn: str) -> contextlib.AbstractAsyncContextManager[BenchClient]:
         raise NotImplementedError
 
-    def worker_command(self, dsn: str, concurrency: int) -> tuple[list[str], dict[str, str]]:
-        """argv and extra environment of one worker process."""
+    def worker_command(
+        self, dsn: str, concurrency: int, *, hand_off_after: float | None = None
+    ) -> tuple[list[str], dict[str, str]]:
+        """argv and extra environment of one worker process. `hand_off_after` (asyncjobs'
+        worker setting) is ignored by systems that have no such thing."""
         return (
             [python(), "-m", "benchmarks.worker_proc", self.name, dsn, str(concurrency)],
             {},
@@ -103,6 +106,11 @@ class System:
     async def finished_times(self, conn: asyncpg.Connection) -> list[float]:
         """Epoch finish time of every successfully finished tick job (held scenario)."""
         raise NotImplementedError
+
+    async def handed_off(self, conn: asyncpg.Connection) -> int | None:
+        """How many running jobs have left their claim for their worker's lease (asyncjobs'
+        `jobs.lease`); None for systems without hand-off."""
+        return None
 
     async def claim_probe(self, conn: asyncpg.Connection) -> float | None:
         """Seconds one claim statement takes right now (rolled back); None if not meaningful."""

@@ -68,7 +68,12 @@ class PgqueuerClient(BenchClient):
 
 class PgqueuerSystem(System):
     name = "pgqueuer"
-    unsupported: ClassVar[dict[str, str]] = {}
+    unsupported: ClassVar[dict[str, str]] = {
+        "crash4": "its crash requeue is the 30 s heartbeat timeout (see crash), so four kills "
+        "would take minutes and show only that timeout again; and c=1 is not expressible "
+        "(max_concurrent_tasks >= 2 x batch_size)",
+        "crash_handed_off": "no hand-off: every running job is alike (see crash)",
+    }
     tables = ("public.pgqueuer", "public.pgqueuer_log")
     notes = (
         "PgQueuer on one asyncpg connection; run(max_concurrent_tasks=c, batch_size=min(10, c//2)),"

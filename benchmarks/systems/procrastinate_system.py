@@ -87,7 +87,12 @@ class ProcrastinateClient(BenchClient):
 
 class ProcrastinateSystem(System):
     name = "procrastinate"
-    unsupported: ClassVar[dict[str, str]] = {"crash": STALLED, "shutdown_requeue": STALLED}
+    unsupported: ClassVar[dict[str, str]] = {
+        "crash": STALLED,
+        "crash4": STALLED,
+        "crash_handed_off": STALLED,
+        "shutdown_requeue": STALLED,
+    }
     tables = ("public.procrastinate_jobs", "public.procrastinate_events")
     notes = (
         "App.run_worker_async(concurrency=c), defaults (listen_notify, polling 5 s, "
