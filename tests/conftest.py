@@ -20,6 +20,10 @@ import asyncjobs
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# An illegal transition of a claim (worker/claims.py) raises in tests, in this process and
+# in the worker processes they start, rather than being logged.
+os.environ.setdefault("ASYNCJOBS_STRICT_STATES", "1")
+
 
 @pytest.fixture(scope="session")
 def pg_dsn() -> Iterator[str]:

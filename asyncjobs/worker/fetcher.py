@@ -26,7 +26,7 @@ from ..db.sql import Queries
 from ..retry import RetryDelay
 from .attempt import RunningJob
 from .claims import Claim, ClaimConnections
-from .recorder import Recorder
+from .recorder import Expected, Recorder
 from .takeover import Takeovers
 
 logger = logging.getLogger("asyncjobs.fetcher")
@@ -156,96 +156,89 @@ class Fetcher:
         joinable = self._claims.joinable()
         if joinable is not None:
             return await self._join(joinable, limit)
-        conn = await self._claims.acquire()
-        self._recorder.expect()
-        try:
-            rows = await conn.fetch(self._sql.claim, self._queues, limit)
-        except BaseException:
-            self._recorder.unexpect()
-            conn.terminate()
-            raise
-        if not rows:
-            self._recorder.unexpect()
+        claim = await self._claims.open(self._on_claim_lost)
+        with self._recorder.expect() as expected:
             try:
-                await self._claims.end(conn, commit=False)
+                rows = await claim.conn.fetch(self._sql.claim, self._queues, limit)
             except BaseException:
-                conn.terminate()
+                claim.give_up()
                 raise
-            return 0
-        claim = Claim(conn, self._claims, [row["id"] for row in rows], self._on_claim_lost)
-        # No backlog: nothing to claim meanwhile, so the start goes first, in this task.
-        await self._begin_start(claim, rows, joined=False, wait=not self._claims.backlog)
-        return len(rows)
+            if not rows:
+                expected.release()  # before the rollback's round trip: outcomes go now
+                await claim.nothing_claimed()
+                return 0
+            claim.rows_claimed()
+            # No backlog: nothing to claim meanwhile, so the start goes first, in this task.
+            await self._begin_start(
+                claim, rows, expected.pass_on(), joined=False, wait=not self._claims.backlog
+            )
+            return len(rows)
 
     async def _join(self, claim: Claim, limit: int) -> int:
-        """Claim more rows inside an open claim's transaction (see ClaimConnections)."""
-        claim.joining = True
-        claim.parked = False
-        try:
-            # Shielded: rows deleted here but never started must not be committed with
-            # the claim, and giving the claim up (below) would interrupt its other jobs.
-            with anyio.CancelScope(shield=True):
-                self._recorder.expect()
-                rows = await claim.conn.fetch(self._sql.claim, self._queues, limit)
-        except BaseException:
-            # The server rolls the whole claim back; its running jobs stop as for any
-            # lost claim, and every row is claimable again.
-            self._recorder.unexpect()
-            claim.joining = False
-            claim.conn.terminate()
-            raise
-        claim.entries.extend(row["id"] for row in rows)
-        if rows:
-            await self._begin_start(claim, rows, joined=True, wait=False)
+        """Claim more rows inside an open claim's transaction (see ClaimState.JOINING)."""
+        claim.begin_join()
+        with self._recorder.expect() as expected:
+            try:
+                # Shielded: rows deleted here but never started must not be committed with
+                # the claim, and giving the claim up (below) would interrupt its other jobs.
+                with anyio.CancelScope(shield=True):
+                    rows = await claim.conn.fetch(self._sql.claim, self._queues, limit)
+            except BaseException:
+                # The server rolls the whole claim back; its running jobs stop as for any
+                # lost claim, and every row is claimable again.
+                claim.give_up()
+                raise
+            if not rows:
+                expected.release()
+                await claim.nothing_claimed()
+                return 0
+            claim.rows_claimed()
+            await self._begin_start(claim, rows, expected.pass_on(), joined=True, wait=False)
             return len(rows)
-        self._recorder.unexpect()
-        claim.joining = False
-        if claim.settled:
-            await claim.settle()
-        return 0
 
     async def _begin_start(
-        self, claim: Claim, rows: Sequence[asyncpg.Record], *, joined: bool, wait: bool
+        self,
+        claim: Claim,
+        rows: Sequence[asyncpg.Record],
+        expected: Expected,
+        *,
+        joined: bool,
+        wait: bool,
     ) -> None:
         """Start the claimed rows' jobs, their slots reserved meanwhile: in the background,
         so that the next claim need not wait, or (`wait`) before returning."""
         assert self._starting is not None
         self._reserved += len(rows)
         if wait:
-            await self._start_claimed(claim, rows, joined)
+            await self._start_claimed(claim, rows, expected, joined)
         else:
-            self._starting.start_soon(self._start_claimed, claim, rows, joined)
+            self._starting.start_soon(self._start_claimed, claim, rows, expected, joined)
 
     async def _start_claimed(
-        self, claim: Claim, rows: Sequence[asyncpg.Record], joined: bool
+        self, claim: Claim, rows: Sequence[asyncpg.Record], expected: Expected, joined: bool
     ) -> None:
         # Shielded from the fetcher's cancellation (shutdown): once the start may have
         # committed, the jobs must reach the worker, whose shutdown then releases them
         # without spending the attempt. Cancelled in between, they would be left
         # 'processing' with their rows back in the queue, and the next claim would count
         # a "worker lost" attempt against them.
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True), expected:
             try:
-                await self._start(claim, rows)
+                await self._start(claim, rows, expected)
             except BaseException as exc:
-                # Nothing ran: every row goes back for the next claim. A joined claim's
-                # other jobs go with it (it is lost, as for a dead connection).
-                if joined:
-                    claim.conn.terminate()
-                else:
-                    await claim.end(commit=False)
+                # Nothing ran: every row goes back for the next claim (with the claim's
+                # other jobs, if it has any: see Claim.start_failed).
+                await claim.start_failed(joined=joined)
                 if not isinstance(exc, DATABASE_ERRORS):
                     raise
                 logger.warning("cannot start claimed jobs (they stay queued): %s", exc)
                 return
             finally:
                 self._reserved -= len(rows)
-                if joined:
-                    claim.joining = False
                 self.wake()
-            if claim.settled:
-                # Only stale rows (or jobs out of attempts), or every job already done.
-                await claim.settle()
+            # Settles the claim if nothing started (stale rows, or jobs out of attempts) or
+            # every job is already done.
+            await claim.start_done(joined=joined)
 
     async def _handshake(self, job: RunningJob, previous: uuid.UUID) -> None:
         if not await self._takeovers.wait(job.id, job.entry, job.attempt, previous):
@@ -254,11 +247,13 @@ class Fetcher:
             job.cancel(CancelReason.REQUEUED)
             await anyio.lowlevel.checkpoint()
 
-    async def _start(self, claim: Claim, rows: Sequence[asyncpg.Record]) -> None:
+    async def _start(
+        self, claim: Claim, rows: Sequence[asyncpg.Record], expected: Expected
+    ) -> None:
         """Start the claimed rows' jobs (through the recorder) and launch them."""
         job_ids = [row["job_id"] for row in rows]
         entries = [row["id"] for row in rows]
-        started = await self._recorder.start(job_ids, entries)
+        started = await self._recorder.start(expected, job_ids, entries)
         if len(started) < len(rows):
             await self._pool.fetch(self._sql.fail_lost_jobs, job_ids, entries)
         for row in started:
@@ -282,7 +277,7 @@ class Fetcher:
                 # worker has stopped it (see takeover.py). Awaited in the job's own scope,
                 # once launched: a cancel, requeue, delete or shutdown meanwhile reaches it.
                 job.before_run = functools.partial(self._handshake, job, job.taken_from)
-            claim.jobs.add(job)
+            claim.job_started(job)
             self._launch(job)
         if claim.lost and claim.jobs:
             self._on_claim_lost(claim)

@@ -97,15 +97,11 @@ class HandOffs:
             for job in jobs:
                 if job in stopped:
                     job.cancel(CancelReason.CLAIM_LOST)
-                    job.claim.conn.terminate()
+                    job.claim.give_up()
                 else:
                     job.hand_off_at = now + RETRY
             return
         for job in jobs:
             if job.id not in moved:
                 continue  # decided elsewhere (cancelled, requeued): a NOTIFY stops it
-            job.handed_off = True
-            claim = job.claim
-            claim.jobs.discard(job)
-            if claim.settled:
-                await claim.settle()
+            await job.claim.hand_off(job)

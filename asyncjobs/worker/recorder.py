@@ -24,7 +24,6 @@ from ..db.sql import Queries
 from ..retry import RetryDelay
 from ..serialization import dumps
 from .attempt import Outcome, RunningJob, error_record
-from .claims import Claim
 
 logger = logging.getLogger("asyncjobs.recorder")
 
@@ -55,6 +54,47 @@ class _Start:
         self.done = anyio.Event()
 
 
+class Expected:
+    """A claim's promise of a start (Recorder.expect): used once by `Recorder.start()`, or
+    given back by `release()`. As a context manager it is given back on the way out unless
+    it was used or passed on, so that no error path leaves the recorder waiting.
+
+    A claim whose start is written by another task passes it on with `pass_on()`: the token
+    returned is the one that task must use or give back."""
+
+    __slots__ = ("_recorder", "_spent")
+
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+        self._spent = False
+
+    def use(self) -> None:
+        """Spend it on the start it promised (Recorder.start)."""
+        self._spend()
+
+    def release(self) -> None:
+        """No start comes of it: outcomes waiting for one go out now. Nothing, once spent."""
+        if not self._spent:
+            self._spent = True
+            self._recorder._unexpect()
+
+    def pass_on(self) -> Expected:
+        """The same promise, in a token for another owner; this one is spent."""
+        self._spend()
+        return Expected(self._recorder)
+
+    def _spend(self) -> None:
+        if self._spent:
+            raise RuntimeError("a recorder expectation is used once")
+        self._spent = True
+
+    def __enter__(self) -> Expected:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+
 class Recorder:
     """Writes starts and outcomes for one worker (statement `start_and_finish`).
 
@@ -75,8 +115,8 @@ class Recorder:
         self._idle.set()
         self._retry_at = 0.0
         self._retry = RetryDelay()
-        # Claims being made whose start will come (see expect()), and since when outcomes
-        # have been waiting for one.
+        # Claims being made whose start will come (tokens of expect() not spent yet), and
+        # since when outcomes have been waiting for one.
         self._expected = 0
         self._expected_since: float | None = None
         # A write in flight; writes that have not settled their claims yet.
@@ -101,20 +141,25 @@ class Recorder:
         if conn is not None:
             await close_gently(conn)
 
-    def expect(self) -> None:
+    def expect(self) -> Expected:
         """A claim is being made: outcomes ready meanwhile wait (up to COALESCE_WAIT) to go
-        out with its start. Each call is answered by one `start()` or `unexpect()`."""
+        out with its start. The token is used by `start()` or given back (`release()`, or
+        leaving its `with` block): either way, once."""
         self._expected += 1
+        return Expected(self)
 
-    def unexpect(self) -> None:
-        """The claim expected found nothing to start."""
+    def _unexpect(self) -> None:
         self._expected -= 1
         self._wake.set()
 
-    async def start(self, job_ids: list[int], entries: list[int]) -> list[asyncpg.Record]:
-        """Start the jobs of these claimed queue rows with the next write; return the rows
-        of those that started (see the statement for which don't). Raises what the write
-        raised; the caller shields it, so a started job is never lost to a cancellation."""
+    async def start(
+        self, expected: Expected, job_ids: list[int], entries: list[int]
+    ) -> list[asyncpg.Record]:
+        """Start the jobs of these claimed queue rows with the next write, using the claim's
+        `expected`; return the rows of those that started (see the statement for which
+        don't). Raises what the write raised; the caller shields it, so a started job is
+        never lost to a cancellation."""
+        expected.use()
         request = _Start(job_ids, entries)
         self._starts.append(request)
         self._busy()
@@ -243,7 +288,7 @@ class Recorder:
                         job.id,
                         exc,
                     )
-                    job.claim.roll_back = True
+                    job.claim.must_roll_back()
                     await self._settle([(job, outcome)])
                 else:
                     logger.error("job %s: its outcome was refused, so it fails: %s", job.id, exc)
@@ -288,16 +333,9 @@ class Recorder:
                 request.done.set()
 
     async def _settle(self, batch: Sequence[tuple[RunningJob, Outcome]]) -> None:
-        ended: list[Claim] = []
         for job, _ in batch:
-            if job.handed_off:
-                continue
-            claim = job.claim
-            claim.jobs.discard(job)
-            if claim.settled and claim not in ended:
-                ended.append(claim)
-        for claim in ended:
-            await claim.settle()
+            if not job.handed_off:
+                await job.claim.job_done(job)
 
 
 def _nothing(worker_id: uuid.UUID) -> StartAndFinish:

@@ -345,8 +345,7 @@ class Worker:
                     task_status.started()
                     assert self._stop_requested is not None
                     await self._stop_requested.wait()
-                    # Nothing will join a parked claim any more: claims end when settled.
-                    claims.parking = False
+                    claims.stop_parking()
                     fetching.cancel()
                     # A claim being started finishes first, so its jobs get the grace too.
                     await fetched.wait()
@@ -423,10 +422,12 @@ class Worker:
                     self.id,
                     sorted(job.id for job in jobs),
                 )
-            for claim in {job.claim for job in jobs}:
+            # A handed-off job's claim is not its owner any more (it may have ended, and its
+            # connection serve another claim): its attempt stays with the worker's key.
+            for claim in {job.claim for job in jobs if not job.handed_off}:
                 # A claim an abandoned thread's job holds ends with the process instead.
                 if not any(job.claim is claim for job in self.abandoned):
-                    claim.conn.terminate()
+                    claim.give_up()
             tg.cancel_scope.cancel()
 
     async def _wait_idle(self, scope: anyio.CancelScope) -> None:
