@@ -64,13 +64,17 @@ class PartitionProxy:
             writer.write(data)
             await writer.drain()
 
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """What the server sends, to the client (a subclass may lose it)."""
+        await self._pump(reader, writer)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self._flowing.wait()
         up_reader, up_writer = await self._open_upstream()
         self._upstreams.append(up_writer)
         pumps = [
             asyncio.ensure_future(self._pump(reader, up_writer)),
-            asyncio.ensure_future(self._pump(up_reader, writer)),
+            asyncio.ensure_future(self._answer(up_reader, writer)),
         ]
         self._tasks.update(pumps)
         try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 import asyncjobs
 from asyncjobs.db.embedded import EmbeddedServer
+from tests.tcp_proxy import PartitionProxy
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ async def test_an_enqueue_cut_by_a_server_restart(data_dir: Path) -> None:
         await server.astop()
 
 
-class _Proxy:
+class _Proxy(PartitionProxy):
     """A TCP proxy to PostgreSQL that can lose a statement's answer: with `lose_answer`
     set, what the server sends is dropped until its ReadyForQuery (the statement has then
     committed), and the client's connection is cut."""
@@ -102,64 +102,22 @@ class _Proxy:
     READY = b"Z\x00\x00\x00\x05"
 
     def __init__(self, upstream: str) -> None:
-        parts = urllib.parse.urlsplit(upstream)
-        query = urllib.parse.parse_qs(parts.query)
-        self._host = query.get("host", [parts.hostname or "127.0.0.1"])[0]
-        self._port = int(query.get("port", [parts.port or 5432])[0])
-        self._user = parts.username or "postgres"
-        self._database = parts.path.lstrip("/") or "postgres"
+        super().__init__(upstream)
         self.lose_answer = False
         self.cut = anyio.Event()
-        self._server: asyncio.Server | None = None
 
-    @property
-    def dsn(self) -> str:
-        assert self._server is not None
-        port = self._server.sockets[0].getsockname()[1]
-        return f"postgresql://{self._user}@127.0.0.1:{port}/{self._database}"
-
-    async def __aenter__(self) -> _Proxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-
-    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._host.startswith("/"):
-            return await asyncio.open_unix_connection(f"{self._host}/.s.PGSQL.{self._port}")
-        return await asyncio.open_connection(self._host, self._port)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await self._open_upstream()
-
-        async def forward() -> None:
-            while data := await reader.read(65536):
-                up_writer.write(data)
-                await up_writer.drain()
-
-        async def answer() -> None:
-            dropped = b""
-            while data := await up_reader.read(65536):
-                if not self.lose_answer:
-                    writer.write(data)
-                    await writer.drain()
-                    continue
-                dropped += data
-                if self.READY in dropped:
-                    writer.transport.abort()
-                    self.cut.set()
-                    return
-
-        tasks = [asyncio.ensure_future(forward()), asyncio.ensure_future(answer())]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            writer.transport.abort()
-            up_writer.close()
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        dropped = b""
+        while data := await reader.read(65536):
+            if not self.lose_answer:
+                writer.write(data)
+                await writer.drain()
+                continue
+            dropped += data
+            if self.READY in dropped:
+                writer.transport.abort()
+                self.cut.set()
+                return
 
 
 @pytest.fixture

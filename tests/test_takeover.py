@@ -36,10 +36,12 @@ async def _terminate_claim(admin: asyncpg.Connection, schema: str) -> None:
     await admin.execute("SELECT pg_terminate_backend($1)", pids[0]["pid"])
 
 
-async def test_a_job_taken_from_a_live_worker_runs_only_once_that_worker_stopped_it(
-    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, tmp_path: Path
-) -> None:
-    marks = tmp_path / "marks"
+async def _lose_the_claim(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, marks: Path
+) -> tuple[subprocess.Popen[str], subprocess.Popen[str], int]:
+    """A worker runs a 3 s sync job that ignores its token, a second one idles, and the
+    first one's claim session is terminated: the worker lives on and can't interrupt the
+    thread, while its row is back in the queue at once. Returns (old, new, job id)."""
     old = spawn_worker(*CLAIMED)
     await workers_up(client, 1)
     job_id = await client.enqueue("marked", str(marks), 3.0)
@@ -47,8 +49,15 @@ async def test_a_job_taken_from_a_live_worker_runs_only_once_that_worker_stopped
     new = spawn_worker(*CLAIMED)
     await workers_up(client, 2)
     await anyio.sleep(0.3)
-    # The old worker lives on, its thread can't be interrupted: its row is back at once.
     await _terminate_claim(admin, client.app.schema)
+    return old, new, job_id
+
+
+async def test_a_job_taken_from_a_live_worker_runs_only_once_that_worker_stopped_it(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    old, new, job_id = await _lose_the_claim(client, spawn_worker, admin, marks)
     assert await client.wait(job_id, timeout=30) == "marked"
     runs = read_marks(marks)
     assert [(w, a) for w, a, _, _ in runs] == [("start", 1), ("end", 1), ("start", 2), ("end", 2)]
@@ -70,14 +79,7 @@ async def test_a_message_during_the_handshake_stops_the_waiting_attempt(
     """A cancel, requeue or delete while the new worker waits for the old one reaches the
     waiting attempt: it never runs (a requeued job runs once more, from attempt 1)."""
     marks = tmp_path / "marks"
-    old = spawn_worker(*CLAIMED)
-    await workers_up(client, 1)
-    job_id = await client.enqueue("marked", str(marks), 3.0)
-    await until(client, job_id, lambda j: j.state == "processing")
-    new = spawn_worker(*CLAIMED)
-    await workers_up(client, 2)
-    await anyio.sleep(0.3)
-    await _terminate_claim(admin, client.app.schema)
+    old, new, job_id = await _lose_the_claim(client, spawn_worker, admin, marks)
     await until(client, job_id, lambda j: j.attempt == 2)  # taken over, waiting
     if action == "cancel":
         assert await client.cancel(job_id)
