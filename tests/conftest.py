@@ -124,8 +124,11 @@ def spawn_worker(pg_dsn: str, schema: str) -> Iterator[Callable[..., subprocess.
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-        if proc.stdout:
+        if proc.stdout and not proc.stdout.closed:
+            # Shown by pytest only when the test failed: what each worker said.
+            output = proc.stdout.read()
             proc.stdout.close()
+            print(f"--- worker {proc.pid} (exit {proc.returncode}):\n{output[-4000:]}")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -98,8 +99,18 @@ class JobRunner:
         done = anyio.Event()
         # How the thread ended, kept for a stopped job whose thread ran on to its end.
         ended: dict[str, Any] = {}
+        # A stop can come before the thread takes the call (at anyio's checkpoint, in the
+        # limiter's queue, or with the call queued for a worker thread): then the code must
+        # never run, and there is nothing to wait for. Whichever side takes this lock first
+        # decides.
+        gate = threading.Lock()
+        state = {"started": False, "dropped": False}
 
         def target() -> Any:
+            with gate:
+                if state["dropped"]:
+                    return None
+                state["started"] = True
             try:
                 ended["result"] = task.fn(*args, **kwargs)
                 return ended["result"]
@@ -115,6 +126,11 @@ class JobRunner:
             )
         except anyio.get_cancelled_exc_class():
             job.token.cancel(job.reason or CancelReason.TIMEOUT)
+            with gate:
+                started = state["started"]
+                state["dropped"] = not started
+            if not started:
+                raise
             if not job.give_up:
                 with anyio.CancelScope(shield=True) as job.thread_wait:
                     await done.wait()
