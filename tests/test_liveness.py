@@ -112,6 +112,7 @@ async def test_four_workers_each_killed_in_turn_and_two_at_once(
             continue
         victim = sorted(by_pid)[turn % len(by_pid)]
         took = await _kill_and_time(client, procs, [victim], [by_pid[victim]])
+        print(f"turn {turn}: killed {victim}, its job ran again after {took[0]:.3f}s")
         assert took[0] < PROMPT, f"turn {turn}: took {took[0]:.2f}s"
         start()
         with anyio.fail_after(30):

@@ -9,13 +9,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 import asyncpg
 import pytest
 
 import asyncjobs
-from tests.helpers import run_cli, until, workers_up
+from tests.helpers import read_marks, run_cli, until, workers_up
 
 Spawn = Callable[..., subprocess.Popen[str]]
 
@@ -37,11 +38,12 @@ async def test_workers_stop_gives_running_jobs_the_whole_grace_across_heartbeats
     may cut the grace short. The job runs for many heartbeats and must finish."""
     worker = spawn_worker("--heartbeat-interval", "0.2")
     await workers_up(client, 1)
-    job_id = await client.enqueue("sleep", 2.5)
+    job_id = await client.enqueue("sleep", 6.0)
     await until(client, job_id, lambda j: j.state == "processing")
     stop = await run_cli(env, "workers", "stop", "--grace", "30")
     assert stop.returncode == 0, stop
     await anyio.sleep(1.0)  # five heartbeats
+    assert (await client.get(job_id)).state == "processing"  # the SIGTERM comes mid-grace
     worker.send_signal(signal.SIGTERM)
     code, output = await exited(worker, 30)
     assert code == 0, output
@@ -121,15 +123,36 @@ async def test_a_stop_broadcast_with_a_garbage_grace_stops_with_the_workers_own(
 # -- 4. sync jobs' threads and stops ---------------------------------------------------------
 
 
+async def thread_started(path: Path) -> None:
+    """Until the sync job `marked` has begun in its thread (a stop before that hands the
+    job back at once: nothing runs yet)."""
+    with anyio.fail_after(20):
+        while not read_marks(path):
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("hand_off_after", ["8", "0"], ids=["claimed", "handed-off"])
 async def test_a_forced_stop_never_hands_back_a_sync_job_whose_thread_still_runs(
-    client: asyncjobs.Client, spawn_worker: Spawn
+    client: asyncjobs.Client,
+    spawn_worker: Spawn,
+    *,
+    admin: asyncpg.Connection,
+    schema: str,
+    tmp_path: Path,
+    hand_off_after: str,
 ) -> None:
     """The thread ignores its token. After the second SIGTERM the process must exit soon
-    without it, and until then no other worker may start the job."""
-    first = spawn_worker("--concurrency", "1")
+    without it, and until then no other worker may start the job: whether its claim or
+    its worker's key (handed off) owns the attempt, neither may go before the process."""
+    first = spawn_worker("--concurrency", "1", "--hand-off-after", hand_off_after)
     await workers_up(client, 1)
-    job_id = await client.enqueue("sync_stubborn", 8.0)
-    job = await until(client, job_id, lambda j: j.state == "processing")
+    job_id = await client.enqueue("marked", str(tmp_path / "marks"), 8.0)
+    await thread_started(tmp_path / "marks")
+    lease = f'SELECT lease FROM "{schema}".jobs WHERE id = $1'
+    with anyio.fail_after(10):
+        while (await admin.fetchval(lease, job_id) is None) == (hand_off_after == "0"):
+            await anyio.sleep(0.01)
+    job = await client.get(job_id)
     spawn_worker()
     await workers_up(client, 2)
     first.send_signal(signal.SIGTERM)
@@ -154,19 +177,20 @@ async def test_a_forced_stop_never_hands_back_a_sync_job_whose_thread_still_runs
 
 
 async def test_a_sync_job_that_ends_after_a_stop_keeps_its_outcome(
-    client: asyncjobs.Client, spawn_worker: Spawn
+    client: asyncjobs.Client, spawn_worker: Spawn, tmp_path: Path
 ) -> None:
     """One SIGTERM, no grace: the thread ignores its token and returns. It succeeded: handed
     back instead, it would run again."""
     worker = spawn_worker()
     await workers_up(client, 1)
-    job_id = await client.enqueue("sync_stubborn", 1.5)
-    await until(client, job_id, lambda j: j.state == "processing")
+    job_id = await client.enqueue("marked", str(tmp_path / "marks"), 1.5)
+    await thread_started(tmp_path / "marks")
     worker.send_signal(signal.SIGTERM)
     code, output = await exited(worker, 20)
     assert code == 0, output
     job = await client.get(job_id)
-    assert (job.state, job.attempt, job.result) == ("succeeded", 1, "slept"), output
+    assert (job.state, job.attempt, job.result) == ("succeeded", 1, "marked"), output
+    assert [m[0] for m in read_marks(tmp_path / "marks")] == ["start", "end"]
 
 
 # -- 2. outcomes PostgreSQL can't store -----------------------------------------------------
@@ -174,12 +198,15 @@ async def test_a_sync_job_that_ends_after_a_stop_keeps_its_outcome(
 
 async def refuse_results(admin: asyncpg.Connection, schema: str, when: str, sqlstate: str) -> None:
     """Make PostgreSQL refuse an outcome, with `sqlstate`, where the SQL condition `when`
-    holds for the updated row (OLD and NEW)."""
+    holds for the updated row (OLD and NEW). Each refusal counts in the sequence
+    "refusals", which a rollback doesn't undo (see `refused`)."""
     await admin.execute(
         f"""
+        CREATE SEQUENCE "{schema}".refusals;
         CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             IF {when} THEN
+                PERFORM nextval('"{schema}".refusals');
                 RAISE EXCEPTION 'refused by the test' USING ERRCODE = '{sqlstate}';
             END IF;
             RETURN NEW;
@@ -188,6 +215,18 @@ async def refuse_results(admin: asyncpg.Connection, schema: str, when: str, sqls
            FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse();
         """
     )
+
+
+async def refused(admin: asyncpg.Connection, schema: str, times: int) -> None:
+    """Until PostgreSQL has refused an outcome `times` times."""
+    with anyio.fail_after(20):
+        while (
+            await admin.fetchval(
+                f'SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM "{schema}".refusals'
+            )
+            < times
+        ):
+            await anyio.sleep(0.02)
 
 
 async def test_an_outcome_refused_for_any_reason_fails_alone(
@@ -245,15 +284,14 @@ async def test_a_forced_stop_gives_up_on_outcomes_that_cannot_be_written(
     worker = spawn_worker()
     await workers_up(client, 1)
     job_id = await client.enqueue("quick", "disk full")
-    await until(client, job_id, lambda j: j.state == "processing")
-    await anyio.sleep(0.5)  # its outcome is being retried
+    await refused(admin, schema, 2)  # its outcome is being retried
     worker.send_signal(signal.SIGTERM)
     await anyio.sleep(0.5)
     assert worker.poll() is None
     worker.send_signal(signal.SIGTERM)
     code, output = await exited(worker, 15)
     assert code == 0, output
-    assert "giving up on the outcomes of jobs" in output
+    assert "giving up on the outcomes of jobs" in output, output
     await admin.execute(f'DROP TRIGGER refuse ON "{schema}".jobs')
     spawn_worker()
     assert await client.wait(job_id, timeout=20) == "disk full"

@@ -46,13 +46,6 @@ async def block_loop(seconds: float) -> str:
     return "blocked"
 
 
-@app.task(name="sync_stubborn", max_attempts=3)
-def sync_stubborn(seconds: float) -> str:
-    # Ignores its token: a thread nothing can interrupt.
-    time.sleep(seconds)
-    return "slept"
-
-
 @app.task(name="record_run", max_attempts=3)
 async def record_run(path: str, seconds: float) -> None:
     """Sleep, then append the attempt to `path`: the file lists the attempts that ran."""

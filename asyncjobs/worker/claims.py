@@ -282,6 +282,12 @@ class Claim:
         return self.state is LOST
 
     @property
+    def ending(self) -> bool:
+        """Whether it commits (or rolls back) by itself now, or has: every outcome of its
+        jobs is written (see ClaimState.ENDING)."""
+        return self.state is ENDING or self.state is ENDED
+
+    @property
     def settled(self) -> bool:
         """Whether it holds rows but nothing runs or starts under it any more."""
         return self.state is RUNNING and not self._jobs and not self._starts

@@ -119,9 +119,11 @@ class Recorder:
         # since when outcomes have been waiting for one.
         self._expected = 0
         self._expected_since: float | None = None
-        # A write in flight; writes that have not settled their claims yet.
+        # A write in flight; writes that have not settled their claims yet, and their
+        # outcomes (until settled: a forced stop gives those up too).
         self._writing = False
         self._unsettled = 0
+        self._in_flight: dict[int, list[tuple[RunningJob, Outcome]]] = {}
 
     async def open(self) -> None:
         """Connect (a database that is not there fails the worker's start), and run the
@@ -188,11 +190,13 @@ class Recorder:
         await self._idle.wait()
 
     def give_up(self) -> list[RunningJob]:
-        """Drop the outcomes not written yet (a forced stop); return their jobs, whose
-        claims must roll back so that they run again."""
+        """Drop the outcomes not written yet (a forced stop), those being written included;
+        return their jobs, whose claims must roll back so that they run again. (A write in
+        flight may still commit: the rows that come back are then stale, and dropped.)"""
         jobs = [job for job, _ in self._outcomes]
+        jobs.extend(job for batch in self._in_flight.values() for job, _ in batch)
         self._outcomes = []
-        return jobs
+        return list(dict.fromkeys(jobs))
 
     async def run(self) -> None:
         """Write until cancelled."""
@@ -228,6 +232,8 @@ class Recorder:
     async def _write(
         self, outcomes: list[tuple[RunningJob, Outcome]], starts: list[_Start]
     ) -> None:
+        batch = id(outcomes)
+        self._in_flight[batch] = outcomes
         try:
             # Outcomes of lost claims no longer count: their jobs are queued again. A
             # handed-off job's outcome is guarded by its attempt like any other.
@@ -259,9 +265,12 @@ class Recorder:
             finally:
                 self._writing = False
                 self._wake.set()
+            # Written: a forced stop has nothing to give up here any more.
+            del self._in_flight[batch]
             self._retry.reset()
             await self._settle(outcomes)
         finally:
+            self._in_flight.pop(batch, None)
             self._unsettled -= 1
             self._wake.set()
 

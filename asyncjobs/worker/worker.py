@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Unpack
 
@@ -269,8 +270,8 @@ class Worker:
             # The worker's key, held until its last session ends; its row names the key.
             lease = LeaseSession(dsn, self.sql, on_key=heartbeat.register, on_lost=self._lease_lost)
             key = await lease.open()
-            stack.push_async_callback(lease.close)
-            stack.push_async_callback(heartbeat.unregister)
+            stack.push_async_callback(self._unless_abandoned, lease.close)
+            stack.push_async_callback(self._unless_abandoned, heartbeat.unregister)
             claims = ClaimConnections(
                 dsn,
                 self.sql.claim,
@@ -355,6 +356,14 @@ class Worker:
             self._services = None
             logger.info("worker %s stopped", self.id)
 
+    async def _unless_abandoned(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Give up the key (`step`: close the lease session, remove the worker's row)
+        unless a handed-off job's thread was abandoned: its attempt is owned by the key,
+        which must stay held, and its row watched, until the process exits (then a peer
+        rescues the job), not while the thread may still run."""
+        if not any(job.handed_off for job in self.abandoned):
+            await step()
+
     async def _warm_up(self, conn: asyncpg.Connection) -> None:
         """Run the pool's per-job statements once with nothing to do, so that the first real
         ones (the first jobs, or a peer's jobs after its crash) skip parsing and planning."""
@@ -425,8 +434,9 @@ class Worker:
             # A handed-off job's claim is not its owner any more (it may have ended, and its
             # connection serve another claim): its attempt stays with the worker's key.
             for claim in {job.claim for job in jobs if not job.handed_off}:
-                # A claim an abandoned thread's job holds ends with the process instead.
-                if not any(job.claim is claim for job in self.abandoned):
+                # A claim an abandoned thread's job holds ends with the process instead;
+                # one ending by itself had every outcome written (a write in flight was).
+                if not claim.ending and not any(job.claim is claim for job in self.abandoned):
                     claim.give_up()
             tg.cancel_scope.cancel()
 
