@@ -110,6 +110,8 @@ def spawn_worker(pg_dsn: str, schema: str) -> Iterator[Callable[..., subprocess.
                 "ASYNCJOBS_DSN": pg_dsn,
                 "ASYNCJOBS_SCHEMA": schema,
                 "PYTHONPATH": str(ROOT),
+                # A SIGKILLed worker keeps what it said, for the failure report below.
+                "PYTHONUNBUFFERED": "1",
                 **(env or {}),
             },
             stdout=subprocess.PIPE,

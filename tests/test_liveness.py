@@ -28,8 +28,41 @@ async def _running(client: asyncjobs.Client, job_id: int, attempt: int) -> async
         job = await client.get(job_id)
         if job.state == "processing" and job.attempt >= attempt:
             return job
-        assert time.monotonic() < deadline, (job, await client.workers())
+        if time.monotonic() >= deadline:
+            raise AssertionError(await _what_is_there(client, job_id, attempt))
         await anyio.sleep(0.005)
+
+
+async def _what_is_there(client: asyncjobs.Client, job_id: int, attempt: int) -> str:
+    """Everything that says why job `job_id` does not run attempt `attempt`."""
+    schema = client.app.schema
+    async with client.app.database() as dsn:
+        conn = await asyncpg.connect(dsn)
+    try:
+        parts = [f"job {job_id} is not running attempt {attempt} after 30 s"]
+        for title, query in (
+            (
+                "job",
+                "SELECT id, state, attempt, worker_id, lease, stopping_on, queue_entry, errors"
+                f' FROM "{schema}".jobs WHERE id = {job_id}',
+            ),
+            ("queue", f'SELECT * FROM "{schema}".queue'),
+            ("workers", f'SELECT id, pid, lease_key, heartbeat_at FROM "{schema}".workers'),
+            (
+                "advisory locks",
+                "SELECT pid, objid, mode, granted FROM pg_locks WHERE locktype = 'advisory'",
+            ),
+            (
+                "sessions",
+                "SELECT pid, state, wait_event_type, wait_event, left(query, 80) AS query"
+                " FROM pg_stat_activity WHERE datname = current_database()",
+            ),
+        ):
+            rows = await conn.fetch(query)
+            parts.append(f"{title}:\n" + "\n".join(f"  {dict(row)}" for row in rows))
+        return "\n".join(parts)
+    finally:
+        await conn.close()
 
 
 async def _pid_running(client: asyncjobs.Client, job: asyncjobs.Job) -> int:
