@@ -122,7 +122,7 @@ def encode_result(task: str, value: Any) -> bytes:
         ) from exc
     if not storable(encoded):
         raise SerializationError(f"the result of task {task!r} {NUL_HINT}")
-    if b"null" in encoded and has_non_finite(value):
+    if value is not None and b"null" in encoded and has_non_finite(value):
         raise SerializationError(f"the result of task {task!r} {NON_FINITE_HINT}")
     return encoded
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
+import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
@@ -59,8 +60,9 @@ class RunningJob:
     reason: CancelReason | None = None
     # Owned by the worker's key rather than its claim since it ran past hand_off_after.
     handed_off: bool = False
-    # When it was launched, and when it is to be handed off (anyio's clock).
-    launched: float = dataclasses.field(default_factory=anyio.current_time)
+    # When it was launched, and when it is to be handed off (time.monotonic, which is
+    # also asyncio's clock; anyio.current_time() costs a lookup of the backend per job).
+    launched: float = dataclasses.field(default_factory=time.monotonic)
     hand_off_at: float = math.inf
     # A sync job's thread can't be interrupted; after a stop we wait for it, shielded,
     # unless the worker gives up on it (a forced stop of a process that exits next).

@@ -16,6 +16,7 @@ is held is stale (the start statement refuses it).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 import anyio
@@ -63,7 +64,7 @@ class HandOffs:
         """Hand jobs off as they come due, until cancelled."""
         while True:
             self._wake = anyio.Event()
-            now = anyio.current_time()
+            now = time.monotonic()
             jobs = list(self._running())
             due = [job for job in jobs if job.hand_off_at <= now and self._owned_by_claim(job)]
             if due:
@@ -86,7 +87,7 @@ class HandOffs:
             # fails past its first try's timeout stops here (MAX_HAND_OFF_AFTER keeps that
             # within what the server waits, see db/connections.py). A lease session being
             # replaced just now fails sooner and is tried again.
-            now = anyio.current_time()
+            now = time.monotonic()
             stopped = [job for job in jobs if now - job.launched >= self._after + PING_TIMEOUT]
             logger.warning(
                 "cannot hand off jobs %s (%s); %s",

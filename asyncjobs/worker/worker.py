@@ -319,10 +319,11 @@ class Worker:
                 dsn, self.sql, key=lambda: lease.key or key, on_rescued=fetcher.wake
             )
             logger.info(
-                "worker %s started: queues %s, concurrency %s",
+                "worker %s started: queues %s, concurrency %s, key %s",
                 self.id,
                 ",".join(self.queues),
                 self.concurrency,
+                key,
             )
             async with anyio.create_task_group() as services:
                 # Listening before the first claim, so no enqueue in between goes unheard.
