@@ -37,12 +37,14 @@ async def _until_state(
 async def test_sigkilled_workers_job_runs_again_promptly_and_succeeds_once(
     client: asyncjobs.Client, spawn_worker: Spawn
 ) -> None:
-    first = spawn_worker()
-    await workers_up(client, 1)
-    job_id = await client.enqueue("sleep", 1.0)
-    await _until_state(client, job_id, lambda j: j.state == "processing", 20)
-    second = spawn_worker()
+    # Both up before the job: a worker starting under load takes longer than the job runs.
+    procs = {proc.pid: proc for proc in (spawn_worker(), spawn_worker())}
     await workers_up(client, 2)
+    job_id = await client.enqueue("sleep", 3.0)
+    job = await _until_state(client, job_id, lambda j: j.state == "processing", 20)
+    holder = {w.id: w.pid for w in await client.workers()}[job.worker_id]
+    first = procs.pop(holder)
+    (second,) = procs.values()
     killed_at = time.monotonic()
     first.send_signal(signal.SIGKILL)
     job = await _until_state(client, job_id, lambda j: j.attempt == 2, 10)
@@ -164,9 +166,10 @@ async def test_a_stop_while_a_claim_is_being_started_gives_its_job_the_grace(
             with anyio.fail_after(30):
                 # Outside the locker's transaction: pg_stat_activity is a per-transaction
                 # snapshot. (Its query text is cut at 1 kB: match the start of the statement.)
+                # The start's statement, not any other wait of a worker still starting.
                 while not await admin.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                    " AND query LIKE '%' || $1 || '%'",
+                    " AND query LIKE 'WITH outcome AS%' AND strpos(query, $1) > 0",
                     schema,
                 ):
                     await anyio.sleep(0.01)
