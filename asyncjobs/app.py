@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .worker.worker import Worker
 
 SCHEMA_ENV = "ASYNCJOBS_SCHEMA"
+PROJECT_ENV = "ASYNCJOBS_PROJECT"
 _DSN_HINT = "; pass a PostgreSQL URL such as 'postgresql://user:password@host:5432/db'"
 
 
@@ -45,9 +46,9 @@ class App:
     """A set of tasks and where their jobs are stored.
 
     The DSN is the argument, else $ASYNCJOBS_DSN, else a private embedded PostgreSQL, where
-    the app's project has a database of its own: `name`, by default the module that made
-    the App (the script's name when it is run as a script). Apps that give the same name
-    share it. Constructing an App connects to nothing.
+    the app's project has a database of its own: `name`, else $ASYNCJOBS_PROJECT, else the
+    module that made the App (the script's name when it is run as a script). Apps of the
+    same name share it. Constructing an App connects to nothing.
     """
 
     def __init__(
@@ -69,7 +70,7 @@ class App:
             raise ConfigurationError(f"migrate must be True or False, got {migrate!r}")
         self.dsn = dsn
         self.name = validation.text(
-            "name", name if name is not None else _caller_module(), most=1000
+            "name", name or os.environ.get(PROJECT_ENV) or _caller_module(), most=1000
         )
         self.schema = validate_schema(schema or os.environ.get(SCHEMA_ENV) or "asyncjobs")
         self.auto_migrate = migrate

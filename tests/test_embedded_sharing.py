@@ -234,3 +234,26 @@ async def test_a_project_database_dsn_names_the_database() -> None:
     assert (
         database_dsn(dsn, "my app/1") == "postgresql://postgres@/my%20app%2F1?host=/tmp/x&port=5432"
     )
+
+
+def test_the_commands_say_which_project_on_the_embedded_server(embedded: Path) -> None:
+    def command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "asyncjobs", *args],
+            env=_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    unnamed = command("jobs", "list")
+    assert unnamed.returncode == 2
+    assert "--project NAME or $ASYNCJOBS_PROJECT" in unnamed.stderr
+    enqueued = command("enqueue", "elsewhere.task", "[1]", "--project", "cli-project")
+    assert enqueued.returncode == 0, enqueued.stderr
+    job_id = int(enqueued.stdout.strip())
+    listed = command("jobs", "list", "--json", ASYNCJOBS_PROJECT="cli-project")
+    assert listed.returncode == 0 and f'"id":{job_id}' in listed.stdout.replace(" ", "")
+    other = command("jobs", "list", "--json", "--project", "another-project")
+    assert other.returncode == 0 and other.stdout.strip() == ""

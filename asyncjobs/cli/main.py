@@ -394,7 +394,7 @@ def enqueue(
                 f"{app_spec} has no task named {task!r} (it has: {known})", param_hint="TASK"
             )
         named = found
-        app = make_app(dsn or defined.dsn, schema or defined.schema)
+        app = make_app(dsn, schema, like=defined)
     try:
         named = named.options(
             queue=queue,
