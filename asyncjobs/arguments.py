@@ -350,6 +350,9 @@ class Arguments:
 
     def __init__(self, signature: inspect.Signature, fn: Callable[..., Any]) -> None:
         hints = _hints(fn)
+        returned = argument_type(hints.get("return", Any))
+        # What the task returns, made from its stored JSON for wait() and get(); None: as is.
+        self.load_result = returned.load
         self.kinds: dict[str, ArgumentType] = {}
         self.var_positional: str | None = None
         self.var_keyword: str | None = None

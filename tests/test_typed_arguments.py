@@ -274,3 +274,27 @@ async def test_typed_arguments_and_results_through_a_real_worker(
     assert job.id == job_id and job.args[0]["amount"] == "10.25"
     with pytest.raises(asyncjobs.ArgumentsMismatch, match="argument 'b' must be int"):
         await client.enqueue(add_up, 1, "two")  # type: ignore[arg-type]
+
+
+async def test_a_result_comes_back_as_the_type_the_task_returns(
+    app: asyncjobs.App, client: asyncjobs.Client
+) -> None:
+    @app.task
+    async def plan(day: datetime.date) -> Point:
+        return Point(1, 2, day)
+
+    @app.task
+    def price(amount: decimal.Decimal) -> decimal.Decimal:
+        return amount * 2
+
+    async with app.worker(concurrency=2):
+        planned = await client.enqueue(plan, datetime.date(2026, 12, 24))
+        priced = await client.enqueue(price, decimal.Decimal("0.10"))
+        assert await client.wait(planned, timeout=30) == Point(1, 2, datetime.date(2026, 12, 24))
+        assert await client.wait(priced, timeout=30) == decimal.Decimal("0.20")
+    assert (await client.get(planned)).result == Point(1, 2, datetime.date(2026, 12, 24))
+    # Stored as JSON: a client without the task reads it as JSON made it.
+    other = asyncjobs.App(app.dsn, schema=app.schema)
+    async with other.client() as plain:
+        assert await plain.wait(priced, timeout=5) == "0.20"
+        assert (await plain.get(planned)).result == {"x": 1, "y": 2, "at": "2026-12-24"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 from collections.abc import Coroutine, Iterable, Iterator
@@ -178,7 +179,7 @@ class Client:
             row = await self.pool.fetchrow(self.sql.get_job, job_id)
         if row is None:
             raise JobNotFound(f"no job {job_id}: it never existed or was deleted")
-        return Job.from_row(row)
+        return self._typed(Job.from_row(row))
 
     async def list_jobs(
         self, state: JobState | str | None = None, limit: int = 50
@@ -273,7 +274,7 @@ class Client:
                 try:
                     job = await self._get_waited(job_id)
                     if job.state is JobState.SUCCEEDED:
-                        return job.result
+                        return self._typed(job).result
                     if job.state is JobState.FAILED:
                         raise JobFailed(job_id, job.error)
                     if job.state is JobState.CANCELLED:
@@ -286,6 +287,18 @@ class Client:
                         self._waiters.pop(job_id, None)
         assert scope.cancelled_caught
         raise WaitTimeout(f"job {job_id} did not finish within {timeout}s; it goes on")
+
+    def _typed(self, job: Job[Any]) -> Job[Any]:
+        """The job with its result as the type its task returns (a datetime, a dataclass...,
+        stored as JSON), when this client's app has the task; as stored otherwise."""
+        task = self.app.tasks.get(job.task)
+        if task is None or task.arguments.load_result is None or job.result is None:
+            return job
+        try:
+            result = task.arguments.load_result(job.result)
+        except Exception:  # written by an older version of the task: leave it as it is
+            return job
+        return dataclasses.replace(job, result=result)
 
     async def _get_waited(self, job_id: int) -> Job[Any]:
         row = await self.pool.fetchrow(self.sql.get_job, job_id)
