@@ -298,7 +298,7 @@ def argument_type(annotation: Any, resolving: set[type] | None = None) -> Argume
         annotation = type(None)
     plain = _PLAIN.get(annotation)
     if plain is not None:
-        return _plain(getattr(annotation, "__name__", "None"), plain)
+        return _plain("None" if annotation is type(None) else annotation.__name__, plain)
     parsed = _PARSED.get(annotation)
     if parsed is not None:
         return parsed

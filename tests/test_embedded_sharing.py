@@ -257,3 +257,14 @@ def test_the_commands_say_which_project_on_the_embedded_server(embedded: Path) -
     assert listed.returncode == 0 and f'"id":{job_id}' in listed.stdout.replace(" ", "")
     other = command("jobs", "list", "--json", "--project", "another-project")
     assert other.returncode == 0 and other.stdout.strip() == ""
+
+
+async def test_a_stopped_embedded_server_is_named_as_such_when_connecting(embedded: Path) -> None:
+    from asyncjobs.db.connections import connect
+
+    dsn = EmbeddedServer(embedded).dsn  # stopped: no process uses it
+    with pytest.raises(asyncjobs.ConnectionFailed) as caught:
+        await connect(dsn, timeout=5)
+    message = str(caught.value)
+    assert "the embedded PostgreSQL is not running there" in message
+    assert "unset" not in message
