@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import functools
@@ -266,14 +267,11 @@ class Task(Generic[P, R]):
         options = dataclasses.replace(
             self.defaults, **{k: v for k, v in changes.items() if v is not None}
         )
-        return Task(
-            self.fn,
-            name=self.name,
-            options=options,
-            backoff=self.backoff,
-            retry_on=self.retry_on,
-            fail_on=self.fail_on,
-        )
+        # A copy, not a new Task: the signature and the argument types are the same, and
+        # reading them again (get_type_hints) cost ~0.1 ms per call.
+        task = copy.copy(self)
+        task.defaults = options
+        return task
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> TaskCall:
         """A job of this task with these arguments, for `client.enqueue_many()`.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import asyncpg
 import pytest
 
 import asyncjobs
-from asyncjobs.db.embedded import DATA_DIR_ENV, EmbeddedServer
+from asyncjobs.db.embedded import DATA_DIR_ENV, EmbeddedPostgresError, EmbeddedServer
 from asyncjobs.db.shared_server import database_dsn, keeper_alive
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -268,3 +269,22 @@ async def test_a_stopped_embedded_server_is_named_as_such_when_connecting(embedd
     message = str(caught.value)
     assert "the embedded PostgreSQL is not running there" in message
     assert "unset" not in message
+
+
+async def test_a_server_that_cannot_start_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base = Path(tempfile.mkdtemp(prefix="ajshare-bad-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        (base / "pg").mkdir()
+        (base / "pg" / "notes.txt").write_text("not a cluster")
+        monkeypatch.delenv("ASYNCJOBS_DSN", raising=False)
+        monkeypatch.setenv(DATA_DIR_ENV, str(base / "pg"))
+        app = asyncjobs.App(name="never")
+        with pytest.raises(EmbeddedPostgresError, match="neither empty nor a PostgreSQL data"):
+            async with app.client():
+                pass
+        assert not keeper_alive(base / "pg")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -137,29 +137,44 @@ class SharedServer:
             time.sleep(_POLL)
 
     def _start_keeper(self) -> str | None:
-        """Start a keeper and wait for its first line; None when it (or a keeper that won
-        the race to start) runs the server, else what went wrong."""
+        """Start a keeper and wait for its answer; None when it (or a keeper that won the
+        race to start) runs the server, else what went wrong."""
+        # asyncjobs importable by the keeper wherever this process found it (a source tree
+        # on sys.path only through the current directory, say): it runs from "/".
+        package_parent = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
         proc = subprocess.Popen(
             [sys.executable, "-m", "asyncjobs.db.keeper", str(self.data_dir)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": path},
             # Its own session: a Ctrl-C in this terminal must not stop the server under the
             # other processes that use it.
             start_new_session=True,
             cwd="/",
         )
         assert proc.stdout is not None
+        said: list[str] = []  # what it printed before its answer (a warning, a traceback)
+        deadline = time.monotonic() + _WAIT
         try:
-            ready, _, _ = select.select([proc.stdout], [], [], _WAIT)
-            line = proc.stdout.readline().decode(errors="replace").strip() if ready else ""
+            while True:
+                ready, _, _ = select.select([proc.stdout], [], [], deadline - time.monotonic())
+                if not ready:
+                    return f"the embedded PostgreSQL keeper did not answer within {_WAIT:.0f} s"
+                line = proc.stdout.readline().decode(errors="replace").strip()
+                if line in ("ready", "busy"):
+                    return None
+                if line.startswith("error "):
+                    return line.removeprefix("error ")
+                if not line:  # its output ended without an answer: it exited
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(5)
+                    last = said[-1] if said else "no output"
+                    return f"the embedded PostgreSQL keeper exited with {proc.returncode}: {last}"
+                said.append(line)
         finally:
             proc.stdout.close()
-        if line in ("ready", "busy"):
-            return None
-        if proc.poll() is None and not line:
-            return f"the embedded PostgreSQL keeper did not answer within {_WAIT:.0f} s"
-        return line.removeprefix("error ") or f"the keeper exited with {proc.wait()}"
 
     def __repr__(self) -> str:
         return f"<SharedServer {str(self.data_dir)!r} {'in use' if self._fd else 'unused'}>"
