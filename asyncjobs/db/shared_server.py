@@ -166,6 +166,9 @@ class SharedServer:
                 if line in ("ready", "busy"):
                     return None
                 if line.startswith("error "):
+                    # Gone before we say so: a retry must not wait for a dying keeper.
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(5)
                     return line.removeprefix("error ")
                 if not line:  # its output ended without an answer: it exited
                     with contextlib.suppress(subprocess.TimeoutExpired):
