@@ -24,7 +24,7 @@ from .errors import (
     UnknownTaskError,
     WaitTimeout,
 )
-from .job import Job, JobState, WorkerInfo
+from .job import Job, JobId, JobState, WorkerInfo
 from .job_context import Fence, JobContext, current_job
 from .retention import Retention
 from .retry import Backoff, Retry
@@ -52,6 +52,7 @@ __all__ = [
     "JobCancelled",
     "JobContext",
     "JobFailed",
+    "JobId",
     "JobNotFound",
     "JobOptions",
     "JobState",

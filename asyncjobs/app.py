@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Protocol, Unpack, overload
+
+import anyio
 
 from . import validation
 from .cancel import CancelToken
@@ -21,11 +24,12 @@ from .tasks import JobOptions, P, R, Task, task_name
 
 if TYPE_CHECKING:
     from .client.client import Client
-    from .db.embedded import EmbeddedServer
+    from .db.shared_server import SharedServer
     from .worker.settings import WorkerOptions
     from .worker.worker import Worker
 
 SCHEMA_ENV = "ASYNCJOBS_SCHEMA"
+PROJECT_ENV = "ASYNCJOBS_PROJECT"
 _DSN_HINT = "; pass a PostgreSQL URL such as 'postgresql://user:password@host:5432/db'"
 
 
@@ -41,14 +45,17 @@ class TaskDecorator(Protocol):
 class App:
     """A set of tasks and where their jobs are stored.
 
-    The DSN is the argument, else $ASYNCJOBS_DSN, else a private embedded PostgreSQL.
-    Constructing an App connects to nothing.
+    The DSN is the argument, else $ASYNCJOBS_DSN, else a private embedded PostgreSQL, where
+    the app's project has a database of its own: `name`, else $ASYNCJOBS_PROJECT, else the
+    module that made the App (the script's name when it is run as a script). Apps of the
+    same name share it. Constructing an App connects to nothing.
     """
 
     def __init__(
         self,
         dsn: str | None = None,
         *,
+        name: str | None = None,
         schema: str | None = None,
         migrate: bool = True,
         retention: Retention | None = Retention(),  # noqa: B008  # frozen, so safe to share
@@ -62,14 +69,19 @@ class App:
         if not isinstance(migrate, bool):
             raise ConfigurationError(f"migrate must be True or False, got {migrate!r}")
         self.dsn = dsn
+        self.name = validation.text(
+            "name", name or os.environ.get(PROJECT_ENV) or _caller_module(), most=1000
+        )
         self.schema = validate_schema(schema or os.environ.get(SCHEMA_ENV) or "asyncjobs")
         self.auto_migrate = migrate
         # How long finished jobs are kept before this app's workers delete them; None: forever.
         self.retention = retention
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: dict[str, Periodic] = {}
-        self._embedded: EmbeddedServer | None = None
+        self._embedded: SharedServer | None = None
+        self._embedded_dsn = ""
         self._embedded_users = 0
+        self._embedded_lock: anyio.Lock | None = None
 
     @overload
     def task(self, fn: Callable[Concatenate[CancelToken, P], R], /) -> Task[P, R]: ...
@@ -238,26 +250,49 @@ class App:
     async def database(self) -> AsyncIterator[str]:
         """Yield the DSN to use, starting the embedded PostgreSQL if there is none.
 
-        The embedded server is shared by this app's clients and workers and stopped when the
-        last of them is done (if this process started it).
+        On the embedded server the DSN names the project's own database (created if
+        needed). The server stays up while any process on the machine uses it, this one
+        until its last client and worker are done.
         """
+        from .db.shared_server import SharedServer, embedded_data_dir, project_database
+
         dsn = resolve_dsn(self.dsn)
-        if dsn is not None:
+        # A DSN of the embedded server's socket (passed on by a process that uses it) uses
+        # the server too, so it stays up for this process as well.
+        data_dir = embedded_data_dir(dsn) if dsn is not None else None
+        if dsn is not None and data_dir is None:
             yield dsn
             return
-        from .db.embedded import EmbeddedServer
-
-        if self._embedded is None:
-            server = EmbeddedServer()
-            # Started on this thread on purpose: PostgreSQL is told to die with the thread
-            # that spawned it, and the event loop's thread lives as long as we do.
-            server.start()
-            self._embedded = server
-        self._embedded_users += 1
+        if self._embedded_lock is None:
+            self._embedded_lock = anyio.Lock()
+        async with self._embedded_lock:  # a client and a worker may start at once
+            if self._embedded is None:
+                server = SharedServer(data_dir)
+                server.acquire()  # ~0.05 s when it runs: not worth a thread
+                try:
+                    self._embedded_dsn = (
+                        dsn if dsn is not None else await project_database(server.dsn, self.name)
+                    )
+                except BaseException:
+                    server.release()
+                    raise
+                self._embedded = server
+            self._embedded_users += 1
         try:
-            yield self._embedded.dsn
+            yield self._embedded_dsn
         finally:
             self._embedded_users -= 1
-            if self._embedded_users == 0:
+            if self._embedded_users == 0 and self._embedded is not None:
                 server, self._embedded = self._embedded, None
-                server.stop()
+                server.release()
+
+
+def _caller_module() -> str:
+    """The module that called App(): the project's name on the embedded server."""
+    frame = sys._getframe(2)
+    module = str(frame.f_globals.get("__name__") or "")
+    if module == "__main__":
+        # Run as a script, the module a worker imports it as is the file's name.
+        path = frame.f_globals.get("__file__")
+        module = os.path.splitext(os.path.basename(path))[0] if path else "main"
+    return module or "main"

@@ -7,9 +7,11 @@ import datetime
 import enum
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
+
+R_co = TypeVar("R_co", covariant=True)
 
 # The columns get_job and list_jobs read as JSON text (see _decoded).
 _JSON_COLUMNS = ("args", "kwargs", "result", "error", "errors", "log", "checkpoint")
@@ -33,9 +35,18 @@ class JobState(enum.StrEnum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
+class JobId(int, Generic[R_co]):
+    """A job's id, as `enqueue` returns it: an int (store it, pass it, compare it as one)
+    that also carries, for type checkers only, what the task returns, so that
+    `await client.wait(job_id)` is typed. `JobId(42)` types a stored id as `JobId[Any]`."""
+
+    __slots__ = ()
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
-class Job:
-    """A snapshot of one job's row."""
+class Job(Generic[R_co]):
+    """A snapshot of one job's row. `client.get(job_id)` with a `JobId[R]` gives a `Job[R]`,
+    whose `result` is an R once the job succeeded (None before)."""
 
     id: int
     task: str
@@ -52,7 +63,7 @@ class Job:
     created_at: datetime.datetime
     started_at: datetime.datetime | None
     finished_at: datetime.datetime | None
-    result: Any
+    result: R_co | None
     error: dict[str, Any] | None
     errors: list[dict[str, Any]]
     # What the running job reported (current_job().progress / .log); the log's lines carry
@@ -76,7 +87,7 @@ class Job:
     checkpoint_at: datetime.datetime | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any] | Any) -> Job:
+    def from_row(cls, row: Mapping[str, Any] | Any) -> Job[Any]:
         """Build from a `get_job`/`list_jobs` row."""
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in dict(row).items() if k in fields}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import math
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -70,6 +72,17 @@ def without_nul(text: str) -> str:
     return text
 
 
+def to_json(value: Any) -> Any:
+    """What orjson can't write itself, as JSON (its `default=`): a Decimal as its exact
+    text, a pydantic model as its JSON-mode dump. Anything else raises TypeError."""
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    pydantic = sys.modules.get("pydantic")  # a model exists only if pydantic was imported
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
 def dumps(value: Any) -> bytes:
     """Encode one JSON value (raises orjson.JSONEncodeError)."""
     return orjson.dumps(value)
@@ -86,8 +99,10 @@ def encode_arguments(
     """Encode a job's arguments, or raise SerializationError naming the one that can't be."""
     try:
         # orjson takes tuples and lists as they are; no kwargs is the common case.
-        encoded_args = orjson.dumps(args if type(args) in (tuple, list) else list(args))
-        encoded_kwargs = orjson.dumps(dict(kwargs)) if kwargs else b"{}"
+        encoded_args = orjson.dumps(
+            args if type(args) in (tuple, list) else list(args), default=to_json
+        )
+        encoded_kwargs = orjson.dumps(dict(kwargs), default=to_json) if kwargs else b"{}"
     except (orjson.JSONEncodeError, TypeError):
         pass
     else:
@@ -97,12 +112,13 @@ def encode_arguments(
     named += [(f"argument {k!r}", v) for k, v in kwargs.items()]
     for label, value in named:
         try:
-            encoded = orjson.dumps(value)
+            encoded = orjson.dumps(value, default=to_json)
         except (orjson.JSONEncodeError, TypeError) as exc:
             raise SerializationError(
                 f"{label} of task {task!r} cannot be stored as JSON "
                 f"({type(value).__name__}: {exc}); pass plain data (str, int, float, bool, "
-                "None, list, dict, dataclass, datetime, UUID) and load objects inside the job"
+                "None, list, dict, dataclass, datetime, date, time, UUID, Decimal, Enum, pydantic "
+                "model) and load objects inside the job"
             ) from exc
         if not storable(encoded):
             raise SerializationError(f"{label} of task {task!r} {NUL_HINT}")
@@ -114,7 +130,7 @@ def encode_arguments(
 def encode_result(task: str, value: Any) -> bytes:
     """Encode a job's return value, or raise SerializationError saying so."""
     try:
-        encoded = orjson.dumps(value)
+        encoded = orjson.dumps(value, default=to_json)
     except (orjson.JSONEncodeError, TypeError) as exc:
         raise SerializationError(
             f"the result of task {task!r} cannot be stored as JSON "

@@ -1,11 +1,11 @@
 """Example tasks. Run a worker for them, and enqueue from another shell:
 
     asyncjobs worker examples.tasks:app --concurrency 10
-    asyncjobs enqueue examples.tasks.add '[1, 2]'
+    asyncjobs enqueue examples.tasks.add '[1, 2]' --project examples
     asyncjobs enqueue examples.tasks.send_welcome_email '["ada@example.com"]' \\
         --kwargs '{"name": "Ada"}' --app examples.tasks:app
-    asyncjobs jobs list
-    asyncjobs schedules list      # purge_thumbnails, declared below, stored by the worker
+    asyncjobs jobs list --project examples
+    asyncjobs schedules list --project examples  # purge_thumbnails, declared below
 
 (`--app` gives the job its task's options, here queue `emails` and 5 attempts, and checks
 the arguments against the function; without it, pass `--queue emails` yourself.)
@@ -17,7 +17,9 @@ or from Python:
         print(await client.wait(job_id, timeout=10))
 
 The worker serves the queues these tasks use (`default` and `emails`). Without
-$ASYNCJOBS_DSN, asyncjobs starts an embedded PostgreSQL; set it to use your own server.
+$ASYNCJOBS_DSN, asyncjobs starts an embedded PostgreSQL, where this app's jobs live in a
+database of their own, `examples` (its name; `--project examples` for the commands that
+don't load the app); set $ASYNCJOBS_DSN to use your own server.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import anyio
 
 import asyncjobs
 
-app = asyncjobs.App()
+app = asyncjobs.App(name="examples")  # its database on the embedded PostgreSQL
 
 
 @app.task

@@ -31,11 +31,21 @@ LATE = datetime.datetime(9999, 12, 31, 23, tzinfo=datetime.timezone(-datetime.ti
 def _bad_app(pg_dsn: str, schema: str) -> tuple[asyncjobs.App, Any]:
     app = asyncjobs.App(pg_dsn, schema=schema)
 
+    # Unannotated: these cases are about what JSON can hold (a mismatch with an annotation
+    # is refused before that, see test_typed_arguments.py).
     @app.task(name="add")
-    def add(a: int, b: int = 0) -> int:
+    def add(a, b=0):  # type: ignore[no-untyped-def]
         return a + b
 
     return app, add
+
+
+def _typed(client: asyncjobs.Client) -> Any:
+    @client.app.task(name="typed_add")
+    def typed_add(a: int, b: int = 0) -> int:
+        return a + b
+
+    return typed_add
 
 
 @pytest.fixture
@@ -102,6 +112,7 @@ CLIENT_CASES: list[Case] = [
     ("add(object())", lambda c, t, j: c.enqueue(t, object()), ("cannot be stored as JSON",)),
     ("add(1, c=2)", lambda c, t, j: c.enqueue(t, 1, c=2), ("unexpected keyword argument 'c'",)),
     ("add()", lambda c, t, j: c.enqueue(t), ("missing a required argument",)),
+    ("typed add(1, 'two')", lambda c, t, j: c.enqueue(_typed(c), 1, "two"), ("'b'", "int")),
     ("enqueue_many([5])", lambda c, t, j: c.enqueue_many([t.call(1), 5]), ("task.call",)),
     ("nan in a batch", lambda c, t, j: c.enqueue_many([t.call(1), t.call(NAN)]), ("NaN",)),
     ("enqueue_many(None)", lambda c, t, j: c.enqueue_many(None), ("enqueue_many",)),

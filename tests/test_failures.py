@@ -78,7 +78,7 @@ async def test_unserializable_arguments_name_the_argument_and_store_nothing(
     app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, schema: str
 ) -> None:
     @app.task
-    async def send(to: str, *, attachment: object) -> None: ...
+    async def send(to: object, *, attachment: object) -> None: ...  # any JSON: see the set below
 
     with pytest.raises(TypeError, match="argument 'attachment'") as raised:
         await client.enqueue(send, "a@example.com", attachment=object())

@@ -14,7 +14,8 @@ import anyio
 import asyncpg
 import click
 
-from ..app import App
+from ..app import PROJECT_ENV, App
+from ..db.connections import resolve_dsn
 from ..errors import AsyncJobsError
 
 P = ParamSpec("P")
@@ -54,7 +55,24 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
+_PROJECT = "asyncjobs.project"
+
+
+def _remember_project(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[_PROJECT] = value
+
+
 def app_options(fn: Callable[P, T]) -> Callable[P, T]:
+    fn = click.option(
+        "--project",
+        envvar=PROJECT_ENV,
+        default=None,
+        expose_value=False,
+        callback=_remember_project,
+        help="On the embedded PostgreSQL: the project whose database to use (its App's "
+        "name: by default the module that makes the App) [$ASYNCJOBS_PROJECT].",
+    )(fn)
     fn = click.option(
         "--schema", envvar="ASYNCJOBS_SCHEMA", default=None, help="Schema [$ASYNCJOBS_SCHEMA]."
     )(fn)
@@ -67,9 +85,22 @@ def app_options(fn: Callable[P, T]) -> Callable[P, T]:
     return fn
 
 
-def make_app(dsn: str | None, schema: str | None) -> App:
+def make_app(dsn: str | None, schema: str | None, like: App | None = None) -> App:
+    """The App of a command: the DSN and schema given (else those of `like`, an app the
+    command loaded), and on the embedded PostgreSQL the project given, else `like`'s."""
+    ctx = click.get_current_context(silent=True)
+    project = ctx.meta.get(_PROJECT) if ctx is not None else None
+    if like is not None:
+        dsn, schema, project = dsn or like.dsn, schema or like.schema, project or like.name
+    if project is None and resolve_dsn(dsn) is None:
+        raise click.UsageError(
+            "on the embedded PostgreSQL each project has its own database: say which with "
+            "--project NAME or $ASYNCJOBS_PROJECT (its App's name: App(name=...), else the "
+            "module that makes the App, e.g. myproject.tasks), or pass --app MODULE:APP "
+            "where the command takes it"
+        )
     try:
-        return App(dsn, schema=schema)
+        return App(dsn, schema=schema, name=project or "asyncjobs")
     except AsyncJobsError as exc:
         raise click.BadParameter(str(exc)) from exc
 

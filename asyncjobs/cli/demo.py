@@ -23,7 +23,10 @@ from ..job import JobState
 from ..job_context import current_job
 
 SCHEMA = "asyncjobs_demo"
-app = App(schema=SCHEMA)
+app = App(name="asyncjobs-demo", schema=SCHEMA)
+# Held by the running demo, on a session of its own: a second demo says so and leaves its
+# schema alone (it would drop it under the first one's workers).
+_DEMO_LOCK = 0x6173796E636A6F62  # "asyncjob"
 
 
 @app.task(name="demo.add")
@@ -71,21 +74,36 @@ async def _until(client: Client, job_id: int, check: object, timeout: float = 30
 
 async def run_demo() -> None:
     """Run the whole demo; about ten seconds."""
+    async with app.database() as dsn:
+        lock = await connect(dsn)
+        try:
+            if not await lock.fetchval("SELECT pg_try_advisory_lock($1)", _DEMO_LOCK):
+                raise click.ClickException(
+                    "another `asyncjobs demo` is running on this database; wait for it to "
+                    "end (about ten seconds), then run it again"
+                )
+            await _run_demo(dsn)
+        finally:
+            await lock.close()
+
+
+async def _run_demo(dsn: str) -> None:
     # The demo's schema is its own and starts afresh, whatever version of asyncjobs left
     # it there (a client would refuse to open a schema newer than it knows).
-    async with app.database() as dsn:
-        conn = await connect(dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
-        finally:
-            await conn.close()
+    conn = await connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
+    finally:
+        await conn.close()
     with tempfile.TemporaryDirectory(prefix="asyncjobs-demo-") as marks:
-        async with app.database() as dsn, app.client() as client:
+        async with app.client() as client:
             where = (
                 "embedded PostgreSQL" if not os.environ.get("ASYNCJOBS_DSN") else "$ASYNCJOBS_DSN"
             )
             _say("asyncjobs demo", f"on {where}, schema {SCHEMA}")
-            env = {**os.environ, "ASYNCJOBS_DSN": dsn, "ASYNCJOBS_DEMO_DIR": marks}
+            # The workers find the database as this process did (the embedded server, which
+            # they keep up while they run, or $ASYNCJOBS_DSN).
+            env = {**os.environ, "ASYNCJOBS_DEMO_DIR": marks}
             workers = [
                 subprocess.Popen(
                     [

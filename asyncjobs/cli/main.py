@@ -394,7 +394,7 @@ def enqueue(
                 f"{app_spec} has no task named {task!r} (it has: {known})", param_hint="TASK"
             )
         named = found
-        app = make_app(dsn or defined.dsn, schema or defined.schema)
+        app = make_app(dsn, schema, like=defined)
     try:
         named = named.options(
             queue=queue,
@@ -443,11 +443,11 @@ def _job_command(fn: Callable[..., Awaitable[Any]]) -> Callable[..., None]:
     return command
 
 
-def _job_json(job: Job) -> str:
+def _job_json(job: Job[Any]) -> str:
     return orjson.dumps(job, default=str, option=orjson.OPT_INDENT_2).decode()
 
 
-def _show(job: Job) -> None:
+def _show(job: Job[Any]) -> None:
     def when(value: datetime.datetime | None) -> str:
         return value.isoformat(timespec="milliseconds") if value else "-"
 

@@ -35,7 +35,7 @@ def _client_app(dsn: str | None, schema: str | None, app_spec: str | None) -> Ap
     if app_spec is None:
         return make_app(dsn, schema)
     defined = load_app(app_spec)
-    app = make_app(dsn or defined.dsn, schema or defined.schema)
+    app = make_app(dsn, schema, like=defined)
     app.tasks.update(defined.tasks)
     return app
 

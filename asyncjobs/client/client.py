@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 import asyncpg
@@ -28,7 +29,7 @@ from ..errors import (
     JobNotFound,
     WaitTimeout,
 )
-from ..job import Job, JobState, WorkerInfo
+from ..job import Job, JobId, JobState, WorkerInfo
 from ..retry import RetryDelay
 from ..tasks import P, Task, TaskCall
 from .enqueue import calls_list, enqueue_calls, task_call
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from ..app import App
 
 logger = logging.getLogger("asyncjobs.client")
+
+T = TypeVar("T")
 
 
 class Client:
@@ -99,39 +102,55 @@ class Client:
 
     # -- enqueue --------------------------------------------------------------------
 
+    # The task's return type travels in the JobId, for `wait()` and `get()`: an async
+    # task's R is the coroutine it makes, so that overload comes first.
     @overload
-    async def enqueue(self, task: Task[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> int: ...
+    async def enqueue(
+        self, task: Task[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> JobId[T]: ...
     @overload
-    async def enqueue(self, task: str, /, *args: Any, **kwargs: Any) -> int: ...
+    async def enqueue(self, task: Task[P, T], /, *args: P.args, **kwargs: P.kwargs) -> JobId[T]: ...
+    @overload
+    async def enqueue(self, task: str, /, *args: Any, **kwargs: Any) -> JobId[Any]: ...
 
-    async def enqueue(self, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any) -> int:
-        """Enqueue one job; return its id. Per-call options: `task.options(...)`.
+    async def enqueue(self, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any) -> JobId[Any]:
+        """Enqueue one job; return its id (an int; typed with what the task returns).
+        Per-call options: `task.options(...)`.
 
         ConnectionLost (`maybe_stored` True) if the connection broke on the way: the job may
         exist; a `unique_key` makes a retry safe. ConnectionFailed: nothing was stored."""
         call = task_call(self.app.tasks, task, args, kwargs)
         with _lost_connection(f"enqueueing a job of task {call.task!r}", writes=True):
             (job_id,) = await enqueue_calls(self.pool, self.sql, [call])
-        return job_id
+        return JobId(job_id)
 
     @overload
     async def enqueue_tx(
-        self, conn: asyncpg.Connection, task: Task[P, Any], /, *args: P.args, **kwargs: P.kwargs
-    ) -> int: ...
+        self,
+        conn: asyncpg.Connection,
+        task: Task[P, Coroutine[Any, Any, T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> JobId[T]: ...
+    @overload
+    async def enqueue_tx(
+        self, conn: asyncpg.Connection, task: Task[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> JobId[T]: ...
     @overload
     async def enqueue_tx(
         self, conn: asyncpg.Connection, task: str, /, *args: Any, **kwargs: Any
-    ) -> int: ...
+    ) -> JobId[Any]: ...
 
     async def enqueue_tx(
         self, conn: asyncpg.Connection, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any
-    ) -> int:
+    ) -> JobId[Any]:
         """Enqueue on your own connection, inside your transaction: the job exists (and
         workers hear of it) only if your transaction commits."""
         (job_id,) = await enqueue_calls(
             conn, self.sql, [task_call(self.app.tasks, task, args, kwargs)]
         )
-        return job_id
+        return JobId(job_id)
 
     async def enqueue_many(self, calls: Iterable[TaskCall]) -> list[int]:
         """Enqueue many jobs in one round trip: `enqueue_many(t.call(1), t.call(2))`.
@@ -148,16 +167,23 @@ class Client:
 
     # -- read -----------------------------------------------------------------------
 
-    async def get(self, job_id: int) -> Job:
+    @overload
+    async def get(self, job_id: JobId[T]) -> Job[T]: ...
+    @overload
+    async def get(self, job_id: int) -> Job[Any]: ...
+
+    async def get(self, job_id: int) -> Job[Any]:
         """The job's current state, attempts, result and errors; JobNotFound if none."""
         validation.job_id(job_id)
         with _lost_connection(f"reading job {job_id}", writes=False):
             row = await self.pool.fetchrow(self.sql.get_job, job_id)
         if row is None:
             raise JobNotFound(f"no job {job_id}: it never existed or was deleted")
-        return Job.from_row(row)
+        return self._typed(Job.from_row(row))
 
-    async def list_jobs(self, state: JobState | str | None = None, limit: int = 50) -> list[Job]:
+    async def list_jobs(
+        self, state: JobState | str | None = None, limit: int = 50
+    ) -> list[Job[Any]]:
         """The newest jobs, optionally of one state."""
         state_name = _state(state).value if state is not None else None
         validation.integer("limit", limit, 0, validation.INT64)
@@ -225,6 +251,11 @@ class Client:
 
     # -- wait -----------------------------------------------------------------------
 
+    @overload
+    async def wait(self, job_id: JobId[T], timeout: float | None = None) -> T: ...
+    @overload
+    async def wait(self, job_id: int, timeout: float | None = None) -> Any: ...
+
     async def wait(self, job_id: int, timeout: float | None = None) -> Any:
         """Wait for a job to finish and return its result.
 
@@ -243,7 +274,7 @@ class Client:
                 try:
                     job = await self._get_waited(job_id)
                     if job.state is JobState.SUCCEEDED:
-                        return job.result
+                        return self._typed(job).result
                     if job.state is JobState.FAILED:
                         raise JobFailed(job_id, job.error)
                     if job.state is JobState.CANCELLED:
@@ -257,7 +288,19 @@ class Client:
         assert scope.cancelled_caught
         raise WaitTimeout(f"job {job_id} did not finish within {timeout}s; it goes on")
 
-    async def _get_waited(self, job_id: int) -> Job:
+    def _typed(self, job: Job[Any]) -> Job[Any]:
+        """The job with its result as the type its task returns (a datetime, a dataclass...,
+        stored as JSON), when this client's app has the task; as stored otherwise."""
+        task = self.app.tasks.get(job.task)
+        if task is None or task.arguments.load_result is None or job.result is None:
+            return job
+        try:
+            result = task.arguments.load_result(job.result)
+        except Exception:  # written by an older version of the task: leave it as it is
+            return job
+        return dataclasses.replace(job, result=result)
+
+    async def _get_waited(self, job_id: int) -> Job[Any]:
         row = await self.pool.fetchrow(self.sql.get_job, job_id)
         if row is not None:
             return Job.from_row(row)

@@ -138,10 +138,19 @@ def _failure(dsn: str, exc: BaseException) -> Exception:
     else:
         # Down, starting up, restarting, out of connection slots, unreachable: all pass.
         permanent = False
-        hint = (
-            "is PostgreSQL running and reachable there? Set ASYNCJOBS_DSN (or App(dsn=...)) "
-            "to your server, or unset it to use the embedded PostgreSQL"
-        )
+        from .shared_server import embedded_data_dir
+
+        if embedded_data_dir(dsn) is not None:
+            hint = (
+                "the embedded PostgreSQL is not running there (it was stopped or killed "
+                "while this process used it); the next asyncjobs process to start starts it "
+                "again, or set ASYNCJOBS_DSN to a server of your own"
+            )
+        else:
+            hint = (
+                "is PostgreSQL running and reachable there? Set ASYNCJOBS_DSN (or "
+                "App(dsn=...)) to your server, or unset it to use the embedded PostgreSQL"
+            )
     return ConnectionFailed(
         f"cannot connect to PostgreSQL at {where}: {exc or type(exc).__name__}; {hint}",
         permanent=permanent,

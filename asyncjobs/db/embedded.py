@@ -50,7 +50,10 @@ import platformdirs
 
 from asyncjobs.errors import AsyncJobsError
 
-__all__ = ["EmbeddedPostgresError", "EmbeddedServer", "default_data_dir"]
+__all__ = ["DATA_DIR_ENV", "EmbeddedPostgresError", "EmbeddedServer", "default_data_dir"]
+
+DATA_DIR_ENV = "ASYNCJOBS_EMBEDDED_DIR"
+"""Where the apps' embedded server keeps its data, if set (tests, or a disk of your choice)."""
 
 PG_MAJOR = "18"
 """The PostgreSQL major version this module runs (and names its default data dir after)."""
@@ -83,7 +86,11 @@ def default_data_dir() -> Path:
 
     ``platformdirs.user_data_dir("asyncjobs") / "pg18"`` normally. As root the server runs as
     ``nobody``, who cannot enter ``/root``, so root gets ``/var/lib/asyncjobs/pg18`` instead.
+    ``$ASYNCJOBS_EMBEDDED_DIR`` overrides both.
     """
+    configured = os.environ.get(DATA_DIR_ENV)
+    if configured:
+        return Path(configured)
     if os.geteuid() == 0:
         return Path("/var/lib/asyncjobs") / f"pg{PG_MAJOR}"
     return Path(platformdirs.user_data_dir("asyncjobs")) / f"pg{PG_MAJOR}"
@@ -615,6 +622,16 @@ class EmbeddedServer:
         # '/' stays readable in the socket path; spaces and the like get %-quoted.
         host = urllib.parse.quote(host, safe="/")
         return f"postgresql://{_DB_USER}@/{_DB_NAME}?host={host}&port={port}"
+
+    def running(self) -> bool:
+        """Whether a server (this object's or another process's) is up and ready on the data
+        directory."""
+        info = _read_pid_file(self._data_dir)
+        return (
+            info is not None
+            and info.status in _READY_STATES
+            and _postmaster_of(info.pid, self._data_dir) is not False
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 

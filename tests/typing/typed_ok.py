@@ -1,0 +1,36 @@
+"""Checked by mypy in tests/test_typing.py: every call here type-checks, and each
+reveal_type is compared with what the test expects."""
+
+from __future__ import annotations
+
+from typing import reveal_type
+
+import asyncjobs
+
+app = asyncjobs.App()
+
+
+@app.task
+async def add(a: int, b: int) -> int:
+    return a + b
+
+
+@app.task
+def crunch(token: asyncjobs.CancelToken, n: int) -> list[str]:
+    return [str(n)]
+
+
+async def main() -> None:
+    async with app.client() as client:
+        job_id = await client.enqueue(add, 1, 2)
+        reveal_type(job_id)  # R1
+        reveal_type(await client.wait(job_id))  # R2
+        crunched = await client.enqueue(crunch.options(queue="bulk"), 3)
+        reveal_type(await client.wait(crunched, timeout=5))  # R3
+        job = await client.get(job_id)
+        reveal_type(job.result)  # R4
+        by_name = await client.enqueue("app.add", 1, 2)
+        reveal_type(await client.wait(by_name))  # R5
+        stored: int = job_id  # a job id is an int
+        reveal_type(await client.wait(stored))  # R6
+        reveal_type(await client.wait(asyncjobs.JobId[int](stored)))  # R7
