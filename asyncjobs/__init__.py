@@ -18,10 +18,12 @@ from .errors import (
     JobNotFound,
     MigrationError,
     NoCurrentJob,
+    NotInTransaction,
     ScheduleConflict,
     ScheduleNotFound,
     SerializationError,
     UnknownTaskError,
+    UnsupportedConnection,
     WaitTimeout,
 )
 from .job import Job, JobState, WorkerInfo
@@ -57,6 +59,7 @@ __all__ = [
     "JobState",
     "MigrationError",
     "NoCurrentJob",
+    "NotInTransaction",
     "Retention",
     "Retry",
     "Schedule",
@@ -66,6 +69,7 @@ __all__ = [
     "Task",
     "TaskCall",
     "UnknownTaskError",
+    "UnsupportedConnection",
     "WaitTimeout",
     "Worker",
     "WorkerInfo",

@@ -208,11 +208,14 @@ class App:
 
         return declare
 
-    def client(self) -> Client:
-        """A client to enqueue and control jobs: `async with app.client() as client:`."""
+    def client(self, *, allow_unknown_tasks: bool = False) -> Client:
+        """A client to enqueue and control jobs: `async with app.client() as client:`.
+
+        `allow_unknown_tasks=True`: enqueue by name tasks that no worker has had yet (see
+        `Client`)."""
         from .client.client import Client
 
-        return Client(self)
+        return Client(self, allow_unknown_tasks=allow_unknown_tasks)
 
     def worker(self, **options: Unpack[WorkerOptions]) -> Worker:
         """A worker running this app's tasks: `async with app.worker(concurrency=10):`.
