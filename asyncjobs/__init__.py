@@ -31,6 +31,7 @@ from .job_context import Fence, JobContext, current_job
 from .retention import Retention
 from .retry import Backoff, Retry
 from .schedule import Schedule
+from .sync import SyncClient
 from .tasks import JobOptions, Task, TaskCall
 from .worker.worker import Worker
 
@@ -66,6 +67,7 @@ __all__ = [
     "ScheduleConflict",
     "ScheduleNotFound",
     "SerializationError",
+    "SyncClient",
     "Task",
     "TaskCall",
     "UnknownTaskError",

@@ -22,6 +22,7 @@ from .tasks import JobOptions, P, R, Task, task_name
 if TYPE_CHECKING:
     from .client.client import Client
     from .db.embedded import EmbeddedServer
+    from .sync import SyncClient
     from .worker.settings import WorkerOptions
     from .worker.worker import Worker
 
@@ -216,6 +217,13 @@ class App:
         from .client.client import Client
 
         return Client(self, allow_unknown_tasks=allow_unknown_tasks)
+
+    def sync_client(self, *, allow_unknown_tasks: bool = False) -> SyncClient:
+        """A client for code without an event loop (Django, Flask, scripts): enqueue,
+        enqueue in your own transaction, get a job. See `asyncjobs.SyncClient`."""
+        from .sync import SyncClient
+
+        return SyncClient(self, allow_unknown_tasks=allow_unknown_tasks)
 
     def worker(self, **options: Unpack[WorkerOptions]) -> Worker:
         """A worker running this app's tasks: `async with app.worker(concurrency=10):`.

@@ -63,13 +63,16 @@ BEGIN
     SELECT t.queue, t.priority, t.max_attempts, t.timeout INTO known
       FROM {schema}.task_names AS t WHERE t.name = enqueue.task;
     IF NOT FOUND AND NOT coalesce(enqueue.allow_unknown_task, false) THEN
-        -- Close matches: names ending in the same function name, else sharing its module.
-        SELECT string_agg(quote_literal(c.name), ', ') INTO close
+        -- Close matches (roughly: the client's are difflib's): the same name but for case,
+        -- the same function name in another module, or one whose function name starts the
+        -- same way.
+        SELECT string_agg(quote_literal(c.name), ' or ') INTO close
           FROM (SELECT t.name FROM {schema}.task_names AS t
-                 WHERE split_part(t.name, '.', -1) = split_part(enqueue.task, '.', -1)
-                    OR lower(t.name) = lower(enqueue.task)
-                    OR t.name LIKE split_part(enqueue.task, '.', 1) || '.%'
-                 ORDER BY t.name LIMIT 5) AS c;
+                 WHERE lower(t.name) = lower(enqueue.task)
+                    OR split_part(t.name, '.', -1) = split_part(enqueue.task, '.', -1)
+                    OR left(split_part(t.name, '.', -1), 3)
+                       = left(split_part(enqueue.task, '.', -1), 3)
+                 ORDER BY t.name LIMIT 3) AS c;
         RAISE EXCEPTION '%', format('no worker has ever had a task named %s%s',
                                     quote_literal(enqueue.task),
                                     coalesce('; did you mean ' || close || '?', ''))
