@@ -87,14 +87,19 @@ def test_bad_input_is_refused_clearly(pg_dsn: str, schema: str) -> None:
     with asyncjobs.App(pg_dsn, schema=schema).sync_client() as jobs:
         with pytest.raises(asyncjobs.UnknownTaskError, match="no worker"):
             jobs.enqueue("quik", 1)
-        with psycopg_sync(pg_dsn) as conn:
-            with pytest.raises(asyncjobs.UnknownTaskError), conn.transaction():
-                jobs.enqueue_tx(conn, "quik", 1)
+        with (
+            psycopg_sync(pg_dsn) as conn,
+            pytest.raises(asyncjobs.UnknownTaskError),
+            conn.transaction(),
+        ):
+            jobs.enqueue_tx(conn, "quik", 1)
         with pytest.raises(asyncjobs.UnsupportedConnection, match="psycopg 3 connection"):
             jobs.enqueue_tx(object(), quick, 1)  # type: ignore[call-overload]
-        with psycopg_sync(pg_dsn, autocommit=True) as conn:
-            with pytest.raises(asyncjobs.NotInTransaction, match="autocommit"):
-                jobs.enqueue_tx(conn, quick, 1)
+        with (
+            psycopg_sync(pg_dsn, autocommit=True) as conn,
+            pytest.raises(asyncjobs.NotInTransaction, match="autocommit"),
+        ):
+            jobs.enqueue_tx(conn, quick, 1)
         with pytest.raises(asyncjobs.ArgumentsMismatch):
             jobs.enqueue(quick, 1, 2)  # type: ignore[call-arg]
 
