@@ -15,6 +15,7 @@ The optional packages are imported only when a connection of theirs is passed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import anyio
@@ -90,7 +91,7 @@ async def fetch_value(conn: Connection, sql: str, parameters: Sequence[Any]) -> 
 
         if isinstance(conn, psycopg.AsyncConnection):
             _check_psycopg_transaction(conn)
-            async with psycopg.AsyncRawCursor(conn) as cursor:
+            async with _raw_cursors().AsyncRawCursor(conn) as cursor:
                 await cursor.execute(sql, parameters)
                 row = await cursor.fetchone()
             return None if row is None else row[0]
@@ -117,10 +118,22 @@ def fetch_value_sync(conn: SyncConnection, sql: str, parameters: Sequence[Any]) 
     if not isinstance(raw, psycopg.Connection):
         raise UnsupportedConnection(f"cannot enqueue on {_shown(conn)}: pass {SYNC_ACCEPTED}")
     _check_psycopg_transaction(raw)
-    with psycopg.RawCursor(raw) as cursor:
+    with _raw_cursors().RawCursor(raw) as cursor:
         cursor.execute(sql, parameters)
         row = cursor.fetchone()
     return None if row is None else row[0]
+
+
+def _raw_cursors() -> ModuleType:
+    """psycopg itself, once it is known to have RawCursor (added in psycopg 3.2)."""
+    import psycopg
+
+    if not hasattr(psycopg, "RawCursor"):
+        raise UnsupportedConnection(
+            f"asyncjobs enqueues with psycopg's RawCursor, which psycopg {psycopg.__version__} "
+            "lacks: upgrade to psycopg 3.2 or later (pip install 'asyncjobs[psycopg]')"
+        )
+    return psycopg
 
 
 def _check_psycopg_transaction(
