@@ -26,6 +26,7 @@ async def _run_example(env: dict[str, str], module: str) -> str:
 @pytest.mark.parametrize(
     ("module", "said"),
     [
+        ("examples.enqueue_asyncpg", ["is queued", "was never stored"]),
         ("examples.enqueue_sqlalchemy", ["is queued", "was never stored"]),
         ("examples.enqueue_psycopg", ["async psycopg, committed", "is queued"]),
         ("examples.enqueue_django", ["is queued"]),
