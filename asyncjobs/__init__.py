@@ -18,10 +18,12 @@ from .errors import (
     JobNotFound,
     MigrationError,
     NoCurrentJob,
+    NotInTransaction,
     ScheduleConflict,
     ScheduleNotFound,
     SerializationError,
     UnknownTaskError,
+    UnsupportedConnection,
     WaitTimeout,
 )
 from .job import Job, JobId, JobState, WorkerInfo
@@ -29,6 +31,7 @@ from .job_context import Fence, JobContext, current_job
 from .retention import Retention
 from .retry import Backoff, Retry
 from .schedule import Schedule
+from .sync import SyncClient
 from .tasks import JobOptions, Task, TaskCall
 from .worker.worker import Worker
 
@@ -58,15 +61,18 @@ __all__ = [
     "JobState",
     "MigrationError",
     "NoCurrentJob",
+    "NotInTransaction",
     "Retention",
     "Retry",
     "Schedule",
     "ScheduleConflict",
     "ScheduleNotFound",
     "SerializationError",
+    "SyncClient",
     "Task",
     "TaskCall",
     "UnknownTaskError",
+    "UnsupportedConnection",
     "WaitTimeout",
     "Worker",
     "WorkerInfo",

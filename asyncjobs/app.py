@@ -25,6 +25,7 @@ from .tasks import JobOptions, P, R, Task, task_name
 if TYPE_CHECKING:
     from .client.client import Client
     from .db.shared_server import SharedServer
+    from .sync import SyncClient
     from .worker.settings import WorkerOptions
     from .worker.worker import Worker
 
@@ -220,11 +221,21 @@ class App:
 
         return declare
 
-    def client(self) -> Client:
-        """A client to enqueue and control jobs: `async with app.client() as client:`."""
+    def client(self, *, allow_unknown_tasks: bool = False) -> Client:
+        """A client to enqueue and control jobs: `async with app.client() as client:`.
+
+        `allow_unknown_tasks=True`: enqueue by name tasks that no worker has had yet (see
+        `Client`)."""
         from .client.client import Client
 
-        return Client(self)
+        return Client(self, allow_unknown_tasks=allow_unknown_tasks)
+
+    def sync_client(self, *, allow_unknown_tasks: bool = False) -> SyncClient:
+        """A client for code without an event loop (Django, Flask, scripts): enqueue,
+        enqueue in your own transaction, get a job. See `asyncjobs.SyncClient`."""
+        from .sync import SyncClient
+
+        return SyncClient(self, allow_unknown_tasks=allow_unknown_tasks)
 
     def worker(self, **options: Unpack[WorkerOptions]) -> Worker:
         """A worker running this app's tasks: `async with app.worker(concurrency=10):`.

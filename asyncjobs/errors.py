@@ -53,7 +53,18 @@ class ArgumentsMismatch(AsyncJobsError, TypeError):
 
 
 class UnknownTaskError(AsyncJobsError, LookupError):
-    """No task is registered under the given name."""
+    """No task is registered under the given name (in the app, or, for an enqueue by name,
+    by any worker that ever ran on the schema)."""
+
+
+class UnsupportedConnection(AsyncJobsError, TypeError):
+    """A transactional enqueue was given a connection object asyncjobs can't enqueue on;
+    the message says which ones it can."""
+
+
+class NotInTransaction(AsyncJobsError):
+    """A transactional enqueue was given a connection that is not in a transaction, so the
+    job would be committed at once instead of with the caller's work."""
 
 
 class NoCurrentJob(AsyncJobsError, RuntimeError):

@@ -90,8 +90,13 @@ async def stopped(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str
     return proc.returncode, proc.stdout.read() if proc.stdout else ""
 
 
+ANYWAY = "--allow-unknown-task"
+
+
 async def enqueue(env: dict[str, str], *args: str) -> int:
-    done = await run_cli(env, "enqueue", *args)
+    """`asyncjobs enqueue ARGS` of a task of tests.worker_app, whose worker may not have run
+    yet (its names are checked in test_task_names.py)."""
+    done = await run_cli(env, "enqueue", *args, ANYWAY)
     assert done.returncode == 0, done
     return int(done.stdout.strip())
 
@@ -571,13 +576,22 @@ async def test_enqueue_with_unique_key_and_after_and_show_them(
     again, refused, child, unknown = await run_many(
         env,
         [
-            ["enqueue", "quick", "[3]", "--unique-key", "user:42"],
-            ["enqueue", "quick", "[4]", "--unique-key", "user:42", "--on-duplicate", "raise"],
+            ["enqueue", "quick", "[3]", "--unique-key", "user:42", ANYWAY],
+            [
+                "enqueue",
+                "quick",
+                "[4]",
+                "--unique-key",
+                "user:42",
+                "--on-duplicate",
+                "raise",
+                ANYWAY,
+            ],
             [
                 *("enqueue", "quick", "[5]", "--after", str(parent), "--after", str(keyed)),
-                *("--on-parent-failure", "run"),
+                *("--on-parent-failure", "run", ANYWAY),
             ],
-            ["enqueue", "quick", "[6]", "--after", "999999"],
+            ["enqueue", "quick", "[6]", "--after", "999999", ANYWAY],
         ],
     )
     assert int(again.stdout) == keyed

@@ -87,9 +87,10 @@ async def test_an_idle_worker_notices_a_peers_crash_while_it_runs_a_job_of_its_o
 async def test_a_job_that_kills_its_worker_every_time_fails_after_max_attempts(
     client: asyncjobs.Client, spawn_worker: Spawn
 ) -> None:
-    from tests.worker_app import quick
+    from tests.worker_app import kill_worker, quick
 
-    poison = await client.enqueue("kill_worker")
+    # By the task itself, not its name: no worker has had it yet.
+    poison = await client.enqueue(kill_worker)
     # Jobs running beside the poison one die with its worker too and lose that attempt
     # (as on any queue); with attempts to spare, they still complete.
     fine = [await client.enqueue(quick.options(max_attempts=10), i) for i in range(5)]
@@ -157,7 +158,9 @@ async def test_a_stop_while_a_claim_is_being_started_gives_its_job_the_grace(
     arrives. The
     start must complete and the job get its grace; cancelled instead, the job was left
     'processing' with its row back in the queue, and the worker exited at once."""
-    job_id = await client.enqueue("sleep", 30.0)
+    from tests.worker_app import sleep
+
+    job_id = await client.enqueue(sleep, 30.0)  # the task, not its name: no worker had it yet
     locker = await asyncpg.connect(pg_dsn)
     try:
         async with locker.transaction():

@@ -302,14 +302,16 @@ async def test_a_huge_result_fails_and_a_huge_error_message_is_cut(
 ) -> None:
     from asyncjobs.worker.attempt import MAX_ERROR_CHARS
     from asyncjobs.worker.runner import MAX_RESULT_BYTES
+    from tests.worker_app import big_error, big_result
 
     worker = spawn_worker()
     # Read as it comes: the failure's log line alone is more than a pipe holds.
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.append(worker.communicate()[0]))
     reader.start()
-    big = await client.enqueue("big_result", MAX_RESULT_BYTES)
-    loud = await client.enqueue("big_error", 1_000_000)
+    # The tasks, not their names: the worker may not have recorded them yet.
+    big = await client.enqueue(big_result, MAX_RESULT_BYTES)
+    loud = await client.enqueue(big_error, 1_000_000)
     with pytest.raises(asyncjobs.JobFailed, match="over the limit"):
         await client.wait(big, timeout=20)
     job = await client.get(big)

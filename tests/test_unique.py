@@ -283,7 +283,8 @@ async def test_bulk_enqueue_stays_linear_under_a_cached_generic_plan(
             for n in range(60_000)
         ]
         with anyio.fail_after(40):
-            ids = await client.enqueue_many_tx(conn, calls)
+            async with conn.transaction():
+                ids = await client.enqueue_many_tx(conn, calls)
     finally:
         await conn.close()
     assert len(set(ids)) == 60_000

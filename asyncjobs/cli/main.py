@@ -18,6 +18,7 @@ import click
 import orjson
 
 from .. import validation
+from ..app import App
 from ..db.sql import validate_schema
 from ..errors import AsyncJobsError
 from ..job import Job, JobState
@@ -349,6 +350,12 @@ def _s(items: Any) -> str:
     type=click.Choice(["cancel", "run"]),
     help="With --after: when a parent fails, is cancelled or deleted, cancel or run anyway.",
 )
+@click.option(
+    "--allow-unknown-task",
+    is_flag=True,
+    help="Enqueue TASK even if no worker has ever had a task of that name (workers not "
+    "deployed yet).",
+)
 def enqueue(
     *,
     dsn: str | None,
@@ -365,6 +372,7 @@ def enqueue(
     on_duplicate: Literal["existing", "raise"],
     after: tuple[int, ...],
     on_parent_failure: Literal["cancel", "run"],
+    allow_unknown_task: bool,
 ) -> None:
     """Enqueue a job of TASK (its stored name) with ARGS, a JSON array; print its id.
 
@@ -374,15 +382,18 @@ def enqueue(
           --kwargs '{"subject": "hi"}' --app myproject.tasks:app
 
     Without --app the task's code is not needed here: the job gets the options given on
-    the command line (else queue default, priority 0, 3 attempts), and a worker that has
-    no task of that name fails the job with a clear error.
+    the command line (else queue default, priority 0, 3 attempts). TASK must then be a name
+    some worker on the schema has had (close matches are suggested), unless
+    --allow-unknown-task.
     """
     positional = json_argument(args, "ARGS", list)
     keywords = json_argument(kwargs_json, "--kwargs", dict)
     if app_spec is None:
         app = make_app(dsn, schema)
         try:
-            named = app.task(name=validate_task_name(task))(_unknown_function)
+            # On an App of its own: the client's app must not have it, or its name would
+            # pass the check of known names.
+            named = App().task(name=validate_task_name(task))(_unknown_function)
         except AsyncJobsError as exc:
             raise click.BadParameter(str(exc), param_hint="TASK") from exc
     else:
@@ -412,6 +423,8 @@ def enqueue(
 
     async def main() -> int:
         async with app.client() as client:
+            if app_spec is None and not allow_unknown_task:
+                await client.check_task_name(task)
             (job_id,) = await client.enqueue_many([call])
             return job_id
 

@@ -31,12 +31,15 @@ from ..errors import (
 )
 from ..job import Job, JobId, JobState, WorkerInfo
 from ..retry import RetryDelay
-from ..tasks import P, Task, TaskCall
+from ..tasks import P, Task, TaskCall, validate_task_name
 from .enqueue import calls_list, enqueue_calls, task_call
 from .schedules import Schedules
+from .task_names import KnownTaskNames
+from .transactions import enqueue_in_transaction
 
 if TYPE_CHECKING:
     from ..app import App
+    from .transactions import Connection
 
 logger = logging.getLogger("asyncjobs.client")
 
@@ -44,10 +47,21 @@ T = TypeVar("T")
 
 
 class Client:
-    """Enqueues and controls jobs. Use as `async with app.client() as client:`."""
+    """Enqueues and controls jobs. Use as `async with app.client() as client:`.
 
-    def __init__(self, app: App) -> None:
+    An enqueue by name (a string) of a task that neither the app nor any worker that ever
+    ran on the schema has raises UnknownTaskError, naming close matches; with
+    `allow_unknown_tasks=True` it is enqueued anyway (for producers deployed before their
+    workers)."""
+
+    def __init__(self, app: App, *, allow_unknown_tasks: bool = False) -> None:
+        if not isinstance(allow_unknown_tasks, bool):
+            raise ConfigurationError(
+                f"allow_unknown_tasks must be True or False, got {allow_unknown_tasks!r}"
+            )
         self.app = app
+        self.allow_unknown_tasks = allow_unknown_tasks
+        self._task_names = KnownTaskNames(app.schema)
         self.sql = Queries.for_schema(app.schema)
         self.channels = Channels.for_schema(app.schema)
         self._stack: contextlib.AsyncExitStack | None = None
@@ -121,13 +135,28 @@ class Client:
         exist; a `unique_key` makes a retry safe. ConnectionFailed: nothing was stored."""
         call = task_call(self.app.tasks, task, args, kwargs)
         with _lost_connection(f"enqueueing a job of task {call.task!r}", writes=True):
+            if isinstance(task, str):
+                await self._check_name(task)
             (job_id,) = await enqueue_calls(self.pool, self.sql, [call])
         return JobId(job_id)
+
+    async def check_task_name(self, name: str) -> None:
+        """Raise UnknownTaskError unless this app has a task named `name` or a worker on
+        this schema ever had one (close matches are named). Enqueueing by name does this
+        (unless `allow_unknown_tasks`); a Task object needs no check."""
+        validate_task_name(name)
+        if name not in self.app.tasks:
+            with _lost_connection(f"reading the known task names for {name!r}", writes=False):
+                await self._task_names.check(self.pool, self.sql, name, self.app.tasks)
+
+    async def _check_name(self, name: str) -> None:
+        if not self.allow_unknown_tasks and name not in self.app.tasks:
+            await self._task_names.check(self.pool, self.sql, name, self.app.tasks)
 
     @overload
     async def enqueue_tx(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         task: Task[P, Coroutine[Any, Any, T]],
         /,
         *args: P.args,
@@ -135,21 +164,27 @@ class Client:
     ) -> JobId[T]: ...
     @overload
     async def enqueue_tx(
-        self, conn: asyncpg.Connection, task: Task[P, T], /, *args: P.args, **kwargs: P.kwargs
+        self, conn: Connection, task: Task[P, T], /, *args: P.args, **kwargs: P.kwargs
     ) -> JobId[T]: ...
     @overload
     async def enqueue_tx(
-        self, conn: asyncpg.Connection, task: str, /, *args: Any, **kwargs: Any
+        self, conn: Connection, task: str, /, *args: Any, **kwargs: Any
     ) -> JobId[Any]: ...
 
     async def enqueue_tx(
-        self, conn: asyncpg.Connection, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any
+        self, conn: Connection, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any
     ) -> JobId[Any]:
         """Enqueue on your own connection, inside your transaction: the job exists (and
-        workers hear of it) only if your transaction commits."""
-        (job_id,) = await enqueue_calls(
-            conn, self.sql, [task_call(self.app.tasks, task, args, kwargs)]
-        )
+        workers hear of it) only if your transaction commits.
+
+        `conn`: an asyncpg connection, an SQLAlchemy AsyncConnection or AsyncSession, a
+        psycopg 3 connection (async, or sync: run in a thread), or Django's connection
+        inside `transaction.atomic()`. UnsupportedConnection for anything else;
+        NotInTransaction for a connection that would commit the job on its own."""
+        call = task_call(self.app.tasks, task, args, kwargs)
+        if isinstance(task, str):
+            await self._check_name(task)
+        (job_id,) = await enqueue_in_transaction(conn, self.sql, [call])
         return JobId(job_id)
 
     async def enqueue_many(self, calls: Iterable[TaskCall]) -> list[int]:
@@ -159,11 +194,10 @@ class Client:
         with _lost_connection(f"enqueueing {len(batch)} jobs", writes=True):
             return await enqueue_calls(self.pool, self.sql, batch)
 
-    async def enqueue_many_tx(
-        self, conn: asyncpg.Connection, calls: Iterable[TaskCall]
-    ) -> list[int]:
-        """`enqueue_many` on your own connection, inside your transaction."""
-        return await enqueue_calls(conn, self.sql, calls_list(calls))
+    async def enqueue_many_tx(self, conn: Connection, calls: Iterable[TaskCall]) -> list[int]:
+        """`enqueue_many` on your own connection, inside your transaction (the connections
+        `enqueue_tx` takes)."""
+        return await enqueue_in_transaction(conn, self.sql, calls_list(calls))
 
     # -- read -----------------------------------------------------------------------
 

@@ -49,18 +49,28 @@ async def enqueue_calls(
     when a call has a unique key or parents) on `conn`; return their ids in call order."""
     if not calls:
         return []
+    statement, parameters = enqueue_statement(sql, calls)
+    try:
+        ids: list[int] = await conn.fetchval(statement, *parameters)
+    except asyncpg.PostgresError as exc:
+        error = refused(exc)
+        if error is exc:
+            raise
+        raise error from None
+    return ids
+
+
+def enqueue_statement(
+    sql: Queries, calls: list[TaskCall]
+) -> tuple[str, Enqueue | EnqueueUniqueOrAfter]:
+    """The statement that stores these calls' jobs, and its parameters."""
     for call in calls:
         if not isinstance(call, TaskCall):
             raise ConfigurationError(f"enqueue_many takes task.call(...) items, got {call!r}")
     parameters = enqueue_parameters(calls)
     if isinstance(parameters, Enqueue):
-        ids: list[int] = await conn.fetchval(sql.enqueue, *parameters)
-        return ids
-    try:
-        ids = await conn.fetchval(sql.enqueue_unique_or_after, *parameters)
-    except (asyncpg.ForeignKeyViolationError, asyncpg.UniqueViolationError) as exc:
-        raise _refused(exc) from None
-    return ids
+        return sql.enqueue, parameters
+    return sql.enqueue_unique_or_after, parameters
 
 
 # Between the JSON values of a batch's arguments: the ASCII record separator, as in RFC 7464.
@@ -142,10 +152,10 @@ def calls_list(calls: Iterable[TaskCall]) -> list[TaskCall]:
         ) from None
 
 
-def _refused(exc: asyncpg.PostgresError) -> Exception:
-    """The error for an enqueue that statement `enqueue` refused, else `exc` itself."""
-    constraint = getattr(exc, "constraint_name", None)
-    detail = getattr(exc, "detail", None) or ""
+def refused(exc: BaseException) -> BaseException:
+    """The error for an enqueue that statement `enqueue_unique_or_after` refused, else
+    `exc` itself. `exc` is asyncpg's, psycopg's or SQLAlchemy's (which wraps either)."""
+    constraint, detail = _diagnostics(exc)
     if constraint == "asyncjobs_unknown_parent":
         return JobNotFound(
             f"cannot enqueue after job {detail.replace(',', ', ')}: no such job (it never "
@@ -155,3 +165,21 @@ def _refused(exc: asyncpg.PostgresError) -> Exception:
         found = loads(detail)
         return DuplicateJob(found["task"], found["unique_key"], found["job"], found["state"])
     return exc
+
+
+def _diagnostics(exc: BaseException) -> tuple[str | None, str]:
+    """The constraint name and DETAIL of a PostgreSQL error, from whichever driver raised
+    it: asyncpg's attributes, psycopg's `diag`, or what SQLAlchemy wraps (`orig`, then the
+    adapter's cause)."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            break
+        if isinstance(seen, asyncpg.PostgresError):
+            return getattr(seen, "constraint_name", None), getattr(seen, "detail", None) or ""
+        diag = getattr(seen, "diag", None)
+        if diag is not None and getattr(diag, "constraint_name", None):
+            return diag.constraint_name, diag.message_detail or ""
+        orig = getattr(seen, "orig", None)
+        seen = orig if isinstance(orig, BaseException) else seen.__cause__
+    return None, ""

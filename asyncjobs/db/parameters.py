@@ -89,6 +89,16 @@ class HandOff(NamedTuple):
     key: int | None
 
 
+class RecordTaskNames(NamedTuple):
+    """Statement `record_task_names`: a worker's tasks, by name, and their default options."""
+
+    names: list[str]
+    queues: list[str]
+    priorities: list[int]
+    max_attempts: list[int]
+    timeouts: list[float | None]
+
+
 # Each record by the name of its statement.
 RECORDS: dict[str, type[tuple[Any, ...]]] = {
     "enqueue": Enqueue,
@@ -96,4 +106,5 @@ RECORDS: dict[str, type[tuple[Any, ...]]] = {
     "start_and_finish": StartAndFinish,
     "report_progress": ReportProgress,
     "hand_off": HandOff,
+    "record_task_names": RecordTaskNames,
 }

@@ -717,3 +717,20 @@ DELETE FROM {schema}.schedules WHERE name = ANY($1::text[]) RETURNING name;
 -- one at a time: a transaction lock keyed by the table's own oid.
 SELECT pg_advisory_xact_lock('{schema}.schedules'::regclass::oid::bigint);
 
+
+-- name: record_task_names
+-- Parameters: $1 names, $2 queues, $3 priorities, $4 max_attempts, $5 timeouts.
+--
+-- A worker starting: its app's tasks and their default options are known from now on, for
+-- good (see task_names). The names come sorted, so that workers starting together lock the
+-- rows in one order.
+INSERT INTO {schema}.task_names AS t (name, queue, priority, max_attempts, timeout)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::float8[])
+    ON CONFLICT (name) DO UPDATE
+   SET queue = EXCLUDED.queue, priority = EXCLUDED.priority,
+       max_attempts = EXCLUDED.max_attempts, timeout = EXCLUDED.timeout, last_seen_at = now();
+
+-- name: known_task_names
+-- Every task name a worker on this schema has had, for the client's check of an enqueue by
+-- name (cached; read again on a miss).
+SELECT coalesce(array_agg(name ORDER BY name), '{}') FROM {schema}.task_names;

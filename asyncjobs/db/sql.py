@@ -82,6 +82,8 @@ class Queries:
     pause_schedule: str
     delete_schedules: str
     lock_schedules_sync: str
+    record_task_names: str
+    known_task_names: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Queries:

@@ -18,6 +18,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from .. import validation
 from ..cancel import CancelReason
 from ..client.schedules import sync_declared
+from ..client.task_names import record_task_names
 from ..db.connections import DATABASE_ERRORS, connect
 from ..db.migrations import check, migrate
 from ..db.pool import Pool, open_pool
@@ -253,6 +254,7 @@ class Worker:
                 else:
                     await check(conn, self.app.schema)
                 await sync_declared(conn, self.sql, self.app.schedules)
+                await record_task_names(conn, self.sql, self.app.tasks)
             finally:
                 await conn.close()
             pool = await open_pool(dsn, min_size=1, max_size=4, warm_up=self._warm_up)
