@@ -24,7 +24,7 @@ from .errors import (
     UnknownTaskError,
     WaitTimeout,
 )
-from .job import Job, JobState, WorkerInfo
+from .job import Job, JobState, QueueInfo, WorkerInfo
 from .job_context import Fence, JobContext, current_job
 from .retention import Retention
 from .retry import Backoff, Retry
@@ -57,6 +57,7 @@ __all__ = [
     "JobState",
     "MigrationError",
     "NoCurrentJob",
+    "QueueInfo",
     "Retention",
     "Retry",
     "Schedule",

@@ -132,7 +132,15 @@ async def test_schema_sql_builds_the_same_catalog_as_the_migrations(
 
     # Not comparing two empty lists: the catalog really was read.
     tables = {row[0] for row in migrated["relations"] if row[1] == "r"}
-    assert tables == {"jobs", "queue", "workers", "migrations", "schedules", "job_parents"}
+    assert tables == {
+        "jobs",
+        "queue",
+        "workers",
+        "migrations",
+        "schedules",
+        "job_parents",
+        "paused_queues",
+    }
     functions = {row[0] for row in migrated["functions"]}
     assert {"cancel_job", "requeue_job", "delete_job", "stop_workers"} <= functions
     assert migrated["applied_migrations"] == [(m.version, m.name) for m in available()]

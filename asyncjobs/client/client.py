@@ -28,9 +28,9 @@ from ..errors import (
     JobNotFound,
     WaitTimeout,
 )
-from ..job import Job, JobState, WorkerInfo
+from ..job import Job, JobState, QueueInfo, WorkerInfo
 from ..retry import RetryDelay
-from ..tasks import P, Task, TaskCall
+from ..tasks import P, Task, TaskCall, validate_queue
 from .enqueue import calls_list, enqueue_calls, task_call
 from .schedules import Schedules
 
@@ -222,6 +222,32 @@ class Client:
         with _lost_connection("stopping workers", writes=True):
             stopped: int = await self.pool.fetchval(self.sql.stop_workers, seconds)
         return stopped
+
+    # -- queues ---------------------------------------------------------------------
+
+    async def pause_queue(self, name: str) -> bool:
+        """Pause a queue: once this returns, no worker anywhere claims its jobs (they wait;
+        running ones finish). Stored, so workers started later honour it too.
+        Returns False if it was paused already."""
+        validate_queue(name)
+        with _lost_connection(f"pausing queue {name!r}", writes=True):
+            added: bool = await self.pool.fetchval(self.sql.pause_queue, name)
+        return added
+
+    async def resume_queue(self, name: str) -> bool:
+        """Resume a paused queue: every worker of it is woken at once.
+        Returns False if it was not paused."""
+        validate_queue(name)
+        with _lost_connection(f"resuming queue {name!r}", writes=True):
+            removed: bool = await self.pool.fetchval(self.sql.resume_queue, name)
+        return removed
+
+    async def queues(self) -> list[QueueInfo]:
+        """Every queue with unfinished jobs, paused, or served by a worker: its depth by
+        state, running count, whether it is paused, its oldest due job's wait."""
+        with _lost_connection("listing queues", writes=False):
+            rows = await self.pool.fetch(self.sql.list_queues)
+        return [QueueInfo.from_row(row) for row in rows]
 
     # -- wait -----------------------------------------------------------------------
 

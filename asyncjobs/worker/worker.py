@@ -574,6 +574,14 @@ class Worker:
         if kind == "ask":
             self._asked(rest)
             return
+        if kind in ("paused", "resumed"):
+            # The claim itself skips paused queues (claim_jobs reads paused_queues), so a
+            # pause needs nothing here; a resume wakes the fetcher at once.
+            if rest in self.queues:
+                logger.info("worker %s: queue %s %s", self.id, rest, kind)
+                if kind == "resumed" and self._fetcher is not None:
+                    self._fetcher.wake()
+            return
         if kind == "stop":
             text, _, _target = rest.partition(" ")
             logger.info("worker %s: stop requested by broadcast", self.id)
