@@ -26,7 +26,7 @@ from ..tasks import validate_task_name
 from ..validation import INT64
 from ..worker.settings import MAX_HAND_OFF_AFTER, WorkerSettings
 from ..worker.worker import Worker
-from .common import app_options, json_argument, load_app, make_app, run
+from .common import app_options, fail, json_argument, load_app, make_app, run
 from .schedules import schedules
 
 # The defaults the worker command shows, and gives when an option is left out.
@@ -719,6 +719,42 @@ queues.command(
 queues.command("resume", help="Resume a paused queue: its workers start its jobs at once.")(
     _queue_command(pause=False)
 )
+
+
+@cli.command()
+@click.argument("app_spec", metavar="MODULE:APP", required=False)
+@app_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--read-only", is_flag=True, help="Refuse every action: look, don't touch.")
+def dashboard(
+    app_spec: str | None,
+    *,
+    dsn: str | None,
+    schema: str | None,
+    host: str,
+    port: int,
+    read_only: bool,
+) -> None:
+    """Serve the web dashboard (needs `pip install asyncjobs[dashboard]`).
+
+    It answers local clients only: to open it to others, mount `app.dashboard(auth=...)`
+    in your own ASGI app. MODULE:APP gives the app (its DSN and schema); else the DSN and
+    schema options or ASYNCJOBS_DSN and ASYNCJOBS_SCHEMA.
+    """
+    try:
+        import uvicorn
+    except ImportError:
+        fail("the dashboard needs its extra: pip install 'asyncjobs[dashboard]'")
+    app = load_app(app_spec) if app_spec else make_app(dsn, schema)
+    if app_spec and (dsn or schema):
+        app = make_app(dsn or app.dsn, schema or app.schema)
+    try:
+        board = app.dashboard(read_only=read_only)
+    except AsyncJobsError as exc:
+        fail(str(exc))
+    click.echo(f"asyncjobs dashboard of schema {app.schema!r} on http://{host}:{port}/")
+    uvicorn.run(board, host=host, port=port, log_level="warning")
 
 
 @cli.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import uuid
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
@@ -222,6 +223,20 @@ class Client:
         with _lost_connection("stopping workers", writes=True):
             stopped: int = await self.pool.fetchval(self.sql.stop_workers, seconds)
         return stopped
+
+    async def stop_worker(self, worker_id: uuid.UUID | str, grace: float = 0.0) -> bool:
+        """Stop one worker (an id from `workers()`), as `stop_workers` stops them all.
+        False if there is no such worker or it was asked to stop already."""
+        seconds = validation.seconds("grace", grace)
+        try:
+            ident = worker_id if isinstance(worker_id, uuid.UUID) else uuid.UUID(str(worker_id))
+        except ValueError:
+            raise ConfigurationError(
+                f"a worker id is a UUID (as workers() lists it), got {worker_id!r}"
+            ) from None
+        with _lost_connection(f"stopping worker {ident}", writes=True):
+            stopped: int = await self.pool.fetchval(self.sql.stop_worker, ident, seconds)
+        return stopped == 1
 
     # -- queues ---------------------------------------------------------------------
 

@@ -455,6 +455,20 @@ SELECT {schema}.delete_job($1);
 -- name: stop_workers
 SELECT {schema}.stop_workers($1);
 
+-- name: stop_worker
+-- One worker stops, as with stop_workers but only worker $1 (grace $2): its flag (the
+-- heartbeat's fallback) and the broadcast naming it. Returns 1, or 0 when there is no such
+-- worker or it was asked already.
+WITH asked AS (
+    UPDATE {schema}.workers SET stop_requested_at = now(), stop_grace = $2::float8
+     WHERE id = $1 AND stop_requested_at IS NULL
+    RETURNING id
+), told AS (
+    SELECT pg_notify('{channel_prefix}.control', format('stop %s %s', $2::float8, id))
+      FROM asked
+)
+SELECT (SELECT count(*) FROM asked)::integer + 0 * (SELECT count(*) FROM told)::integer;
+
 -- name: pause_queue
 -- See pause_queue in the schema: once this returns, no worker claims from queue $1.
 SELECT {schema}.pause_queue($1);

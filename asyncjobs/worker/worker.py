@@ -583,7 +583,9 @@ class Worker:
                     self._fetcher.wake()
             return
         if kind == "stop":
-            text, _, _target = rest.partition(" ")
+            text, _, target = rest.partition(" ")
+            if target not in ("", "*", str(self.id)):
+                return  # another worker is asked to stop (stop_worker)
             logger.info("worker %s: stop requested by broadcast", self.id)
             grace: object = text
             with contextlib.suppress(ValueError):
