@@ -140,7 +140,7 @@ async def test_cancel_clicked_on_a_running_job_interrupts_it_and_the_page_change
     await _live(page)
     await _no_reload_marker(page)
     assert await page.inner_text("#job-state") == "processing"
-    clicked = time.monotonic()
+    clicked = time.time()
     await page.click("form[action$='/cancel'] button")
     await page.wait_for_function(
         "document.getElementById('job-state').textContent === 'cancelled'", timeout=10_000
@@ -149,8 +149,8 @@ async def test_cancel_clicked_on_a_running_job_interrupts_it_and_the_page_change
     with anyio.fail_after(10):
         while not [m for m in read_marks(marks) if m[0] == "stop"]:
             await anyio.sleep(0.01)
-    stopped_after = [m for m in read_marks(marks) if m[0] == "stop"][0][3] - time.time()
-    assert time.monotonic() - clicked + stopped_after < 5  # interrupted, not waited out
+    stopped_at = next(m for m in read_marks(marks) if m[0] == "stop")[3]
+    assert stopped_at - clicked < 5  # interrupted in its worker, not waited out (60 s)
     assert (await client.get(job_id)).state is asyncjobs.JobState.CANCELLED
 
 
