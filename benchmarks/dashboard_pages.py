@@ -25,7 +25,8 @@ SCHEMA = "dashbench"
 
 FILL = """
 INSERT INTO {schema}.jobs (task, queue, args, kwargs, state, attempt, max_attempts, run_at,
-                           created_at, started_at, finished_at, result, unique_key)
+                           created_at, started_at, finished_at, result, unique_key,
+                           active_key)
 SELECT 'task_' || (g % 7), 'queue_' || (g % 5),
        jsonb_build_array(g % 1000, 'user' || (g % 5000) || '@example.com'),
        jsonb_build_object('n', g % 97),
@@ -33,7 +34,8 @@ SELECT 'task_' || (g % 7), 'queue_' || (g % 5),
        CASE WHEN s.state IN ('succeeded', 'failed', 'cancelled')
             THEN t.at + interval '120 ms' END,
        CASE WHEN s.state = 'succeeded' THEN '"ok"'::jsonb END,
-       CASE WHEN g % 100 = 0 THEN 'key-' || g END
+       CASE WHEN g % 100 = 0 THEN 'key-' || g END,
+       CASE WHEN g % 100 = 0 AND s.state IN ('queued', 'processing') THEN 'key-' || g END
   FROM generate_series(1, $1) AS g,
        LATERAL (SELECT now() - (($1 - g)::float8 / $1) * interval '7 days' AS at) AS t,
        LATERAL (SELECT CASE WHEN g > $1 - 2000 THEN 'queued'

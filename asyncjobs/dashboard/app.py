@@ -32,7 +32,7 @@ from ..job import Job, JobState
 from . import charts, csrf
 from .access import Access, Auth, resolve
 from .events import Events
-from .store import PAGE, BadFilter, DashboardQueries, JobFilter
+from .store import COUNT_CAP, PAGE, BadFilter, DashboardQueries, JobFilter, sample_percent
 
 if TYPE_CHECKING:
     from ..app import App
@@ -247,15 +247,17 @@ class Dashboard:
     # -- pages ----------------------------------------------------------------------
 
     async def overview(self, request: Request, client: Client) -> tuple[str, dict[str, Any]]:
-        counts = await client.pool.fetch(self.sql.state_counts)
+        size = await client.pool.fetchval(self.sql.table_size)
+        percent = sample_percent(size)
+        counts = await client.pool.fetch(self.sql.state_counts, percent)
         states = [s.value for s in JobState]
         by_queue: dict[str, dict[str, int]] = {}
         totals = dict.fromkeys(states, 0)
         for row in counts:
             by_queue.setdefault(row["queue"], dict.fromkeys(states, 0))[row["state"]] = row["n"]
             totals[row["state"]] += row["n"]
-        stats = await client.pool.fetch(self.sql.window_stats)
-        buckets = await client.pool.fetch(self.sql.throughput)
+        stats = await client.pool.fetch(self.sql.window_stats, percent)
+        buckets = await client.pool.fetch(self.sql.throughput, percent)
         chart = charts.bars(
             [
                 ("succeeded", [r["succeeded"] for r in buckets], "#3a7d44"),
@@ -270,6 +272,7 @@ class Dashboard:
             "by_queue": by_queue,
             "stats": stats,
             "chart": chart,
+            "estimated": percent < 100,
             "workers_up": sum(1 for w in workers if w.stop_requested_at is None),
             "workers": workers,
         }
@@ -287,7 +290,7 @@ class Dashboard:
         )
         more = len(rows) > PAGE
         rows = rows[:PAGE]
-        matching = await client.pool.fetchval(self.sql.count_jobs, *chosen.values())
+        matching = await client.pool.fetchval(self.sql.count_jobs, *chosen.values(), COUNT_CAP + 1)
         next_query = (
             urllib.parse.urlencode({**chosen.query(), "before": rows[-1]["id"]}) if more else None
         )
@@ -296,6 +299,7 @@ class Dashboard:
             "filter": chosen,
             "states": [s.value for s in JobState],
             "matching": matching,
+            "capped": matching > COUNT_CAP,
             "next_query": next_query,
             "filter_query": urllib.parse.urlencode(chosen.query()),
         }

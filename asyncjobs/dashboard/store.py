@@ -14,6 +14,17 @@ from ..job import JobState
 from ..tasks import validate_queue
 
 PAGE = 50
+# Counted up to this many; more are shown as "1,000+".
+COUNT_CAP = 1000
+# Jobs read by the overview's sample, about: below, it reads them all (exact).
+SAMPLE_ROWS = 20_000
+
+
+def sample_percent(estimated_jobs: int) -> float:
+    """The share of the table's pages the overview reads: all of a small table."""
+    if estimated_jobs <= SAMPLE_ROWS * 2:
+        return 100.0
+    return max(0.5, 100.0 * SAMPLE_ROWS / estimated_jobs)
 
 
 class BadFilter(ConfigurationError):
@@ -88,6 +99,7 @@ class JobFilter:
 class DashboardQueries:
     """Each statement of the dashboard's queries.sql, rendered for one schema."""
 
+    table_size: str
     state_counts: str
     window_stats: str
     throughput: str
