@@ -584,7 +584,7 @@ class Worker:
             return
         if kind == "stop":
             text, _, target = rest.partition(" ")
-            if target not in ("", "*", str(self.id)):
+            if _names_another_worker(target, self.id):
                 return  # another worker is asked to stop (stop_worker)
             logger.info("worker %s: stop requested by broadcast", self.id)
             grace: object = text
@@ -651,3 +651,12 @@ class Worker:
                 job.cancel(CancelReason.CANCELLED)
             elif row["queue_entry"] != job.entry or row["attempt"] != job.attempt:
                 job.cancel(CancelReason.REQUEUED)
+
+
+def _names_another_worker(target: str, me: uuid.UUID) -> bool:
+    """Whether a stop broadcast's target is another worker's id (stop_worker). Anything
+    else ('*', empty, a word) is for every worker, as it always was."""
+    try:
+        return uuid.UUID(target) != me
+    except ValueError:
+        return False
