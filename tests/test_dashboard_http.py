@@ -242,3 +242,41 @@ async def test_mounted_under_a_path_in_fastapi(
             assert 'href="/jobs-admin/jobs"' in page.text
             css = await http.get("/jobs-admin/static/dashboard.css")
             assert css.status_code == 200
+
+
+async def test_the_dashboard_command_serves_it_read_only_on_localhost(
+    env: dict[str, str], client: asyncjobs.Client
+) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    import anyio
+
+    from tests.helpers import ROOT
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asyncjobs", "dashboard", "--port", str(port), "--read-only"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            with anyio.fail_after(20):
+                while True:
+                    try:
+                        page = await http.get("/queues")
+                        break
+                    except httpx.ConnectError:
+                        await anyio.sleep(0.1)
+            assert page.status_code == 200 and "read-only" in page.text
+            assert 'name="csrf"' not in page.text  # no action offered
+    finally:
+        proc.terminate()
+        proc.wait(10)
