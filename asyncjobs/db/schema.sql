@@ -301,7 +301,9 @@ BEGIN
 END $$;
 
 -- pause_queue(queue): no worker claims from `queue` once this commits (see claim_jobs);
--- running jobs go on. Returns whether it was running (not paused) before.
+-- running jobs go on. Returns whether it was running (not paused) before. Every claim, of
+-- every queue, waits from the lock until the commit: call it in a short transaction of
+-- its own (the client does), never inside a long one.
 CREATE FUNCTION {schema}.pause_queue(queue_name text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
