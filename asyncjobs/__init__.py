@@ -26,7 +26,7 @@ from .errors import (
     UnsupportedConnection,
     WaitTimeout,
 )
-from .job import Job, JobId, JobState, WorkerInfo
+from .job import Job, JobId, JobState, QueueInfo, WorkerInfo
 from .job_context import Fence, JobContext, current_job
 from .retention import Retention
 from .retry import Backoff, Retry
@@ -62,6 +62,7 @@ __all__ = [
     "MigrationError",
     "NoCurrentJob",
     "NotInTransaction",
+    "QueueInfo",
     "Retention",
     "Retry",
     "Schedule",

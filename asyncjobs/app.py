@@ -24,7 +24,10 @@ from .tasks import JobOptions, P, R, Task, task_name
 
 if TYPE_CHECKING:
     from .client.client import Client
+    from .dashboard.access import Auth
+    from .dashboard.app import Dashboard
     from .db.shared_server import SharedServer
+    from .job import Job
     from .sync import SyncClient
     from .worker.settings import WorkerOptions
     from .worker.worker import Worker
@@ -247,6 +250,29 @@ class App:
         from .worker.worker import Worker
 
         return Worker(self, **options)
+
+    def dashboard(
+        self,
+        *,
+        auth: Auth | None = None,
+        read_only: bool = False,
+        redact: Callable[[Job[Any]], Job[Any]] | None = None,
+    ) -> Dashboard:
+        """The web dashboard of this app, an ASGI app: `api.mount("/jobs", app.dashboard())`.
+        Needs the `dashboard` extra (`pip install asyncjobs[dashboard]`).
+
+        Without `auth` it answers local clients only. `auth(request)` (may be async) returns
+        an `asyncjobs.dashboard.Access` (full, read-only, or a list of allowed actions, and
+        who it is, for the log of actions) or None to refuse. `read_only` refuses every
+        action whatever `auth` says. `redact(job)` returns the job as it may be shown
+        (e.g. its arguments and result masked)."""
+        try:
+            from .dashboard.app import Dashboard
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"the dashboard needs its extra: pip install 'asyncjobs[dashboard]' ({exc})"
+            ) from None
+        return Dashboard(self, auth=auth, read_only=read_only, redact=redact)
 
     async def migrate(self) -> list[int]:
         """Create or upgrade the schema; return the migration versions applied now."""

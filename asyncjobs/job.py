@@ -127,6 +127,30 @@ class WorkerInfo:
         return cls(**values)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """One queue as `client.queues()` sees it: its unfinished jobs by state, whether it is
+    paused, and how long its oldest due job has waited."""
+
+    name: str
+    queued: int
+    scheduled: int
+    awaiting: int
+    processing: int
+    """Jobs running now (the running count)."""
+    paused: bool
+    paused_at: datetime.datetime | None
+    oldest_wait: float | None
+    """Seconds the oldest due (queued) job has waited; None when none waits."""
+    workers: int
+    """Workers serving this queue (not stopping)."""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any] | Any) -> QueueInfo:
+        """Build from a `list_queues` row."""
+        return cls(**dict(row))
+
+
 def _decoded(text: str) -> Any:
     """A JSON column's value; its text when orjson can't read it (written by plain SQL: a
     number beyond float or int64, nesting deeper than 1024), so one odd row can't stop a

@@ -116,3 +116,13 @@ async def test_a_garbled_change_raises_for_the_listener_to_log() -> None:
     # The listener's dispatch logs what a handler raises and goes on listening.
     with pytest.raises(ValueError):
         worker()._on_control("cancelled five 70")
+
+
+async def test_a_stop_naming_another_worker_is_not_for_this_one() -> None:
+    import uuid
+
+    w = worker()
+    w._on_control(f"stop 1 {uuid.uuid4()}")
+    assert not w.stopping
+    w._on_control(f"stop 1.5 {w.id}")
+    assert w.stopping and w.grace == 1.5

@@ -140,6 +140,7 @@ async def test_schema_sql_builds_the_same_catalog_as_the_migrations(
         "schedules",
         "job_parents",
         "task_names",
+        "paused_queues",
     }
     functions = {row[0] for row in migrated["functions"]}
     assert {"cancel_job", "requeue_job", "delete_job", "stop_workers", "enqueue"} <= functions

@@ -114,3 +114,14 @@ async def count_up(total: int, step: float) -> dict[str, object]:
         job.checkpoint(state)
         raise
     return state
+
+
+@app.task(name="progressing", max_attempts=1)
+async def progressing(steps: int, step: float) -> str:
+    """Report progress and a log line every `step` seconds (the dashboard shows them live)."""
+    job = asyncjobs.current_job()
+    for i in range(steps):
+        job.progress(i / steps, f"step {i} of {steps}")
+        job.log(f"step {i} done")
+        await anyio.sleep(step)
+    return "done"

@@ -21,13 +21,13 @@ from .. import validation
 from ..app import App
 from ..db.sql import validate_schema
 from ..errors import AsyncJobsError
-from ..job import Job, JobState
+from ..job import Job, JobState, QueueInfo
 from ..retention import DAY, Retention
 from ..tasks import validate_task_name
 from ..validation import INT64
 from ..worker.settings import MAX_HAND_OFF_AFTER, WorkerSettings
 from ..worker.worker import Worker
-from .common import app_options, json_argument, load_app, make_app, run
+from .common import app_options, fail, json_argument, load_app, make_app, run
 from .schedules import schedules
 
 # The defaults the worker command shows, and gives when an option is left out.
@@ -666,6 +666,108 @@ def workers_stop(dsn: str | None, schema: str | None, grace: float) -> None:
 
     stopped = run(main)
     click.echo(f"asked {stopped} worker{_s(stopped)} to stop")
+
+
+@cli.group()
+def queues() -> None:
+    """See queues; pause and resume them."""
+
+
+@queues.command("list")
+@app_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+def queues_list(dsn: str | None, schema: str | None, as_json: bool) -> None:
+    """List queues: unfinished jobs by state, running, paused, the oldest due job's wait."""
+    app = make_app(dsn, schema)
+
+    async def main() -> list[QueueInfo]:
+        async with app.client() as client:
+            return await client.queues()
+
+    found = run(main)
+    if as_json:
+        for q in found:
+            click.echo(orjson.dumps(q, default=str).decode())
+        return
+    if not found:
+        click.echo("no queues")
+        return
+    click.echo(
+        f"{'QUEUE':<16}  {'STATE':<7}  {'QUEUED':>7}  {'SCHED':>7}  {'AWAIT':>7}  "
+        f"{'RUNNING':>7}  {'WORKERS':>7}  OLDEST WAIT"
+    )
+    for q in found:
+        wait = "-" if q.oldest_wait is None else f"{q.oldest_wait:.1f}s"
+        click.echo(
+            f"{q.name:<16}  {'paused' if q.paused else 'active':<7}  {q.queued:>7}  "
+            f"{q.scheduled:>7}  {q.awaiting:>7}  {q.processing:>7}  {q.workers:>7}  {wait}"
+        )
+
+
+def _queue_command(pause: bool) -> Callable[..., None]:
+    @app_options
+    @click.argument("name")
+    def command(dsn: str | None, schema: str | None, name: str) -> None:
+        app = make_app(dsn, schema)
+
+        async def main() -> bool:
+            async with app.client() as client:
+                if pause:
+                    return await client.pause_queue(name)
+                return await client.resume_queue(name)
+
+        changed = run(main)
+        if pause:
+            click.echo(f"queue {name} paused" if changed else f"queue {name} was paused already")
+        else:
+            click.echo(f"queue {name} resumed" if changed else f"queue {name} was not paused")
+
+    return command
+
+
+queues.command(
+    "pause",
+    help="Pause a queue: no worker claims its jobs until it is resumed (running ones finish).",
+)(_queue_command(pause=True))
+queues.command("resume", help="Resume a paused queue: its workers start its jobs at once.")(
+    _queue_command(pause=False)
+)
+
+
+@cli.command()
+@click.argument("app_spec", metavar="MODULE:APP", required=False)
+@app_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--read-only", is_flag=True, help="Refuse every action: look, don't touch.")
+def dashboard(
+    app_spec: str | None,
+    *,
+    dsn: str | None,
+    schema: str | None,
+    host: str,
+    port: int,
+    read_only: bool,
+) -> None:
+    """Serve the web dashboard (needs `pip install asyncjobs[dashboard]`).
+
+    It answers local clients only: to open it to others, mount `app.dashboard(auth=...)`
+    in your own ASGI app. MODULE:APP gives the app (its DSN and schema); else the DSN and
+    schema options or ASYNCJOBS_DSN and ASYNCJOBS_SCHEMA.
+    """
+    try:
+        import uvicorn
+    except ImportError:
+        fail("the dashboard needs its extra: pip install 'asyncjobs[dashboard]'")
+    app = load_app(app_spec) if app_spec else make_app(dsn, schema)
+    if app_spec and (dsn or schema):
+        app = make_app(dsn or app.dsn, schema or app.schema)
+    try:
+        board = app.dashboard(read_only=read_only)
+    except AsyncJobsError as exc:
+        fail(str(exc))
+    click.echo(f"asyncjobs dashboard of schema {app.schema!r} on http://{host}:{port}/")
+    uvicorn.run(board, host=host, port=port, log_level="warning")
 
 
 @cli.command()

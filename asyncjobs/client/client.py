@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import uuid
 from collections.abc import Coroutine, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -29,9 +30,9 @@ from ..errors import (
     JobNotFound,
     WaitTimeout,
 )
-from ..job import Job, JobId, JobState, WorkerInfo
+from ..job import Job, JobId, JobState, QueueInfo, WorkerInfo
 from ..retry import RetryDelay
-from ..tasks import P, Task, TaskCall, validate_task_name
+from ..tasks import P, Task, TaskCall, validate_queue, validate_task_name
 from .enqueue import calls_list, enqueue_calls, task_call
 from .schedules import Schedules
 from .task_names import KnownTaskNames
@@ -282,6 +283,46 @@ class Client:
         with _lost_connection("stopping workers", writes=True):
             stopped: int = await self.pool.fetchval(self.sql.stop_workers, seconds)
         return stopped
+
+    async def stop_worker(self, worker_id: uuid.UUID | str, grace: float = 0.0) -> bool:
+        """Stop one worker (an id from `workers()`), as `stop_workers` stops them all.
+        False if there is no such worker or it was asked to stop already."""
+        seconds = validation.seconds("grace", grace)
+        try:
+            ident = worker_id if isinstance(worker_id, uuid.UUID) else uuid.UUID(str(worker_id))
+        except ValueError:
+            raise ConfigurationError(
+                f"a worker id is a UUID (as workers() lists it), got {worker_id!r}"
+            ) from None
+        with _lost_connection(f"stopping worker {ident}", writes=True):
+            stopped: int = await self.pool.fetchval(self.sql.stop_worker, ident, seconds)
+        return stopped == 1
+
+    # -- queues ---------------------------------------------------------------------
+
+    async def pause_queue(self, name: str) -> bool:
+        """Pause a queue: once this returns, no worker anywhere claims its jobs (they wait;
+        running ones finish). Stored, so workers started later honour it too.
+        Returns False if it was paused already."""
+        validate_queue(name)
+        with _lost_connection(f"pausing queue {name!r}", writes=True):
+            added: bool = await self.pool.fetchval(self.sql.pause_queue, name)
+        return added
+
+    async def resume_queue(self, name: str) -> bool:
+        """Resume a paused queue: every worker of it is woken at once.
+        Returns False if it was not paused."""
+        validate_queue(name)
+        with _lost_connection(f"resuming queue {name!r}", writes=True):
+            removed: bool = await self.pool.fetchval(self.sql.resume_queue, name)
+        return removed
+
+    async def queues(self) -> list[QueueInfo]:
+        """Every queue with unfinished jobs, paused, or served by a worker: its depth by
+        state, running count, whether it is paused, its oldest due job's wait."""
+        with _lost_connection("listing queues", writes=False):
+            rows = await self.pool.fetch(self.sql.list_queues)
+        return [QueueInfo.from_row(row) for row in rows]
 
     # -- wait -----------------------------------------------------------------------
 

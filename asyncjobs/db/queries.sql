@@ -455,6 +455,65 @@ SELECT {schema}.delete_job($1);
 -- name: stop_workers
 SELECT {schema}.stop_workers($1);
 
+-- name: stop_worker
+-- One worker stops, as with stop_workers but only worker $1 (grace $2): its flag (the
+-- heartbeat's fallback) and the broadcast naming it. Returns 1, or 0 when there is no such
+-- worker or it was asked already.
+WITH asked AS (
+    UPDATE {schema}.workers SET stop_requested_at = now(), stop_grace = $2::float8
+     WHERE id = $1 AND stop_requested_at IS NULL
+    RETURNING id
+), told AS (
+    SELECT pg_notify('{channel_prefix}.control', format('stop %s %s', $2::float8, id))
+      FROM asked
+)
+SELECT (SELECT count(*) FROM asked)::integer + 0 * (SELECT count(*) FROM told)::integer;
+
+-- name: pause_queue
+-- See pause_queue in the schema: once this returns, no worker claims from queue $1.
+SELECT {schema}.pause_queue($1);
+
+-- name: resume_queue
+SELECT {schema}.resume_queue($1);
+
+-- name: list_queues
+-- Every queue that has unfinished jobs, is paused, or is served by a worker: its unfinished
+-- jobs by state, whether it is paused, how long its oldest due job has waited (seconds), and
+-- how many workers serve it. Reads the unfinished jobs only, but finds them by a scan of
+-- `jobs` (no index on state: one would slow every start and finish).
+WITH active AS (
+    SELECT queue,
+           count(*) FILTER (WHERE state = 'queued') AS queued,
+           count(*) FILTER (WHERE state = 'scheduled') AS scheduled,
+           count(*) FILTER (WHERE state = 'awaiting') AS awaiting,
+           count(*) FILTER (WHERE state = 'processing') AS processing,
+           min(run_at) FILTER (WHERE state = 'queued') AS oldest_due
+      FROM {schema}.jobs
+     WHERE state IN ('scheduled', 'queued', 'awaiting', 'processing')
+     GROUP BY queue
+), served AS (
+    SELECT q AS queue, count(*) AS workers
+      FROM {schema}.workers, unnest(queues) AS q
+     WHERE stop_requested_at IS NULL
+     GROUP BY q
+), names AS (
+    SELECT queue FROM active
+     UNION SELECT queue FROM {schema}.paused_queues
+     UNION SELECT queue FROM served
+)
+SELECT n.queue AS name, coalesce(a.queued, 0) AS queued,
+       coalesce(a.scheduled, 0) AS scheduled, coalesce(a.awaiting, 0) AS awaiting,
+       coalesce(a.processing, 0) AS processing, p.queue IS NOT NULL AS paused,
+       p.paused_at,
+       CASE WHEN a.oldest_due IS NOT NULL
+            THEN greatest(extract(epoch FROM now() - a.oldest_due)::float8, 0) END AS oldest_wait,
+       coalesce(s.workers, 0) AS workers
+  FROM names AS n
+  LEFT JOIN active AS a ON a.queue = n.queue
+  LEFT JOIN {schema}.paused_queues AS p ON p.queue = n.queue
+  LEFT JOIN served AS s ON s.queue = n.queue
+ ORDER BY n.queue;
+
 -- name: try_lock_pruning
 -- One worker prunes at a time. A session lock: released when that worker's connection ends.
 SELECT pg_try_advisory_lock(hashtext('{schema}.prune'));

@@ -50,6 +50,10 @@ class Queries:
     requeue_job: str
     delete_job: str
     stop_workers: str
+    stop_worker: str
+    pause_queue: str
+    resume_queue: str
+    list_queues: str
     try_lock_pruning: str
     unlock_pruning: str
     prune_bound: str

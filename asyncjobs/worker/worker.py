@@ -587,8 +587,18 @@ class Worker:
         if kind == "ask":
             self._asked(rest)
             return
+        if kind in ("paused", "resumed"):
+            # The claim itself skips paused queues (claim_jobs reads paused_queues), so a
+            # pause needs nothing here; a resume wakes the fetcher at once.
+            if rest in self.queues:
+                logger.info("worker %s: queue %s %s", self.id, rest, kind)
+                if kind == "resumed" and self._fetcher is not None:
+                    self._fetcher.wake()
+            return
         if kind == "stop":
-            text, _, _target = rest.partition(" ")
+            text, _, target = rest.partition(" ")
+            if _names_another_worker(target, self.id):
+                return  # another worker is asked to stop (stop_worker)
             logger.info("worker %s: stop requested by broadcast", self.id)
             grace: object = text
             with contextlib.suppress(ValueError):
@@ -654,3 +664,12 @@ class Worker:
                 job.cancel(CancelReason.CANCELLED)
             elif row["queue_entry"] != job.entry or row["attempt"] != job.attempt:
                 job.cancel(CancelReason.REQUEUED)
+
+
+def _names_another_worker(target: str, me: uuid.UUID) -> bool:
+    """Whether a stop broadcast's target is another worker's id (stop_worker). Anything
+    else ('*', empty, a word) is for every worker, as it always was."""
+    try:
+        return uuid.UUID(target) != me
+    except ValueError:
+        return False

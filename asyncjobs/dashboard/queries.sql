@@ -1,0 +1,124 @@
+-- The dashboard's own reads, by name (the same format as asyncjobs/db/queries.sql).
+-- Its actions are the client's statements.
+
+-- name: table_size
+-- The planner's estimate of the number of jobs (no scan): whether to read all or a sample.
+SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = '{schema}.jobs'::regclass;
+
+-- name: state_counts
+-- Jobs by queue and state, from a sample of $1 percent of the table's pages (100: exact),
+-- scaled up: with a million jobs an exact count reads them all.
+SELECT queue, state, round(count(*) * 100.0 / $1::float8)::bigint AS n
+  FROM {schema}.jobs TABLESAMPLE SYSTEM ($1::float8) REPEATABLE (0)
+ GROUP BY queue, state
+ ORDER BY queue, state;
+
+-- name: window_stats
+-- Per window ('hour', 'day', 'week'): jobs finished, failed, cancelled, and wait and run
+-- time percentiles (seconds) of those that ran, from a sample of $1 percent of the pages
+-- (counts scaled up). Wait: from due (or created) to started.
+WITH sample AS MATERIALIZED (
+    SELECT state, run_at, created_at, started_at, finished_at
+      FROM {schema}.jobs TABLESAMPLE SYSTEM ($1::float8) REPEATABLE (0)
+     WHERE finished_at >= now() - interval '7 days'
+       AND state IN ('succeeded', 'failed', 'cancelled')
+)
+SELECT w.name,
+       round(count(j.state) FILTER (WHERE j.state = 'succeeded') * 100.0 / $1::float8)::bigint
+           AS succeeded,
+       round(count(j.state) FILTER (WHERE j.state = 'failed') * 100.0 / $1::float8)::bigint
+           AS failed,
+       round(count(j.state) FILTER (WHERE j.state = 'cancelled') * 100.0 / $1::float8)::bigint
+           AS cancelled,
+       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
+           ORDER BY extract(epoch FROM j.started_at - greatest(j.run_at, j.created_at)))
+           FILTER (WHERE j.started_at IS NOT NULL) AS wait,
+       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
+           ORDER BY extract(epoch FROM j.finished_at - j.started_at))
+           FILTER (WHERE j.started_at IS NOT NULL) AS run
+  FROM (VALUES (1, 'hour', interval '1 hour'), (2, 'day', interval '1 day'),
+               (3, 'week', interval '7 days')) AS w(n, name, span)
+  LEFT JOIN sample AS j ON j.finished_at >= now() - w.span
+ GROUP BY w.n, w.name
+ ORDER BY w.n;
+
+-- name: throughput
+-- Jobs finished per 5-minute bucket over the last hour: (bucket 0-11, succeeded, failed),
+-- from a sample of $1 percent of the pages, scaled up.
+WITH sample AS MATERIALIZED (
+    SELECT state, finished_at
+      FROM {schema}.jobs TABLESAMPLE SYSTEM ($1::float8) REPEATABLE (0)
+     WHERE finished_at >= now() - interval '1 hour' AND state IN ('succeeded', 'failed')
+)
+SELECT b AS bucket,
+       round(count(j.state) FILTER (WHERE j.state = 'succeeded') * 100.0 / $1::float8)::bigint
+           AS succeeded,
+       round(count(j.state) FILTER (WHERE j.state = 'failed') * 100.0 / $1::float8)::bigint
+           AS failed
+  FROM generate_series(0, 11) AS b
+  LEFT JOIN sample AS j
+         ON floor(extract(epoch FROM j.finished_at - (now() - interval '1 hour')) / 300) = b
+ GROUP BY b
+ ORDER BY b;
+
+-- name: list_jobs
+-- Parameters: $1 state, $2 task, $3 queue, $4 id, $5 unique_key, $6 args (JSON contained
+-- in the positional arguments, or for an object in the keyword ones), $7 before (keyset:
+-- ids below it), $8 limit. NULL: no filter. Newest first.
+SELECT id, task, queue, state, attempt, max_attempts, created_at, started_at, finished_at,
+       run_at, progress, worker_id
+  FROM {schema}.jobs
+ WHERE ($1::text IS NULL OR state = $1)
+   AND ($2::text IS NULL OR task = $2)
+   AND ($3::text IS NULL OR queue = $3)
+   AND ($4::bigint IS NULL OR id = $4)
+   AND ($5::text IS NULL OR unique_key = $5)
+   AND ($6::text IS NULL OR args @> $6::text::jsonb OR kwargs @> $6::text::jsonb)
+   AND ($7::bigint IS NULL OR id < $7)
+ ORDER BY id DESC
+ LIMIT $8;
+
+-- name: count_jobs
+-- How many jobs list_jobs' filters ($1-$6) match, counted up to $7 (more: "$7 or more"),
+-- for the page and a bulk action's confirmation: an exact count of a million reads them all.
+SELECT count(*)
+  FROM (SELECT 1
+          FROM {schema}.jobs
+         WHERE ($1::text IS NULL OR state = $1)
+           AND ($2::text IS NULL OR task = $2)
+           AND ($3::text IS NULL OR queue = $3)
+           AND ($4::bigint IS NULL OR id = $4)
+           AND ($5::text IS NULL OR unique_key = $5)
+           AND ($6::text IS NULL OR args @> $6::text::jsonb OR kwargs @> $6::text::jsonb)
+         LIMIT $7) AS matching;
+
+-- name: matching_ids
+-- The ids list_jobs' filters ($1-$6) match, at most $7, for a bulk action on a filter.
+SELECT id
+  FROM {schema}.jobs
+ WHERE ($1::text IS NULL OR state = $1)
+   AND ($2::text IS NULL OR task = $2)
+   AND ($3::text IS NULL OR queue = $3)
+   AND ($4::bigint IS NULL OR id = $4)
+   AND ($5::text IS NULL OR unique_key = $5)
+   AND ($6::text IS NULL OR args @> $6::text::jsonb OR kwargs @> $6::text::jsonb)
+ ORDER BY id
+ LIMIT $7;
+
+-- name: children
+-- The jobs that run after job $1: only looked for when it has any (has_children), and
+-- among the jobs made after it (a child is enqueued after its parents).
+SELECT id, task, state
+  FROM {schema}.jobs
+ WHERE id > $1 AND parents @> ARRAY[$1::bigint]
+   AND (SELECT has_children FROM {schema}.jobs WHERE id = $1)
+ ORDER BY id;
+
+-- name: relatives
+-- Tasks and states of the jobs $1 (a job's parents).
+SELECT id, task, state FROM {schema}.jobs WHERE id = ANY($1::bigint[]) ORDER BY id;
+
+-- name: job_live
+-- What changes while job $1 runs: for its page's live updates.
+SELECT state, progress, progress_message, jsonb_array_length(log) AS lines
+  FROM {schema}.jobs WHERE id = $1;
