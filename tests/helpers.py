@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import anyio
 
@@ -57,3 +59,43 @@ async def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProces
     return subprocess.CompletedProcess(
         done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
     )
+
+
+class Output:
+    """A worker process's output, read as it comes by a thread of its own, with the pipe's
+    `read()` and `readline()`: a pipe nobody reads fills at 64 KiB, and the worker then
+    blocks on its next log line and looks hung."""
+
+    def __init__(self, pipe: IO[str]) -> None:
+        self._pipe = pipe
+        self._lines: list[str] = []
+        self._eof = False
+        self._changed = threading.Condition()
+        self.closed = False
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self._pipe:
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._eof = True
+            self._changed.notify_all()
+        self._pipe.close()
+
+    def readline(self) -> str:
+        """The next line; "" once the process has closed its output."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._lines or self._eof)
+            return self._lines.pop(0) if self._lines else ""
+
+    def read(self) -> str:
+        """Everything not read yet, once the process has closed its output."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._eof)
+            text, self._lines = "".join(self._lines), []
+            return text
+
+    def close(self) -> None:
+        self.closed = True
