@@ -14,6 +14,7 @@ from .db.connections import connect, resolve_dsn
 from .db.migrations import migrate
 from .db.sql import validate_schema
 from .errors import ConfigurationError
+from .hooks import Hooks
 from .retention import Retention
 from .retry import Backoff, exception_types, validate_backoff
 from .schedule import Periodic, define
@@ -68,6 +69,8 @@ class App:
         self.retention = retention
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: dict[str, Periodic] = {}
+        # User code called on enqueue, around jobs, as workers start and stop (hooks.py).
+        self.hooks = Hooks()
         self._embedded: EmbeddedServer | None = None
         self._embedded_users = 0
 

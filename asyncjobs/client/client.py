@@ -28,8 +28,10 @@ from ..errors import (
     JobNotFound,
     WaitTimeout,
 )
+from ..hooks import Around, Enqueueing, call_each
 from ..job import Job, JobState, WorkerInfo
 from ..retry import RetryDelay
+from ..serialization import dumps
 from ..tasks import P, Task, TaskCall
 from .enqueue import calls_list, enqueue_calls, task_call
 from .schedules import Schedules
@@ -111,7 +113,7 @@ class Client:
         exist; a `unique_key` makes a retry safe. ConnectionFailed: nothing was stored."""
         call = task_call(self.app.tasks, task, args, kwargs)
         with _lost_connection(f"enqueueing a job of task {call.task!r}", writes=True):
-            (job_id,) = await enqueue_calls(self.pool, self.sql, [call])
+            (job_id,) = await self._store(self.pool, [call])
         return job_id
 
     @overload
@@ -128,9 +130,7 @@ class Client:
     ) -> int:
         """Enqueue on your own connection, inside your transaction: the job exists (and
         workers hear of it) only if your transaction commits."""
-        (job_id,) = await enqueue_calls(
-            conn, self.sql, [task_call(self.app.tasks, task, args, kwargs)]
-        )
+        (job_id,) = await self._store(conn, [task_call(self.app.tasks, task, args, kwargs)])
         return job_id
 
     async def enqueue_many(self, calls: Iterable[TaskCall]) -> list[int]:
@@ -138,13 +138,33 @@ class Client:
         All or none are stored; ConnectionLost as for `enqueue`."""
         batch = calls_list(calls)
         with _lost_connection(f"enqueueing {len(batch)} jobs", writes=True):
-            return await enqueue_calls(self.pool, self.sql, batch)
+            return await self._store(self.pool, batch)
 
     async def enqueue_many_tx(
         self, conn: asyncpg.Connection, calls: Iterable[TaskCall]
     ) -> list[int]:
         """`enqueue_many` on your own connection, inside your transaction."""
-        return await enqueue_calls(conn, self.sql, calls_list(calls))
+        return await self._store(conn, calls_list(calls))
+
+    async def _store(self, conn: asyncpg.Connection | Pool, calls: list[TaskCall]) -> list[int]:
+        """Store the calls' jobs, through the app's enqueue hooks if it has any."""
+        hooks = self.app.hooks
+        if not hooks.on_enqueues or not calls:
+            return await enqueue_calls(conn, self.sql, calls)
+        event = Enqueueing(
+            tasks=tuple(dict.fromkeys(call.task for call in calls)),
+            queues=tuple(dict.fromkeys(call.options.queue for call in calls)),
+            count=len(calls),
+        )
+        try:
+            async with Around(hooks.enqueue_around, event):
+                context = dumps(event.trace_context).decode() if event.trace_context else None
+                event.job_ids = await enqueue_calls(conn, self.sql, calls, context)
+        except BaseException as exc:
+            event.error = exc
+            raise
+        await call_each(hooks.enqueue, event)
+        return event.job_ids
 
     # -- read -----------------------------------------------------------------------
 

@@ -43,16 +43,20 @@ def task_call(
 
 
 async def enqueue_calls(
-    conn: asyncpg.Connection | Pool, sql: Queries, calls: list[TaskCall]
+    conn: asyncpg.Connection | Pool,
+    sql: Queries,
+    calls: list[TaskCall],
+    trace_context: str | None = None,
 ) -> list[int]:
     """Store these calls' jobs with one statement (`enqueue`, or `enqueue_unique_or_after`
-    when a call has a unique key or parents) on `conn`; return their ids in call order."""
+    when a call has a unique key or parents) on `conn`; return their ids in call order.
+    `trace_context`: JSON text stored with every job of the batch (see hooks.Enqueueing)."""
     if not calls:
         return []
     for call in calls:
         if not isinstance(call, TaskCall):
             raise ConfigurationError(f"enqueue_many takes task.call(...) items, got {call!r}")
-    parameters = enqueue_parameters(calls)
+    parameters = enqueue_parameters(calls, trace_context)
     if isinstance(parameters, Enqueue):
         ids: list[int] = await conn.fetchval(sql.enqueue, *parameters)
         return ids
@@ -68,7 +72,9 @@ async def enqueue_calls(
 RS = b"\x1e"
 
 
-def enqueue_parameters(calls: Sequence[TaskCall]) -> Enqueue | EnqueueUniqueOrAfter:
+def enqueue_parameters(
+    calls: Sequence[TaskCall], trace_context: str | None = None
+) -> Enqueue | EnqueueUniqueOrAfter:
     """The parameters of statement `enqueue` for a batch of calls; when a call has a unique
     key or parents, those of `enqueue_unique_or_after`.
 
@@ -109,6 +115,7 @@ def enqueue_parameters(calls: Sequence[TaskCall]) -> Enqueue | EnqueueUniqueOrAf
         run_ats=[o.run_at for o in options],
         delays=[o.delay for o in options],
         backoffs=[_backoff_json(o.backoff) for o in options],
+        trace_context=trace_context,
     )
     if not any(o.unique_key is not None or o.after for o in options):
         return plain

@@ -69,6 +69,9 @@ CREATE TABLE {schema}.jobs (
     -- 0008: the job's checkpoint (current_job().checkpoint) and when it was saved.
     checkpoint        jsonb,
     checkpoint_at     timestamptz,
+    -- 0011: the trace context of the enqueue that made the job (W3C traceparent and
+    -- tracestate as a JSON object), NULL when the enqueue was not traced.
+    trace_context     jsonb,
     CONSTRAINT jobs_state_valid CHECK (
         state IN ('scheduled', 'queued', 'awaiting', 'processing', 'succeeded', 'failed',
                   'cancelled')),
@@ -531,4 +534,4 @@ END $$;
 INSERT INTO {schema}.migrations (version, name)
 VALUES (1, 'initial'), (2, 'queue_order'), (3, 'lifecycle'), (4, 'unique_and_continuations'),
        (5, 'schedules'), (6, 'lean_enqueue'), (7, 'liveness'), (8, 'checkpoints'),
-       (9, 'notify_enqueue');
+       (9, 'notify_enqueue'), (11, 'trace_context');

@@ -82,6 +82,7 @@ class Queries:
     pause_schedule: str
     delete_schedules: str
     lock_schedules_sync: str
+    queue_stats: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Queries:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 import uuid
 from types import TracebackType
 from typing import TYPE_CHECKING, Unpack
@@ -22,9 +23,10 @@ from ..db.migrations import check, migrate
 from ..db.pool import Pool, open_pool
 from ..db.sql import Channels, Queries
 from ..errors import ConfigurationError, ConnectionFailed
+from ..hooks import Around, Hooks, JobRun, call_each
 from ..job_context import JobContext
 from ..retry import RetryDelay
-from .attempt import RunningJob
+from .attempt import Outcome, RunningJob, hook_outcome
 from .claims import Claim, ClaimConnections
 from .fetcher import Fetcher
 from .handoff import HandOffs
@@ -114,6 +116,9 @@ class Worker:
         self._superseded: dict[tuple[int, int], RunningJob] = {}
         self._outbox: list[str | None] = []
         self._outbox_ready: anyio.Event | None = None
+        # The app's hooks if it has job hooks (read as the worker starts), else None: the
+        # attempt then pays one test for them.
+        self._job_hooks: Hooks | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -285,6 +290,8 @@ class Worker:
             stack.push_async_callback(recorder.close)
             progress = ProgressWriter(pool, self.sql.report_progress)
             self._pool = pool
+            hooks = self.app.hooks
+            self._job_hooks = hooks if hooks.on_jobs else None
             takeovers = self._takeovers = Takeovers(pool, self.sql)
             hand_offs = self._hand_offs = HandOffs(
                 lease, after=self.settings.hand_off_after, running=self.running.values
@@ -343,6 +350,7 @@ class Worker:
                     fetching, fetched = anyio.CancelScope(), anyio.Event()
                     jobs.start_soon(self._fetch, fetching, fetched)
                     task_status.started()
+                    await call_each(hooks.worker_start, self)
                     assert self._stop_requested is not None
                     await self._stop_requested.wait()
                     claims.stop_parking()
@@ -351,6 +359,7 @@ class Worker:
                     await fetched.wait()
                     await self._shutdown()
                 await self._drain(recorder)
+                await call_each(hooks.worker_stop, self)
                 services.cancel_scope.cancel()
             self._services = None
             logger.info("worker %s stopped", self.id)
@@ -473,7 +482,10 @@ class Worker:
         self, job: RunningJob, runner: JobRunner, recorder: Recorder, progress: ProgressWriter
     ) -> None:
         try:
-            outcome = await runner.run(job)
+            if self._job_hooks is None:
+                outcome = await runner.run(job)
+            else:
+                outcome = await self._run_observed(job, runner, self._job_hooks)
             if job.context is not None and progress.needs_flush(job.context):
                 # Before the outcome: once the job is finished (or handed back by a
                 # shutdown), its guard refuses progress and checkpoints, and the next
@@ -501,6 +513,32 @@ class Worker:
                 self._idle.set()
             if self._fetcher is not None:
                 self._fetcher.wake()
+
+    async def _run_observed(self, job: RunningJob, runner: JobRunner, hooks: Hooks) -> Outcome:
+        """Run the attempt inside the app's job hooks (in this task, so that a context an
+        `around_job` hook sets, such as its span, is the job's)."""
+        context = job.trace_context
+        run = JobRun(
+            job_id=job.id,
+            task=job.task,
+            queue=job.queue,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            worker_id=self.id,
+            waited=job.waited,
+            trace_context=context if isinstance(context, dict) else None,
+        )
+        await call_each(hooks.job_start, run)
+        async with Around(hooks.job_around, run):
+            started = time.perf_counter()
+            outcome = await runner.run(job)
+            run.duration = time.perf_counter() - started
+            run.outcome = hook_outcome(outcome, job.reason)
+            run.error = outcome.error
+            if outcome.kind == "retry":
+                run.retry_in = outcome.delay
+        await call_each(hooks.job_end, run)
+        return outcome
 
     def _claim_lost(self, claim: Claim) -> None:
         if claim.jobs:
