@@ -24,6 +24,7 @@ from .errors import (
     UnknownTaskError,
     WaitTimeout,
 )
+from .hooks import Enqueueing, Hooks, JobOutcome, JobRun
 from .job import Job, JobState, WorkerInfo
 from .job_context import Fence, JobContext, current_job
 from .retention import Retention
@@ -46,14 +47,18 @@ __all__ = [
     "ConnectionFailed",
     "ConnectionLost",
     "DuplicateJob",
+    "Enqueueing",
     "Fence",
+    "Hooks",
     "Interrupted",
     "Job",
     "JobCancelled",
     "JobContext",
     "JobFailed",
     "JobNotFound",
+    "JobOutcome",
     "JobOptions",
+    "JobRun",
     "JobState",
     "MigrationError",
     "NoCurrentJob",
