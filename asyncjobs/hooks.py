@@ -198,8 +198,10 @@ class Around:
             manager = self._entered.pop()
             try:
                 await manager.__aexit__(*exc_info)
-            except Exception:
-                logger.exception("hook %r raised on exit (ignored)", manager)
+            except Exception as exc:
+                # A hook that re-raises the block's own error (a span recording it) is fine.
+                if exc is not exc_info[1]:
+                    logger.exception("hook %r raised on exit (ignored)", manager)
 
 
 def _name(hook: object) -> str:

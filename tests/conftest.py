@@ -98,12 +98,14 @@ async def admin(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 def spawn_worker(pg_dsn: str, schema: str) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """Start `asyncjobs worker tests.worker_app:app ...` as a real process."""
+    """Start `asyncjobs worker tests.worker_app:app ...` (or another `app`) as a real process."""
     procs: list[subprocess.Popen[str]] = []
 
-    def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    def spawn(
+        *args: str, env: dict[str, str] | None = None, app: str = "tests.worker_app:app"
+    ) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "asyncjobs", "worker", "tests.worker_app:app", *args],
+            [sys.executable, "-m", "asyncjobs", "worker", app, *args],
             cwd=ROOT,
             env={
                 **os.environ,

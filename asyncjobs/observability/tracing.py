@@ -1,0 +1,127 @@
+"""OpenTelemetry tracing (`pip install asyncjobs[otel]`: the API only; without an SDK
+configured, spans cost next to nothing and nothing is sent).
+
+    asyncjobs.observability.tracing.Tracing().install(app)
+
+Per OpenTelemetry's messaging conventions: each enqueue call makes a producer span
+`send {queue}` whose context is stored with its jobs, and each attempt of a job runs in a
+consumer span `process {queue}`, linked to that context (and its child, with
+`parent=True`). The job's own spans nest under its process span.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from ..hooks import Enqueueing, JobRun
+
+if TYPE_CHECKING:
+    from ..app import App
+
+SYSTEM = "asyncjobs"
+# Outcomes that mark an attempt's span as an error.
+ERRORS = frozenset({"failed", "retried", "timed_out", "lost"})
+
+
+class Tracing:
+    """Spans for enqueues and attempts, made with `tracer_provider` (default: the global
+    one). `parent`: an attempt's span is a child of its enqueue's span (one trace from the
+    request to the job), not only linked to it (a trace of its own, as the conventions
+    recommend for work that runs later)."""
+
+    def __init__(
+        self, tracer_provider: trace.TracerProvider | None = None, *, parent: bool = False
+    ):
+        self._tracer = trace.get_tracer("asyncjobs", tracer_provider=tracer_provider)
+        self._parent = parent
+
+    def install(self, app: App) -> Tracing:
+        """Trace `app`'s enqueues and jobs (before its workers start)."""
+        app.hooks.around_enqueue(self.send)
+        app.hooks.around_job(self.process)
+        return self
+
+    @contextlib.asynccontextmanager
+    async def send(self, event: Enqueueing) -> AsyncIterator[None]:
+        """The producer span of one enqueue call; its context goes with the jobs."""
+        queue = event.queues[0] if len(event.queues) == 1 else None
+        attributes: dict[str, Any] = {
+            "messaging.system": SYSTEM,
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "send",
+        }
+        if queue is not None:
+            attributes["messaging.destination.name"] = queue
+        if event.count != 1:
+            attributes["messaging.batch.message_count"] = event.count
+        if len(event.tasks) == 1:
+            attributes["asyncjobs.task"] = event.tasks[0]
+        with self._tracer.start_as_current_span(
+            f"send {queue}" if queue is not None else "send",
+            kind=SpanKind.PRODUCER,
+            attributes=attributes,
+        ) as span:
+            propagate.inject(event.trace_context)
+            try:
+                yield
+            except BaseException as exc:
+                span.set_attribute("error.type", type(exc).__qualname__)
+                raise
+            if event.job_ids is not None and len(event.job_ids) == 1:
+                span.set_attribute("messaging.message.id", str(event.job_ids[0]))
+
+    @contextlib.asynccontextmanager
+    async def process(self, run: JobRun) -> AsyncIterator[None]:
+        """The consumer span of one attempt, current while the job's code runs."""
+        links: list[Link] = []
+        # Not the worker's own context: an attempt's span starts a trace, or joins its
+        # enqueue's.
+        parent = otel_context.Context()
+        if run.trace_context:
+            sent = propagate.extract(run.trace_context)
+            span_context = trace.get_current_span(sent).get_span_context()
+            if span_context.is_valid:
+                links.append(Link(span_context))
+                if self._parent:
+                    parent = sent
+        with self._tracer.start_as_current_span(
+            f"process {run.queue}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes={
+                "messaging.system": SYSTEM,
+                "messaging.operation.type": "process",
+                "messaging.operation.name": "process",
+                "messaging.destination.name": run.queue,
+                "messaging.message.id": str(run.job_id),
+                "messaging.client.id": str(run.worker_id),
+                "asyncjobs.task": run.task,
+                "asyncjobs.attempt": run.attempt,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            yield
+            if run.outcome is not None:
+                span.set_attribute("asyncjobs.outcome", run.outcome)
+            if run.outcome in ERRORS:
+                error = run.error or {}
+                error_type = error.get("type") or run.outcome
+                span.set_attribute("error.type", error_type)
+                span.set_status(Status(StatusCode.ERROR, error.get("message") or run.outcome))
+                if error:
+                    span.add_event(
+                        "exception",
+                        {
+                            "exception.type": error_type,
+                            "exception.message": error.get("message", ""),
+                            "exception.stacktrace": error.get("traceback", ""),
+                        },
+                    )
