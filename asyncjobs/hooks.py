@@ -23,6 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
+    from .tasks import TaskCall
     from .worker.worker import Worker
 
 logger = logging.getLogger("asyncjobs.hooks")
@@ -45,10 +46,13 @@ JobOutcome: TypeAlias = Literal[
 class Enqueueing:
     """One call of `enqueue`, `enqueue_many` (or their `_tx` forms), as hooks see it.
 
-    `trace_context` is stored with every job of the call (an `around_enqueue` hook fills
-    it, e.g. with the W3C `traceparent` of its span); `job_ids` is set once they are stored,
-    `error` if the enqueue raised."""
+    `calls` are the jobs' calls (task name, encoded arguments, options), in order;
+    `tasks` and `queues` the distinct names among them. `trace_context` is stored with
+    every job of the call (an `around_enqueue` hook fills it, e.g. with the W3C
+    `traceparent` of its span); `job_ids` is set once they are stored, `error` if the
+    enqueue raised."""
 
+    calls: list[TaskCall]
     tasks: tuple[str, ...]
     queues: tuple[str, ...]
     count: int

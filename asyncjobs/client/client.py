@@ -152,6 +152,7 @@ class Client:
         if not hooks.on_enqueues or not calls:
             return await enqueue_calls(conn, self.sql, calls)
         event = Enqueueing(
+            calls=calls,
             tasks=tuple(dict.fromkeys(call.task for call in calls)),
             queues=tuple(dict.fromkeys(call.options.queue for call in calls)),
             count=len(calls),

@@ -198,6 +198,12 @@ class Worker:
             self._force.set()
 
     @property
+    def pool(self) -> Pool | None:
+        """The worker's connection pool once it runs (for hooks that read the database,
+        such as metrics; see Client.pool for how to use it), else None."""
+        return self._pool
+
+    @property
     def stopping(self) -> bool:
         """Whether a stop was requested."""
         return self._stop_wanted
