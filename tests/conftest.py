@@ -98,14 +98,18 @@ async def admin(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 def spawn_worker(pg_dsn: str, schema: str) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """Start `asyncjobs worker tests.worker_app:app ...` (or another `app`) as a real process."""
+    """Start `asyncjobs [before...] worker tests.worker_app:app ...` (or another `app`) as a
+    real process."""
     procs: list[subprocess.Popen[str]] = []
 
     def spawn(
-        *args: str, env: dict[str, str] | None = None, app: str = "tests.worker_app:app"
+        *args: str,
+        env: dict[str, str] | None = None,
+        app: str = "tests.worker_app:app",
+        before: tuple[str, ...] = (),
     ) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "asyncjobs", "worker", app, *args],
+            [sys.executable, "-m", "asyncjobs", *before, "worker", app, *args],
             cwd=ROOT,
             env={
                 **os.environ,
