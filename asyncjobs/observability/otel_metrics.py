@@ -34,23 +34,31 @@ class OtelMetrics:
         self.sent = meter.create_counter(
             "messaging.client.sent.messages", unit="{message}", description="Jobs enqueued."
         )
-        self.finished = meter.create_counter(
-            "asyncjobs.jobs.finished", unit="{attempt}", description="Attempts ended, by outcome."
-        )
+        # Attempts ended, by outcome: the count of this histogram (one measurement per job
+        # fewer than a counter beside it; the SDK's cost is per measurement).
         self.duration = meter.create_histogram(
-            "messaging.process.duration", unit="s", description="How long attempts ran."
+            "messaging.process.duration",
+            unit="s",
+            description="How long attempts ran, by outcome (asyncjobs.outcome, error.type).",
         )
         self.wait = meter.create_histogram(
             "asyncjobs.job.wait_time",
             unit="s",
             description="How long jobs waited from due to their attempt's start.",
         )
-        self.running = meter.create_up_down_counter(
-            "asyncjobs.jobs.running", unit="{job}", description="Jobs running."
+        # Counted here and observed when the SDK collects, for the same reason.
+        self._running: dict[tuple[str, str], int] = {}
+        meter.create_observable_up_down_counter(
+            "asyncjobs.jobs.running",
+            callbacks=[self._observe_running],
+            unit="{job}",
+            description="Jobs running.",
         )
         self.workers = meter.create_up_down_counter(
             "asyncjobs.workers.up", unit="{worker}", description="Workers running."
         )
+        self._attributes: dict[tuple[str, str], dict[str, Any]] = {}
+        self._outcomes: dict[tuple[str, str, str], dict[str, Any]] = {}
         meter.create_observable_gauge(
             "asyncjobs.queue.depth",
             callbacks=[self._depth],
@@ -93,20 +101,35 @@ class OtelMetrics:
             self.sent.add(count, _attributes("send", task, queue))
 
     def _started(self, run: JobRun) -> None:
-        attributes = _attributes("process", run.task, run.queue)
-        self.running.add(1, attributes)
+        key = (run.task, run.queue)
+        self._running[key] = self._running.get(key, 0) + 1
         if run.waited is not None:
+            attributes = self._attributes.get(key)
+            if attributes is None:
+                attributes = self._attributes[key] = _attributes("process", *key)
             self.wait.record(max(0.0, run.waited), attributes)
 
     def _ended(self, run: JobRun) -> None:
-        base = _attributes("process", run.task, run.queue)
-        self.running.add(-1, base)
-        attributes = {**base, "asyncjobs.outcome": run.outcome or "unknown"}
+        self._running[run.task, run.queue] -= 1
+        error_type = ""
         if run.outcome in ERRORS:
-            attributes["error.type"] = (run.error or {}).get("type") or run.outcome
-        self.finished.add(1, attributes)
+            error_type = (run.error or {}).get("type") or run.outcome or ""
+        key = (run.task, run.queue, f"{run.outcome} {error_type}")
+        attributes = self._outcomes.get(key)
+        if attributes is None:
+            attributes = _attributes("process", run.task, run.queue)
+            attributes["asyncjobs.outcome"] = run.outcome or "unknown"
+            if error_type:
+                attributes["error.type"] = error_type
+            self._outcomes[key] = attributes
         if run.duration is not None:
             self.duration.record(run.duration, attributes)
+
+    def _observe_running(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(count, _attributes("process", task, queue))
+            for (task, queue), count in list(self._running.items())
+        ]
 
     def _worker_started(self, worker: Worker) -> None:
         self.workers.add(1, {"messaging.system": SYSTEM})

@@ -85,6 +85,10 @@ class PrometheusMetrics:
             "asyncjobs_worker_up", "1 while this process's worker runs.", registry=self.registry
         )
         self.registry.register(_QueueCollector(self.stats))
+        # The labelled children per (task, queue) and per (task, queue, outcome): `labels()`
+        # costs a lock and a lookup, and this runs for every job.
+        self._starts: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._ends: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -152,16 +156,30 @@ class PrometheusMetrics:
             self.enqueued.labels(task, queue).inc(count)
 
     def _started(self, run: JobRun) -> None:
-        self.running.labels(run.task, run.queue).inc()
+        key = (run.task, run.queue)
+        children = self._starts.get(key)
+        if children is None:
+            children = self._starts[key] = (
+                self.running.labels(*key),
+                self.wait_time.labels(*key),
+            )
+        children[0].inc()
         if run.waited is not None:
-            self.wait_time.labels(run.task, run.queue).observe(max(0.0, run.waited))
+            children[1].observe(max(0.0, run.waited))
 
     def _ended(self, run: JobRun) -> None:
-        self.running.labels(run.task, run.queue).dec()
-        outcome = run.outcome or "unknown"
-        self.finished.labels(run.task, run.queue, outcome).inc()
+        key = (run.task, run.queue, run.outcome or "unknown")
+        children = self._ends.get(key)
+        if children is None:
+            children = self._ends[key] = (
+                self.running.labels(run.task, run.queue),
+                self.finished.labels(*key),
+                self.run_time.labels(*key),
+            )
+        children[0].dec()
+        children[1].inc()
         if run.duration is not None:
-            self.run_time.labels(run.task, run.queue, outcome).observe(run.duration)
+            children[2].observe(run.duration)
 
     def _worker_started(self, worker: Worker) -> None:
         self.worker_up.set(1)

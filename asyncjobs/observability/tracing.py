@@ -76,13 +76,28 @@ class Tracing:
             if event.job_ids is not None and len(event.job_ids) == 1:
                 span.set_attribute("messaging.message.id", str(event.job_ids[0]))
 
-    @contextlib.asynccontextmanager
-    async def process(self, run: JobRun) -> AsyncIterator[None]:
+    def process(self, run: JobRun) -> _Processing:
         """The consumer span of one attempt, current while the job's code runs."""
+        return _Processing(self._tracer, self._parent, run)
+
+
+class _Processing:
+    """An attempt's span as an async context manager: a class rather than a generator, and
+    the span started and made current by hand, because this runs for every job."""
+
+    __slots__ = ("_parent", "_run", "_span", "_token", "_tracer")
+
+    def __init__(self, tracer: trace.Tracer, parent: bool, run: JobRun) -> None:
+        self._tracer = tracer
+        self._parent = parent
+        self._run = run
+
+    async def __aenter__(self) -> None:
+        run = self._run
         links: list[Link] = []
         # Not the worker's own context: an attempt's span starts a trace, or joins its
         # enqueue's.
-        parent = otel_context.Context()
+        parent = _EMPTY
         if run.trace_context:
             sent = propagate.extract(run.trace_context)
             span_context = trace.get_current_span(sent).get_span_context()
@@ -90,7 +105,7 @@ class Tracing:
                 links.append(Link(span_context))
                 if self._parent:
                     parent = sent
-        with self._tracer.start_as_current_span(
+        self._span = span = self._tracer.start_span(
             f"process {run.queue}",
             context=parent,
             kind=SpanKind.CONSUMER,
@@ -107,21 +122,29 @@ class Tracing:
             },
             record_exception=False,
             set_status_on_exception=False,
-        ) as span:
-            yield
-            if run.outcome is not None:
-                span.set_attribute("asyncjobs.outcome", run.outcome)
-            if run.outcome in ERRORS:
-                error = run.error or {}
-                error_type = error.get("type") or run.outcome
-                span.set_attribute("error.type", error_type)
-                span.set_status(Status(StatusCode.ERROR, error.get("message") or run.outcome))
-                if error:
-                    span.add_event(
-                        "exception",
-                        {
-                            "exception.type": error_type,
-                            "exception.message": error.get("message", ""),
-                            "exception.stacktrace": error.get("traceback", ""),
-                        },
-                    )
+        )
+        self._token = otel_context.attach(trace.set_span_in_context(span))
+
+    async def __aexit__(self, *_exc: object) -> None:
+        run, span = self._run, self._span
+        otel_context.detach(self._token)
+        if run.outcome is not None:
+            span.set_attribute("asyncjobs.outcome", run.outcome)
+        if run.outcome in ERRORS:
+            error = run.error or {}
+            error_type = error.get("type") or run.outcome
+            span.set_attribute("error.type", error_type)
+            span.set_status(Status(StatusCode.ERROR, error.get("message") or run.outcome))
+            if error:
+                span.add_event(
+                    "exception",
+                    {
+                        "exception.type": error_type,
+                        "exception.message": error.get("message", ""),
+                        "exception.stacktrace": error.get("traceback", ""),
+                    },
+                )
+        span.end()
+
+
+_EMPTY = otel_context.Context()

@@ -534,8 +534,12 @@ class Worker:
             waited=job.waited,
             trace_context=context if isinstance(context, dict) else None,
         )
-        await call_each(hooks.job_start, run)
-        async with Around(hooks.job_around, run):
+        if hooks.job_start:
+            await call_each(hooks.job_start, run)
+        around = Around(hooks.job_around, run) if hooks.job_around else None
+        if around is not None:
+            await around.__aenter__()
+        try:
             started = time.perf_counter()
             outcome = await runner.run(job)
             run.duration = time.perf_counter() - started
@@ -543,7 +547,11 @@ class Worker:
             run.error = outcome.error
             if outcome.kind == "retry":
                 run.retry_in = outcome.delay
-        await call_each(hooks.job_end, run)
+        finally:
+            if around is not None:
+                await around.__aexit__(None, None, None)
+        if hooks.job_end:
+            await call_each(hooks.job_end, run)
         return outcome
 
     def _claim_lost(self, claim: Claim) -> None:
