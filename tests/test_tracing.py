@@ -222,3 +222,24 @@ async def test_a_worker_process_continues_the_request_trace(
 def _spawn(spawn_worker: Spawn, spans_file: Path, parent: bool) -> Any:
     env = {"SPANS_FILE": str(spans_file), "TRACE_PARENT": "1" if parent else "0"}
     return spawn_worker("--concurrency", "2", env=env, app="tests.otel_worker_app:app")
+
+
+async def test_without_an_sdk_tracing_stores_nothing_and_jobs_run(
+    app: asyncjobs.App, admin: Any
+) -> None:
+    from opentelemetry import trace
+
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    Tracing().install(app)  # the global provider: none set, the API's stand-in
+
+    @app.task
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    async with app.client() as client, app.worker():
+        job_id = await client.enqueue(add, 1, 2)
+        assert await client.wait(job_id, timeout=10) == 3
+    stored = await admin.fetchval(
+        f'SELECT trace_context FROM "{app.schema}".jobs WHERE id = $1', job_id
+    )
+    assert stored is None

@@ -12,12 +12,14 @@ consumer span `process {queue}`, linked to that context (and its child, with
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ..hooks import Enqueueing, JobRun
 
@@ -39,7 +41,16 @@ class Tracing:
         self, tracer_provider: trace.TracerProvider | None = None, *, parent: bool = False
     ):
         self._tracer = trace.get_tracer("asyncjobs", tracer_provider=tracer_provider)
+        self._provider = tracer_provider
         self._parent = parent
+        self._client_ids: dict[uuid.UUID, str] = {}
+
+    def _enabled(self) -> bool:
+        """Whether spans go anywhere: a provider was given, or a global one set (until an
+        SDK sets one, the API's stand-in makes spans that record nothing)."""
+        if self._provider is not None:
+            return True
+        return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
     def install(self, app: App) -> Tracing:
         """Trace `app`'s enqueues and jobs (before its workers start)."""
@@ -76,53 +87,65 @@ class Tracing:
             if event.job_ids is not None and len(event.job_ids) == 1:
                 span.set_attribute("messaging.message.id", str(event.job_ids[0]))
 
-    def process(self, run: JobRun) -> _Processing:
+    def process(self, run: JobRun) -> AbstractAsyncContextManager[None]:
         """The consumer span of one attempt, current while the job's code runs."""
-        return _Processing(self._tracer, self._parent, run)
+        if not self._enabled():
+            return _NOTHING
+        client_id = self._client_ids.get(run.worker_id)
+        if client_id is None:
+            client_id = self._client_ids[run.worker_id] = str(run.worker_id)
+        return _Processing(self._tracer, self._parent, run, client_id)
 
 
 class _Processing:
     """An attempt's span as an async context manager: a class rather than a generator, and
     the span started and made current by hand, because this runs for every job."""
 
-    __slots__ = ("_parent", "_run", "_span", "_token", "_tracer")
+    __slots__ = ("_client_id", "_parent", "_run", "_span", "_token", "_tracer")
 
-    def __init__(self, tracer: trace.Tracer, parent: bool, run: JobRun) -> None:
+    def __init__(self, tracer: trace.Tracer, parent: bool, run: JobRun, client_id: str) -> None:
         self._tracer = tracer
         self._parent = parent
         self._run = run
+        self._client_id = client_id
 
     async def __aenter__(self) -> None:
         run = self._run
-        links: list[Link] = []
         # Not the worker's own context: an attempt's span starts a trace, or joins its
-        # enqueue's.
+        # enqueue's (then the context is read first: the sampler follows the parent's).
         parent = _EMPTY
-        if run.trace_context:
-            sent = propagate.extract(run.trace_context)
-            span_context = trace.get_current_span(sent).get_span_context()
-            if span_context.is_valid:
-                links.append(Link(span_context))
-                if self._parent:
-                    parent = sent
+        sent: trace.SpanContext | None = None
+        if self._parent and run.trace_context:
+            context = propagate.extract(run.trace_context)
+            sent = trace.get_current_span(context).get_span_context()
+            if sent.is_valid:
+                parent = context
         self._span = span = self._tracer.start_span(
             f"process {run.queue}",
             context=parent,
             kind=SpanKind.CONSUMER,
-            links=links,
             attributes={
                 "messaging.system": SYSTEM,
                 "messaging.operation.type": "process",
                 "messaging.operation.name": "process",
                 "messaging.destination.name": run.queue,
                 "messaging.message.id": str(run.job_id),
-                "messaging.client.id": str(run.worker_id),
+                "messaging.client.id": self._client_id,
                 "asyncjobs.task": run.task,
                 "asyncjobs.attempt": run.attempt,
             },
             record_exception=False,
             set_status_on_exception=False,
         )
+        # The link is added once the span is known to record (sampled out, reading the
+        # context would be wasted on every job).
+        if run.trace_context and span.is_recording():
+            if sent is None:
+                sent = trace.get_current_span(
+                    propagate.extract(run.trace_context)
+                ).get_span_context()
+            if sent.is_valid:
+                span.add_link(sent)
         self._token = otel_context.attach(trace.set_span_in_context(span))
 
     async def __aexit__(self, *_exc: object) -> None:
@@ -147,4 +170,15 @@ class _Processing:
         span.end()
 
 
+class _Nothing:
+    """The attempt's span when no tracer provider is set: nothing at all."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+
 _EMPTY = otel_context.Context()
+_NOTHING = _Nothing()
