@@ -11,12 +11,18 @@ Monitoring, for every name.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, make_asgi_app
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
@@ -50,45 +56,9 @@ class PrometheusMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.stats = QueueStats()
-        by_job = ["task", "queue"]
-        self.enqueued = Counter(
-            "asyncjobs_jobs_enqueued",
-            "Jobs enqueued by this process.",
-            by_job,
-            registry=self.registry,
-        )
-        self.finished = Counter(
-            "asyncjobs_jobs_finished",
-            "Attempts ended on this worker, by outcome (succeeded, failed, retried, "
-            "timed_out, cancelled, lost, discarded, released).",
-            [*by_job, "outcome"],
-            registry=self.registry,
-        )
-        self.run_time = Histogram(
-            "asyncjobs_job_run_seconds",
-            "How long attempts ran, by outcome.",
-            [*by_job, "outcome"],
-            buckets=RUN_BUCKETS,
-            registry=self.registry,
-        )
-        self.wait_time = Histogram(
-            "asyncjobs_job_wait_seconds",
-            "How long jobs waited from due to their attempt's start.",
-            by_job,
-            buckets=WAIT_BUCKETS,
-            registry=self.registry,
-        )
-        self.running = Gauge(
-            "asyncjobs_jobs_running", "Jobs running on this worker.", by_job, registry=self.registry
-        )
-        self.worker_up = Gauge(
-            "asyncjobs_worker_up", "1 while this process's worker runs.", registry=self.registry
-        )
+        self.jobs = _JobMetrics()
+        self.registry.register(self.jobs)
         self.registry.register(_QueueCollector(self.stats))
-        # The labelled children per (task, queue) and per (task, queue, outcome): `labels()`
-        # costs a lock and a lookup, and this runs for every job.
-        self._starts: dict[tuple[str, str], tuple[Any, Any]] = {}
-        self._ends: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -148,47 +118,125 @@ class PrometheusMetrics:
     def _enqueued(self, event: Enqueueing) -> None:
         if event.job_ids is None:
             return
-        counts: dict[tuple[str, str], int] = {}
-        for call in event.calls:
-            key = (call.task, call.options.queue)
-            counts[key] = counts.get(key, 0) + 1
-        for (task, queue), count in counts.items():
-            self.enqueued.labels(task, queue).inc(count)
+        jobs = self.jobs
+        with jobs.lock:
+            for call in event.calls:
+                key = (call.task, call.options.queue)
+                jobs.enqueued[key] = jobs.enqueued.get(key, 0) + 1
 
     def _started(self, run: JobRun) -> None:
+        jobs = self.jobs
         key = (run.task, run.queue)
-        children = self._starts.get(key)
-        if children is None:
-            children = self._starts[key] = (
-                self.running.labels(*key),
-                self.wait_time.labels(*key),
-            )
-        children[0].inc()
-        if run.waited is not None:
-            children[1].observe(max(0.0, run.waited))
+        with jobs.lock:
+            jobs.running[key] = jobs.running.get(key, 0) + 1
+            if run.waited is not None:
+                waits = jobs.waits.get(key)
+                if waits is None:
+                    waits = jobs.waits[key] = _Histogram(WAIT_BUCKETS)
+                waits.observe(max(0.0, run.waited))
 
     def _ended(self, run: JobRun) -> None:
+        jobs = self.jobs
         key = (run.task, run.queue, run.outcome or "unknown")
-        children = self._ends.get(key)
-        if children is None:
-            children = self._ends[key] = (
-                self.running.labels(run.task, run.queue),
-                self.finished.labels(*key),
-                self.run_time.labels(*key),
-            )
-        children[0].dec()
-        children[1].inc()
-        if run.duration is not None:
-            children[2].observe(run.duration)
+        with jobs.lock:
+            jobs.running[run.task, run.queue] -= 1
+            jobs.finished[key] = jobs.finished.get(key, 0) + 1
+            if run.duration is not None:
+                runs = jobs.runs.get(key)
+                if runs is None:
+                    runs = jobs.runs[key] = _Histogram(RUN_BUCKETS)
+                runs.observe(run.duration)
 
     def _worker_started(self, worker: Worker) -> None:
-        self.worker_up.set(1)
+        self.jobs.worker_up = 1
         if self.stats.source is None:
             self.stats.attach(worker)
 
     def _worker_stopped(self, worker: Worker) -> None:
-        self.worker_up.set(0)
+        self.jobs.worker_up = 0
         self.stats.detach(worker)
+
+
+class _Histogram:
+    """A histogram's counts per bucket (not cumulative), count and sum."""
+
+    __slots__ = ("bounds", "counts", "les", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = bounds
+        # The `le` labels: "0.005", "1.0", ..., "+Inf", as prometheus_client writes them.
+        self.les = [*(repr(float(bound)) for bound in bounds), "+Inf"]
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        # Prometheus buckets are "less than or equal": the first bound >= value.
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative counts by upper bound, as prometheus_client's families take them."""
+        total = 0
+        out: list[tuple[str, float]] = []
+        for le, count in zip(self.les, self.counts, strict=True):
+            total += count
+            out.append((le, total))
+        return out
+
+
+class _JobMetrics(Collector):
+    """The job counts, kept as plain numbers under one lock and turned into metric families
+    when scraped: this runs for every job, and prometheus_client's metric objects cost a
+    label lookup and a lock per update (five per job)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.enqueued: dict[tuple[str, str], int] = {}
+        self.running: dict[tuple[str, str], int] = {}
+        self.waits: dict[tuple[str, str], _Histogram] = {}
+        self.finished: dict[tuple[str, str, str], int] = {}
+        self.runs: dict[tuple[str, str, str], _Histogram] = {}
+        self.worker_up = 0
+
+    def describe(self) -> Iterable[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterable[Metric]:
+        by_job, by_outcome = ["task", "queue"], ["task", "queue", "outcome"]
+        enqueued = CounterMetricFamily(
+            "asyncjobs_jobs_enqueued", "Jobs enqueued by this process.", labels=by_job
+        )
+        finished = CounterMetricFamily(
+            "asyncjobs_jobs_finished",
+            "Attempts ended on this worker, by outcome (succeeded, failed, retried, "
+            "timed_out, cancelled, lost, discarded, released).",
+            labels=by_outcome,
+        )
+        runs = HistogramMetricFamily(
+            "asyncjobs_job_run_seconds", "How long attempts ran, by outcome.", labels=by_outcome
+        )
+        waits = HistogramMetricFamily(
+            "asyncjobs_job_wait_seconds",
+            "How long jobs waited from due to their attempt's start.",
+            labels=by_job,
+        )
+        running = GaugeMetricFamily(
+            "asyncjobs_jobs_running", "Jobs running on this worker.", labels=by_job
+        )
+        up = GaugeMetricFamily("asyncjobs_worker_up", "1 while this process's worker runs.")
+        with self.lock:
+            for key, count in self.enqueued.items():
+                enqueued.add_metric(key, count)
+            for outcome_key, count in self.finished.items():
+                finished.add_metric(outcome_key, count)
+            for outcome_key, histogram in self.runs.items():
+                runs.add_metric(outcome_key, histogram.buckets(), histogram.sum)
+            for key, histogram in self.waits.items():
+                waits.add_metric(key, histogram.buckets(), histogram.sum)
+            for key, count in self.running.items():
+                running.add_metric(key, count)
+            up.add_metric([], self.worker_up)
+        return [enqueued, finished, runs, waits, running, up]
 
 
 class _QueueCollector(Collector):

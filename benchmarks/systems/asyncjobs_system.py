@@ -100,7 +100,9 @@ class AsyncjobsSystem(System):
             return argv, env
         # Nothing but the default hand-off unless a scenario asks for another one.
         extra = [] if hand_off_after is None else ["--hand-off-after", str(hand_off_after)]
-        if observe:
+        from benchmarks.systems.asyncjobs_tasks import PARTS
+
+        if observe and "prometheus" in PARTS:
             # Served, as a user would; nobody scrapes it during the drain.
             extra += ["--metrics-port", "0", "--metrics-host", "127.0.0.1"]
         return (

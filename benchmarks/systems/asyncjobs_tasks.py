@@ -13,10 +13,10 @@ from benchmarks.marks import tick as count_tick
 app = asyncjobs.App()
 
 
-def _observe(app: asyncjobs.App) -> None:
+def _observe(app: asyncjobs.App, parts: set[str]) -> None:
     """Tracing and OpenTelemetry metrics with the SDK and exporters that drop everything
     (the SDK's work, none of the network's); the Prometheus endpoint is the command's
-    --metrics-port."""
+    --metrics-port. `parts`: which of trace, otel-metrics (and prometheus) are on."""
     from collections.abc import Sequence
 
     from opentelemetry.sdk.metrics import MeterProvider
@@ -45,15 +45,20 @@ def _observe(app: asyncjobs.App) -> None:
         def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
             pass
 
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(NoSpans()))
-    Tracing(tracer_provider).install(app)
-    reader = PeriodicExportingMetricReader(NoMetrics(), export_interval_millis=5000)
-    OtelMetrics(MeterProvider(metric_readers=[reader])).install(app)
+    if "trace" in parts:
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(BatchSpanProcessor(NoSpans()))
+        Tracing(tracer_provider).install(app)
+    if "otel-metrics" in parts:
+        reader = PeriodicExportingMetricReader(NoMetrics(), export_interval_millis=5000)
+        OtelMetrics(MeterProvider(metric_readers=[reader])).install(app)
 
+
+# Which parts drain_observed turns on: $BENCH_OBSERVE_PARTS, default all of them.
+PARTS = set(os.environ.get("BENCH_OBSERVE_PARTS", "trace,otel-metrics,prometheus").split(","))
 
 if os.environ.get("BENCH_OBSERVE") == "1":
-    _observe(app)
+    _observe(app, PARTS)
 
 
 @app.task(name="bench.noop")
