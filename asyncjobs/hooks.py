@@ -167,7 +167,7 @@ async def call_each(hooks: list[Callable[[Any], Any]], event: object) -> None:
     for hook in hooks:
         try:
             result = hook(event)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 await result
         except Exception:
             logger.exception("hook %s raised (ignored)", _name(hook))
