@@ -234,3 +234,19 @@ async def test_without_hooks_a_job_carries_no_trace_context(
         await admin.fetchval(f'SELECT trace_context FROM "{schema}".jobs WHERE id = $1', job_id)
         is None
     )
+
+
+async def test_a_schedules_tick_goes_through_the_enqueue_hooks(app: asyncjobs.App) -> None:
+    events: list[asyncjobs.Enqueueing] = []
+    app.hooks.on_enqueue(events.append)
+
+    @app.periodic("* * * * * *")  # every second
+    @app.task(queue="ticks")
+    async def tick() -> None: ...
+
+    async with app.worker():
+        with anyio.fail_after(15):
+            while not events:
+                await anyio.sleep(0.05)
+    assert events[0].tasks == (tick.name,) and events[0].queues == ("ticks",)
+    assert events[0].count == 1 and events[0].job_ids is not None

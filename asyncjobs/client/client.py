@@ -28,12 +28,10 @@ from ..errors import (
     JobNotFound,
     WaitTimeout,
 )
-from ..hooks import Around, Enqueueing, call_each
 from ..job import Job, JobState, WorkerInfo
 from ..retry import RetryDelay
-from ..serialization import dumps
 from ..tasks import P, Task, TaskCall
-from .enqueue import calls_list, enqueue_calls, task_call
+from .enqueue import calls_list, enqueue_with_hooks, task_call
 from .schedules import Schedules
 
 if TYPE_CHECKING:
@@ -148,24 +146,7 @@ class Client:
 
     async def _store(self, conn: asyncpg.Connection | Pool, calls: list[TaskCall]) -> list[int]:
         """Store the calls' jobs, through the app's enqueue hooks if it has any."""
-        hooks = self.app.hooks
-        if not hooks.on_enqueues or not calls:
-            return await enqueue_calls(conn, self.sql, calls)
-        event = Enqueueing(
-            calls=calls,
-            tasks=tuple(dict.fromkeys(call.task for call in calls)),
-            queues=tuple(dict.fromkeys(call.options.queue for call in calls)),
-            count=len(calls),
-        )
-        try:
-            async with Around(hooks.enqueue_around, event):
-                context = dumps(event.trace_context).decode() if event.trace_context else None
-                event.job_ids = await enqueue_calls(conn, self.sql, calls, context)
-        except BaseException as exc:
-            event.error = exc
-            raise
-        await call_each(hooks.enqueue, event)
-        return event.job_ids
+        return await enqueue_with_hooks(conn, self.sql, calls, self.app.hooks)
 
     # -- read -----------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import asyncpg
 from ..db.parameters import Enqueue, EnqueueUniqueOrAfter
 from ..db.sql import Queries
 from ..errors import ConfigurationError, DuplicateJob, JobNotFound, SerializationError
+from ..hooks import Around, Enqueueing, Hooks, call_each
 from ..retry import Backoff
 from ..serialization import dumps, encode_arguments, loads
 from ..tasks import JobOptions, Task, TaskCall, validate_task_name
@@ -70,6 +71,31 @@ async def enqueue_calls(
 # Between the JSON values of a batch's arguments: the ASCII record separator, as in RFC 7464.
 # JSON text never holds it unescaped, so it can't be part of a value.
 RS = b"\x1e"
+
+
+async def enqueue_with_hooks(
+    conn: asyncpg.Connection | Pool, sql: Queries, calls: list[TaskCall], hooks: Hooks
+) -> list[int]:
+    """`enqueue_calls` through the enqueue hooks (hooks.py), if there are any: the
+    `around_enqueue` ones around it (what they put in the event's trace context is stored
+    with the jobs), then the `on_enqueue` ones."""
+    if not hooks.on_enqueues or not calls:
+        return await enqueue_calls(conn, sql, calls)
+    event = Enqueueing(
+        calls=calls,
+        tasks=tuple(dict.fromkeys(call.task for call in calls)),
+        queues=tuple(dict.fromkeys(call.options.queue for call in calls)),
+        count=len(calls),
+    )
+    try:
+        async with Around(hooks.enqueue_around, event):
+            context = dumps(event.trace_context).decode() if event.trace_context else None
+            event.job_ids = await enqueue_calls(conn, sql, calls, context)
+    except BaseException as exc:
+        event.error = exc
+        raise
+    await call_each(hooks.enqueue, event)
+    return event.job_ids
 
 
 def enqueue_parameters(

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, cast
 import anyio
 import asyncpg
 
-from ..client.enqueue import enqueue_calls
+from ..client.enqueue import enqueue_with_hooks
 from ..db.connections import DATABASE_ERRORS
 from ..db.pool import Pool
 from ..db.sql import Queries
 from ..errors import AsyncJobsError
+from ..hooks import Hooks
 from ..retry import RetryDelay
 from ..schedule import MISSED_AFTER, Schedule, next_run
 
@@ -48,11 +49,14 @@ class Scheduler:
         *,
         sql: Queries,
         pool: Pool,
+        hooks: Hooks | None = None,
         max_sleep: float = 60.0,
         batch_size: int = 100,
     ) -> None:
         self._sql = sql
         self._pool = pool
+        # The app's hooks: a tick's enqueue goes through its enqueue hooks, as a client's.
+        self._hooks = hooks if hooks is not None else Hooks()
         # A ceiling on one sleep: a missed NOTIFY or a stepped wall clock costs at most this.
         self._max_sleep = max_sleep
         self._batch_size = batch_size
@@ -117,7 +121,9 @@ class Scheduler:
             )
         else:
             # A pooled connection proxies a Connection: the enqueue runs on it as is.
-            (job_id,) = await enqueue_calls(cast("asyncpg.Connection", conn), self._sql, [call])
+            (job_id,) = await enqueue_with_hooks(
+                cast("asyncpg.Connection", conn), self._sql, [call], self._hooks
+            )
         taken = await conn.fetchval(
             self._sql.advance_schedule, schedule.name, due, following, job_id
         )

@@ -317,7 +317,7 @@ class Worker:
                 batch_size=CLAIM_BATCH,
                 gather=max(1, min(CLAIM_BATCH, self.concurrency) // 2),
             )
-            scheduler = self._scheduler = Scheduler(sql=self.sql, pool=pool)
+            scheduler = self._scheduler = Scheduler(sql=self.sql, pool=pool, hooks=hooks)
             listener = Listener(
                 dsn,
                 {
