@@ -44,7 +44,8 @@ JobOutcome: TypeAlias = Literal[
 
 @dataclasses.dataclass(slots=True)
 class Enqueueing:
-    """One call of `enqueue`, `enqueue_many` (or their `_tx` forms), as hooks see it.
+    """One call of `enqueue`, `enqueue_many` (or their `_tx` forms), or a schedule's tick, as
+    hooks see it.
 
     `calls` are the jobs' calls (task name, encoded arguments, options), in order;
     `tasks` and `queues` the distinct names among them. `trace_context` is stored with
