@@ -26,6 +26,7 @@ from .errors import (
     UnsupportedConnection,
     WaitTimeout,
 )
+from .hooks import Enqueueing, Hooks, JobOutcome, JobRun
 from .job import Job, JobId, JobState, QueueInfo, WorkerInfo
 from .job_context import Fence, JobContext, current_job
 from .retention import Retention
@@ -49,7 +50,9 @@ __all__ = [
     "ConnectionFailed",
     "ConnectionLost",
     "DuplicateJob",
+    "Enqueueing",
     "Fence",
+    "Hooks",
     "Interrupted",
     "Job",
     "JobCancelled",
@@ -58,6 +61,8 @@ __all__ = [
     "JobId",
     "JobNotFound",
     "JobOptions",
+    "JobOutcome",
+    "JobRun",
     "JobState",
     "MigrationError",
     "NoCurrentJob",

@@ -17,6 +17,7 @@ from .db.connections import connect, resolve_dsn
 from .db.migrations import migrate
 from .db.sql import validate_schema
 from .errors import ConfigurationError
+from .hooks import Hooks
 from .retention import Retention
 from .retry import Backoff, exception_types, validate_backoff
 from .schedule import Periodic, define
@@ -84,6 +85,8 @@ class App:
         self.schedules: dict[str, Periodic] = {}
         self._embedded: SharedServer | None = None
         self._embedded_dsn = ""
+        # User code called on enqueue, around jobs, as workers start and stop (hooks.py).
+        self.hooks = Hooks()
         self._embedded_users = 0
         self._embedded_lock: anyio.Lock | None = None
 

@@ -33,6 +33,20 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("drain, 1 worker c=10", "drain_c10", "jobs_per_s", "jobs/s", higher_is_better=True),
     Row("drain, 1 worker c=50", "drain_c50", "jobs_per_s", "jobs/s", higher_is_better=True),
+    Row(
+        "drain c=10, tracing+metrics on",
+        "drain_observed_c10",
+        "jobs_per_s",
+        "jobs/s",
+        higher_is_better=True,
+    ),
+    Row(
+        "drain c=50, tracing+metrics on",
+        "drain_observed_c50",
+        "jobs_per_s",
+        "jobs/s",
+        higher_is_better=True,
+    ),
     Row("pickup latency p50", "pickup", "p50_ms", "ms"),
     Row("pickup latency p99", "pickup", "p99_ms", "ms"),
     Row("cancel latency p50", "cancel", "p50_ms", "ms"),
@@ -272,6 +286,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     vs_pgq("drain c=10 >= 1.5x pgqueuer", "drain_c10", "jobs_per_s", 1.5)
     vs_pgq("drain c=50 >= 1.5x pgqueuer", "drain_c50", "jobs_per_s", 1.5)
     vs_pgq("batch enqueue >= 2x pgqueuer", "enqueue", "batch_jobs_per_s", 2.0)
+    # Issue 14 (observability): tracing and metrics on cost the drain at most 5%.
+    for c in (10, 50):
+        name = f"drain c={c}, tracing+metrics >= 0.95x without"
+        off = _med(results, f"drain_c{c}", "asyncjobs", "jobs_per_s")
+        on = _med(results, f"drain_observed_c{c}", "asyncjobs", "jobs_per_s")
+        if off is None or on is None or off == 0:
+            check(name, None, None, "not measured")
+        else:
+            check(name, on / off, on / off >= 0.95, f"{on / off:.2f}× ({on:,.0f} vs {off:,.0f})")
     vs_pgq("single enqueue >= pgqueuer", "enqueue", "single_jobs_per_s", 1.0)
     below("pickup p50 <= 5 ms", "pickup", "p50_ms", 5)
     below("pickup p99 <= 20 ms", "pickup", "p99_ms", 20)

@@ -35,6 +35,7 @@ from benchmarks.systems.base import System
 SCENARIOS = (
     "enqueue",
     "drain",
+    "drain_observed",
     "pickup",
     "cancel",
     "crash",
@@ -199,13 +200,25 @@ class Runner:
                 continue
             for _ in range(args.repeat):
                 for system in self.systems:
-                    if scenario == "drain":
+                    if scenario == "drain_observed" and "drain" in wanted:
+                        continue  # measured right after each plain drain, below
+                    if scenario in ("drain", "drain_observed"):
+                        # Asked for both: each plain drain is followed by the observed one.
                         for c in (10, 50):
-                            await self.measure(
-                                f"drain_c{c}",
-                                system.name,
-                                lambda s=system, c=c: scenarios.drain(bench, s, c),
-                            )
+                            if scenario == "drain":
+                                await self.measure(
+                                    f"drain_c{c}",
+                                    system.name,
+                                    lambda s=system, c=c: scenarios.drain(bench, s, c),
+                                )
+                            if "drain_observed" in wanted and system.name == "asyncjobs":
+                                await self.measure(
+                                    f"drain_observed_c{c}",
+                                    system.name,
+                                    lambda s=system, c=c: scenarios.drain(
+                                        bench, s, c, observe=True
+                                    ),
+                                )
                         continue
                     fn = getattr(scenarios, scenario)
                     await self.measure(scenario, system.name, lambda s=system, f=fn: f(bench, s))

@@ -109,13 +109,17 @@ class Bench:
         *,
         ready: bool = True,
         hand_off_after: float | None = None,
+        observe: bool = False,
     ) -> WorkerProcess:
         """Start a worker process; by default wait until it listens for jobs. Workers get
-        the system's defaults except `hand_off_after` when a scenario gives one."""
+        the system's defaults except `hand_off_after` when a scenario gives one; `observe`:
+        with tracing and metrics on (asyncjobs only)."""
         import os
 
         dsn = self.system_dsn(system)
-        argv, extra = system.worker_command(dsn, concurrency, hand_off_after=hand_off_after)
+        argv, extra = system.worker_command(
+            dsn, concurrency, hand_off_after=hand_off_after, observe=observe
+        )
         env = {**os.environ, **extra, "PYTHONUNBUFFERED": "1"}
         self._workers += 1
         log = self.logdir / f"{system.name}.log"
@@ -160,7 +164,13 @@ async def enqueue(bench: Bench, system: System) -> dict[str, Any]:
 # -- 2. drain --------------------------------------------------------------------------
 
 
-async def drain(bench: Bench, system: System, concurrency: int) -> dict[str, Any]:
+async def drain(
+    bench: Bench, system: System, concurrency: int, *, observe: bool = False
+) -> dict[str, Any]:
+    """`observe`: the worker traces every job and serves metrics (see BENCH_OBSERVE in
+    systems/asyncjobs_tasks.py)."""
+    if observe and system.name != "asyncjobs":
+        raise NotApplicable("asyncjobs' own tracing and metrics")
     cfg = bench.config
     dsn = await bench.fresh(system)
     async with system.client(dsn) as client:
@@ -168,7 +178,7 @@ async def drain(bench: Bench, system: System, concurrency: int) -> dict[str, Any
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("VACUUM ANALYZE")  # same starting point for every system
-        worker = await bench.worker(system, concurrency, "drain", ready=False)
+        worker = await bench.worker(system, concurrency, "drain", ready=False, observe=observe)
         try:
             deadline = time.monotonic() + cfg.drain_timeout
             remaining = await system.remaining(conn)

@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 
 import asyncjobs
+from tests.helpers import Output
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,12 +99,18 @@ async def admin(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 def spawn_worker(pg_dsn: str, schema: str) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """Start `asyncjobs worker tests.worker_app:app ...` as a real process."""
+    """Start `asyncjobs [before...] worker tests.worker_app:app ...` (or another `app`) as a
+    real process."""
     procs: list[subprocess.Popen[str]] = []
 
-    def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    def spawn(
+        *args: str,
+        env: dict[str, str] | None = None,
+        app: str = "tests.worker_app:app",
+        before: tuple[str, ...] = (),
+    ) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "asyncjobs", "worker", "tests.worker_app:app", *args],
+            [sys.executable, "-m", "asyncjobs", *before, "worker", app, *args],
             cwd=ROOT,
             env={
                 **os.environ,
@@ -118,6 +125,9 @@ def spawn_worker(pg_dsn: str, schema: str) -> Iterator[Callable[..., subprocess.
             stderr=subprocess.STDOUT,
             text=True,
         )
+        # Read as it comes (a full pipe would block the worker), with the pipe's methods.
+        assert proc.stdout is not None
+        proc.stdout = Output(proc.stdout)  # type: ignore[assignment]
         procs.append(proc)
         return proc
 

@@ -143,6 +143,12 @@ FORBIDDEN = [
     ("asyncjobs.client", "asyncjobs.worker"),
     ("asyncjobs.client", "asyncjobs.cli"),
     ("asyncjobs.app", "asyncjobs.cli"),
+    # The integrations are optional extras built on the hooks: the core never needs them.
+    ("asyncjobs.app", "asyncjobs.observability"),
+    ("asyncjobs.hooks", "asyncjobs.observability"),
+    ("asyncjobs.db", "asyncjobs.observability"),
+    ("asyncjobs.client", "asyncjobs.observability"),
+    ("asyncjobs.worker", "asyncjobs.observability"),
 ]
 
 

@@ -11,7 +11,7 @@ import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
 import anyio
 import click
@@ -29,6 +29,10 @@ from ..worker.settings import MAX_HAND_OFF_AFTER, WorkerSettings
 from ..worker.worker import Worker
 from .common import app_options, fail, json_argument, load_app, make_app, run
 from .schedules import schedules
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..observability.prometheus import PrometheusMetrics
 
 # The defaults the worker command shows, and gives when an option is left out.
 _DEFAULTS = WorkerSettings()
@@ -92,8 +96,22 @@ class _Seconds(click.ParamType):  # type: ignore[type-arg]  # generic from click
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     help="Logging level.",
 )
-def cli(log_level: str) -> None:
+@click.option(
+    "--log-format",
+    default="text",
+    type=click.Choice(["text", "json"]),
+    help="text lines, or one JSON object per line (with job id, task, queue, attempt, "
+    "outcome, duration and trace id on each attempt's line).",
+)
+def cli(log_level: str, log_format: str) -> None:
     """asyncjobs: background jobs on PostgreSQL that stop the moment you ask."""
+    if log_format == "json":
+        from ..observability.logs import JsonFormatter
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=log_level.upper(), handlers=[handler])
+        return
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -173,6 +191,15 @@ cli.add_command(schedules)
     type=click.FloatRange(min=0, max=MAX_HAND_OFF_AFTER),
     help="Seconds a job runs under its claim before it moves to the worker's lease.",
 )
+@click.option(
+    "--metrics-port",
+    default=None,
+    type=click.IntRange(min=0, max=65535),
+    help="Serve Prometheus metrics on this port at /metrics (needs asyncjobs[prometheus]).",
+)
+@click.option(
+    "--metrics-host", default="0.0.0.0", show_default=True, help="Address of --metrics-port."
+)
 @click.option("--dsn", default=None, help="PostgreSQL DSN, instead of the app's.")
 @click.option("--schema", default=None, help="Schema, instead of the app's.")
 def worker(
@@ -190,6 +217,8 @@ def worker(
     no_prune: bool,
     claim_sessions: int | None,
     hand_off_after: float,
+    metrics_port: int | None,
+    metrics_host: str,
     dsn: str | None,
     schema: str | None,
 ) -> None:
@@ -242,6 +271,7 @@ def worker(
     except AsyncJobsError as exc:
         raise click.BadParameter(str(exc)) from exc
     runner = Worker(app, settings)
+    metrics = _serve_metrics(app, metrics_port, metrics_host) if metrics_port is not None else None
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -249,9 +279,30 @@ def worker(
             await runner.run(exits_when_forced=True)
             tg.cancel_scope.cancel()
 
-    run(main)
+    try:
+        run(main)
+    finally:
+        if metrics is not None:
+            metrics.close()
     if runner.abandoned:
         _exit_leaving_threads(runner)
+
+
+def _serve_metrics(app: App, port: int, host: str) -> PrometheusMetrics:
+    """Count the app's jobs and serve them on host:port before the worker starts (a port
+    in use fails the command at once)."""
+    try:
+        from ..observability.prometheus import PrometheusMetrics
+    except ImportError as exc:
+        raise click.UsageError(
+            f"--metrics-port needs prometheus-client: pip install 'asyncjobs[prometheus]' ({exc})"
+        ) from exc
+    metrics = PrometheusMetrics().install(app)
+    try:
+        metrics.serve(port, host)
+    except OSError as exc:
+        raise click.UsageError(f"cannot serve metrics on {host}:{port}: {exc}") from exc
+    return metrics
 
 
 def _exit_leaving_threads(runner: Worker) -> NoReturn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import uuid
@@ -33,7 +34,7 @@ from ..errors import (
 from ..job import Job, JobId, JobState, QueueInfo, WorkerInfo
 from ..retry import RetryDelay
 from ..tasks import P, Task, TaskCall, validate_queue, validate_task_name
-from .enqueue import calls_list, enqueue_calls, task_call
+from .enqueue import calls_list, enqueue_calls, enqueue_with_hooks, task_call
 from .schedules import Schedules
 from .task_names import KnownTaskNames
 from .transactions import enqueue_in_transaction
@@ -138,7 +139,7 @@ class Client:
         with _lost_connection(f"enqueueing a job of task {call.task!r}", writes=True):
             if isinstance(task, str):
                 await self._check_name(task)
-            (job_id,) = await enqueue_calls(self.pool, self.sql, [call])
+            (job_id,) = await self._store(self.pool, [call])
         return JobId(job_id)
 
     async def check_task_name(self, name: str) -> None:
@@ -185,7 +186,7 @@ class Client:
         call = task_call(self.app.tasks, task, args, kwargs)
         if isinstance(task, str):
             await self._check_name(task)
-        (job_id,) = await enqueue_in_transaction(conn, self.sql, [call])
+        (job_id,) = await self._store(conn, [call])
         return JobId(job_id)
 
     async def enqueue_many(self, calls: Iterable[TaskCall]) -> list[int]:
@@ -193,12 +194,21 @@ class Client:
         All or none are stored; ConnectionLost as for `enqueue`."""
         batch = calls_list(calls)
         with _lost_connection(f"enqueueing {len(batch)} jobs", writes=True):
-            return await enqueue_calls(self.pool, self.sql, batch)
+            return await self._store(self.pool, batch)
 
     async def enqueue_many_tx(self, conn: Connection, calls: Iterable[TaskCall]) -> list[int]:
         """`enqueue_many` on your own connection, inside your transaction (the connections
         `enqueue_tx` takes)."""
-        return await enqueue_in_transaction(conn, self.sql, calls_list(calls))
+        return await self._store(conn, calls_list(calls))
+
+    async def _store(self, conn: Connection | Pool, calls: list[TaskCall]) -> list[int]:
+        """Store the calls' jobs (on the pool, or in the caller's transaction), through the
+        app's enqueue hooks if it has any."""
+        if isinstance(conn, Pool):
+            store = functools.partial(enqueue_calls, conn, self.sql)
+        else:
+            store = functools.partial(enqueue_in_transaction, conn, self.sql)
+        return await enqueue_with_hooks(store, calls, self.app.hooks)
 
     # -- read -----------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ worker's scheduler (whose ticks enqueue on their own transaction)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -12,6 +12,7 @@ import asyncpg
 from ..db.parameters import Enqueue, EnqueueUniqueOrAfter
 from ..db.sql import Queries
 from ..errors import ConfigurationError, DuplicateJob, JobNotFound, SerializationError
+from ..hooks import Around, Enqueueing, Hooks, call_each
 from ..retry import Backoff
 from ..serialization import dumps, encode_arguments, loads
 from ..tasks import JobOptions, Task, TaskCall, validate_task_name
@@ -43,13 +44,17 @@ def task_call(
 
 
 async def enqueue_calls(
-    conn: asyncpg.Connection | Pool, sql: Queries, calls: list[TaskCall]
+    conn: asyncpg.Connection | Pool,
+    sql: Queries,
+    calls: list[TaskCall],
+    trace_context: str | None = None,
 ) -> list[int]:
     """Store these calls' jobs with one statement (`enqueue`, or `enqueue_unique_or_after`
-    when a call has a unique key or parents) on `conn`; return their ids in call order."""
+    when a call has a unique key or parents) on `conn`; return their ids in call order.
+    `trace_context`: JSON text stored with every job of the batch (see hooks.Enqueueing)."""
     if not calls:
         return []
-    statement, parameters = enqueue_statement(sql, calls)
+    statement, parameters = enqueue_statement(sql, calls, trace_context)
     try:
         ids: list[int] = await conn.fetchval(statement, *parameters)
     except asyncpg.PostgresError as exc:
@@ -61,13 +66,14 @@ async def enqueue_calls(
 
 
 def enqueue_statement(
-    sql: Queries, calls: list[TaskCall]
+    sql: Queries, calls: list[TaskCall], trace_context: str | None = None
 ) -> tuple[str, Enqueue | EnqueueUniqueOrAfter]:
-    """The statement that stores these calls' jobs, and its parameters."""
+    """The statement that stores these calls' jobs, and its parameters (`trace_context`:
+    JSON text stored with every job of the batch)."""
     for call in calls:
         if not isinstance(call, TaskCall):
             raise ConfigurationError(f"enqueue_many takes task.call(...) items, got {call!r}")
-    parameters = enqueue_parameters(calls)
+    parameters = enqueue_parameters(calls, trace_context)
     if isinstance(parameters, Enqueue):
         return sql.enqueue, parameters
     return sql.enqueue_unique_or_after, parameters
@@ -78,7 +84,37 @@ def enqueue_statement(
 RS = b"\x1e"
 
 
-def enqueue_parameters(calls: Sequence[TaskCall]) -> Enqueue | EnqueueUniqueOrAfter:
+# Stores a batch of calls with a trace context (or None): `enqueue_calls` on a pool or an
+# asyncpg connection, or the caller's transaction (client/transactions.py).
+Store = Callable[[list[TaskCall], "str | None"], Awaitable[list[int]]]
+
+
+async def enqueue_with_hooks(store: Store, calls: list[TaskCall], hooks: Hooks) -> list[int]:
+    """`store(calls, trace_context)` through the enqueue hooks (hooks.py), if there are
+    any: the `around_enqueue` ones around it (what they put in the event's trace context is
+    stored with the jobs), then the `on_enqueue` ones."""
+    if not hooks.on_enqueues or not calls:
+        return await store(calls, None)
+    event = Enqueueing(
+        calls=calls,
+        tasks=tuple(dict.fromkeys(call.task for call in calls)),
+        queues=tuple(dict.fromkeys(call.options.queue for call in calls)),
+        count=len(calls),
+    )
+    try:
+        async with Around(hooks.enqueue_around, event):
+            context = dumps(event.trace_context).decode() if event.trace_context else None
+            event.job_ids = await store(calls, context)
+    except BaseException as exc:
+        event.error = exc
+        raise
+    await call_each(hooks.enqueue, event)
+    return event.job_ids
+
+
+def enqueue_parameters(
+    calls: Sequence[TaskCall], trace_context: str | None = None
+) -> Enqueue | EnqueueUniqueOrAfter:
     """The parameters of statement `enqueue` for a batch of calls; when a call has a unique
     key or parents, those of `enqueue_unique_or_after`.
 
@@ -119,6 +155,7 @@ def enqueue_parameters(calls: Sequence[TaskCall]) -> Enqueue | EnqueueUniqueOrAf
         run_ats=[o.run_at for o in options],
         delays=[o.delay for o in options],
         backoffs=[_backoff_json(o.backoff) for o in options],
+        trace_context=trace_context,
     )
     if not any(o.unique_key is not None or o.after for o in options):
         return plain

@@ -216,13 +216,13 @@ def _shown(conn: object) -> str:
 
 
 async def enqueue_in_transaction(
-    conn: Connection, sql: Queries, calls: list[TaskCall]
+    conn: Connection, sql: Queries, calls: list[TaskCall], trace_context: str | None = None
 ) -> list[int]:
     """Store these calls' jobs on the caller's connection, in its transaction; their ids."""
     if not calls:
         _check_kind(conn)
         return []
-    statement, parameters = enqueue_statement(sql, calls)
+    statement, parameters = enqueue_statement(sql, calls, trace_context)
     try:
         ids: list[int] = await fetch_value(conn, statement, parameters)
     except Exception as exc:

@@ -26,6 +26,7 @@ class Enqueue(NamedTuple):
     run_ats: list[datetime.datetime | None]
     delays: list[float | None]
     backoffs: list[str | None]
+    trace_context: str | None
 
 
 class EnqueueUniqueOrAfter(NamedTuple):
@@ -43,6 +44,7 @@ class EnqueueUniqueOrAfter(NamedTuple):
     run_ats: list[datetime.datetime | None]
     delays: list[float | None]
     backoffs: list[str | None]
+    trace_context: str | None
     unique_keys: list[str | None]
     refuse_duplicates: list[bool]
     parents: list[str | None]

@@ -4,14 +4,15 @@
 
 -- name: enqueue
 -- Parameters: $1 options_rows, $2 args, $3 kwargs, $4 tasks, $5 queues, $6 priorities,
--- $7 max_attempts, $8 timeouts, $9 run_ats, $10 delays, $11 backoffs.
+-- $7 max_attempts, $8 timeouts, $9 run_ats, $10 delays, $11 backoffs, $12 trace_context.
 --
 -- Inserts jobs and their queue rows in one statement. The calls' arguments: $2 positional,
 -- $3 keyword (NULL: no call has any), JSON values separated by RS (E'\x1e'), in call order.
 -- Their options, one row per distinct (task, options) of the batch: $4-$11 (backoff as
 -- JSON); $1 the row of each call (NULL: the first for all). Why this shape: see
 -- enqueue_parameters in client/enqueue.py. Arguments come as text so that this runs on
--- any caller's connection (enqueue_tx), whatever codecs it has.
+-- any caller's connection (enqueue_tx), whatever codecs it has. $12: the trace context of
+-- the enqueue (JSON text, one for the whole batch: one send span covers it), or NULL.
 -- A job is due at run_at, else delay seconds from now, else now. Ids follow call order:
 -- the rows are sorted by it, and ids are drawn after the sort.
 -- The jobs are inserted straight from the input, without a CTE in between: a materialized
@@ -20,11 +21,11 @@
 WITH inserted AS (
     INSERT INTO {schema}.jobs
            (task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state, queue_entry,
-            backoff)
+            backoff, trace_context)
     SELECT o.task, o.queue, o.priority, c.args::jsonb, coalesce(c.kwargs::jsonb, '{}'),
            o.max_attempts, o.timeout, o.due,
            CASE WHEN o.due > now() THEN 'scheduled' ELSE 'queued' END,
-           nextval('{schema}.queue_id_seq'), o.backoff::jsonb
+           nextval('{schema}.queue_id_seq'), o.backoff::jsonb, $12::text::jsonb
       FROM ROWS FROM (unnest($1::int[]), string_to_table($2, E'\x1e'),
                       string_to_table($3, E'\x1e')) WITH ORDINALITY AS c(options, args, kwargs, n)
       JOIN (SELECT o.*, coalesce(o.run_at_in, now() + make_interval(secs => coalesce(o.delay, 0)))
@@ -48,19 +49,19 @@ SELECT array_agg(id ORDER BY id) AS ids,
 
 -- name: enqueue_unique_or_after
 -- Parameters: $1 options_rows, $2 args, $3 kwargs, $4 tasks, $5 queues, $6 priorities,
--- $7 max_attempts, $8 timeouts, $9 run_ats, $10 delays, $11 backoffs, $12 unique_keys,
--- $13 refuse_duplicates, $14 parents, $15 on_parent_failures.
+-- $7 max_attempts, $8 timeouts, $9 run_ats, $10 delays, $11 backoffs, $12 trace_context,
+-- $13 unique_keys, $14 refuse_duplicates, $15 parents, $16 on_parent_failures.
 --
 -- `enqueue` for batches where some job has a unique key or parents (the plain statement
 -- above stays the fast path: this one does about twice the work per row).
--- $1-$11 as for `enqueue`; each row of options also has a unique key ($12), whether a
--- duplicate is refused ($13), parents ($14) and what to do when one fails ($15).
+-- $1-$12 as for `enqueue`; each row of options also has a unique key ($13), whether a
+-- duplicate is refused ($14), parents ($15) and what to do when one fails ($16).
 -- Unique keys: a job whose task already has an active job with its key is not
 -- inserted and gets that job's id. ON CONFLICT DO UPDATE (a no-op assignment) is what
 -- returns that row even when a concurrent transaction committed it after this statement's
 -- snapshot was taken; DO NOTHING and a SELECT would not see it. Calls of one batch with
--- the same task and key become one job. $13: refuse (abort the statement) instead.
--- Continuations ($14: parents as an array literal; $15: 'cancel' or 'run' when one fails):
+-- the same task and key become one job. $14: refuse (abort the statement) instead.
+-- Continuations ($15: parents as an array literal; $16: 'cancel' or 'run' when one fails):
 -- the parents' rows are locked in id order before their state is read, and a parent that
 -- ends holds the same row lock when its trigger looks for children, so a child enqueued
 -- while its parent ends is never missed by both. A job with unfinished parents is
@@ -79,8 +80,8 @@ WITH input AS (
       FROM ROWS FROM (unnest($1::int[]), string_to_table($2, E'\x1e'),
                       string_to_table($3, E'\x1e')) WITH ORDINALITY AS c(options, args, kwargs, n)
       JOIN unnest($4::text[], $5::text[], $6::int[], $7::int[], $8::float8[],
-                  $9::timestamptz[], $10::float8[], $11::text[], $12::text[], $13::bool[],
-                  $14::text[], $15::text[]) WITH ORDINALITY
+                  $9::timestamptz[], $10::float8[], $11::text[], $13::text[], $14::bool[],
+                  $15::text[], $16::text[]) WITH ORDINALITY
            AS o(task, queue, priority, max_attempts, timeout, run_at_in, delay, backoff,
                 unique_key, refuse_duplicate, parents, on_parent_failure, n)
         ON o.n = coalesce(c.options, 1)
@@ -125,7 +126,7 @@ WITH input AS (
     INSERT INTO {schema}.jobs AS j
            (id, task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state,
             queue_entry, unique_key, active_key, parents, on_parent_failure, pending_parents,
-            finished_at, error, backoff)
+            finished_at, error, backoff, trace_context)
     OVERRIDING SYSTEM VALUE
     SELECT job.id, task, queue, priority, args, kwargs, max_attempts, timeout, due, state,
            CASE WHEN state IN ('queued', 'scheduled')
@@ -135,7 +136,7 @@ WITH input AS (
            CASE WHEN state = 'cancelled' THEN now() END,
            CASE WHEN state = 'cancelled'
                 THEN {schema}.parent_error(blocker, ps.state_of ->> blocker::text) END,
-           backoff
+           backoff, $12::text::jsonb
       FROM job CROSS JOIN parents AS ps
         ON CONFLICT (task, active_key) WHERE active_key IS NOT NULL
         DO UPDATE SET unique_key = EXCLUDED.unique_key
@@ -229,7 +230,8 @@ SELECT id, job_id FROM {schema}.claim_jobs($1::text[], $2::int);
 -- stopped it (see worker/takeover.py). A worker that is gone (its key free) runs nothing.
 --
 -- Each started job comes with its checkpoint (what its last attempt saved), so resuming
--- costs no extra round trip.
+-- costs no extra round trip, and with its enqueue's trace context and how long it waited
+-- since it was due (`waited`, seconds on the server's clock), for hooks and metrics.
 --
 -- Returns the started jobs, or one row of NULLs when none started.
 WITH outcome AS (
@@ -294,7 +296,8 @@ WITH outcome AS (
                 AND (j.lease IS NULL
                      OR pg_try_advisory_xact_lock(hashtext('{schema}.workers'), j.lease))))
     RETURNING j.id, j.queue_entry, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
-              j.timeout, j.queue, j.backoff, j.checkpoint, c.taken_from
+              j.timeout, j.queue, j.backoff, j.checkpoint, c.taken_from, j.trace_context,
+              extract(epoch FROM now() - j.run_at)::float8 AS waited
 ), notified AS (
     SELECT (SELECT count(*) FROM (
                 SELECT pg_notify('{channel_prefix}.done', string_agg(id::text, ','))
@@ -793,3 +796,30 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::float8[])
 -- Every task name a worker on this schema has had, for the client's check of an enqueue by
 -- name (cached; read again on a miss).
 SELECT coalesce(array_agg(name ORDER BY name), '{}') FROM {schema}.task_names;
+
+-- name: queue_stats
+-- For metrics, read at scrape time: per queue, the jobs due and waiting ('queued'), due
+-- later ('scheduled') and running ('processing'), and how long the oldest due one has
+-- waited (seconds). Read from the queue rows joined to their jobs by primary key (a row
+-- whose job has moved on is stale and left out), plus handed-off jobs through their
+-- partial index: no scan of the jobs table, whose finished rows may be many. Jobs
+-- 'awaiting' their parents have no queue row and are not counted.
+WITH live AS (
+    SELECT j.id, j.queue, j.run_at, j.state
+      FROM {schema}.queue AS q
+      JOIN {schema}.jobs AS j ON j.id = q.job_id AND j.queue_entry = q.id
+     WHERE j.state IN ('queued', 'scheduled', 'processing')
+     UNION
+    SELECT j.id, j.queue, j.run_at, j.state
+      FROM {schema}.jobs AS j
+     WHERE j.lease IS NOT NULL AND j.state = 'processing'
+)
+SELECT queue,
+       CASE WHEN state = 'processing' THEN 'processing'
+            WHEN run_at <= now() THEN 'queued'
+            ELSE 'scheduled' END AS state,
+       count(*) AS jobs,
+       extract(epoch FROM now() - min(run_at))::float8 AS oldest
+  FROM live
+ GROUP BY 1, 2
+ ORDER BY 1, 2;

@@ -69,6 +69,9 @@ CREATE TABLE {schema}.jobs (
     -- 0008: the job's checkpoint (current_job().checkpoint) and when it was saved.
     checkpoint        jsonb,
     checkpoint_at     timestamptz,
+    -- 0011: the trace context of the enqueue that made the job (W3C traceparent and
+    -- tracestate as a JSON object), NULL when the enqueue was not traced.
+    trace_context     jsonb,
     CONSTRAINT jobs_state_valid CHECK (
         state IN ('scheduled', 'queued', 'awaiting', 'processing', 'succeeded', 'failed',
                   'cancelled')),
@@ -748,8 +751,8 @@ BEGIN
     RETURN new_id;
 END $$;
 
--- This file is migrations 1-10 and 12 (11 is reserved by another branch).
+-- This file is migrations 1-12.
 INSERT INTO {schema}.migrations (version, name)
 VALUES (1, 'initial'), (2, 'queue_order'), (3, 'lifecycle'), (4, 'unique_and_continuations'),
        (5, 'schedules'), (6, 'lean_enqueue'), (7, 'liveness'), (8, 'checkpoints'),
-       (9, 'notify_enqueue'), (10, 'queue_pause'), (12, 'sql_enqueue');
+       (9, 'notify_enqueue'), (10, 'queue_pause'), (11, 'trace_context'), (12, 'sql_enqueue');

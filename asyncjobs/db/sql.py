@@ -88,6 +88,7 @@ class Queries:
     lock_schedules_sync: str
     record_task_names: str
     known_task_names: str
+    queue_stats: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Queries:

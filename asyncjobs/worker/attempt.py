@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from ..cancel import CancelReason, CancelToken
+from ..hooks import JobOutcome
 from ..job_context import JobContext
 from ..serialization import without_nul
 
@@ -46,6 +47,9 @@ class RunningJob:
     backoff: Any = None
     # What its last attempt saved (current_job().checkpoint), read by the start.
     checkpoint: Any = None
+    # For hooks: the enqueue's trace context, and seconds from due to this start.
+    trace_context: Any = None
+    waited: float | None = None
     # Awaited in the job's scope before its code runs (a takeover's handshake): a stop
     # meanwhile means the code never runs.
     before_run: Callable[[], Awaitable[None]] | None = None
@@ -98,6 +102,26 @@ class Outcome:
     delay: float = 0.0
     # A failure written in place of an outcome PostgreSQL refused.
     stands_in: bool = False
+
+
+def hook_outcome(outcome: Outcome, reason: CancelReason | None) -> JobOutcome:
+    """How hooks and metrics name what an attempt ended in (see hooks.JobOutcome)."""
+    kind = outcome.kind
+    if kind == "succeeded":
+        return "succeeded"
+    if kind == "cancelled":
+        return "cancelled"
+    if kind in ("retry", "failed"):
+        if reason is CancelReason.TIMEOUT:
+            return "timed_out"
+        return "retried" if kind == "retry" else "failed"
+    if kind == "release":
+        return "released"
+    if kind == "discard":
+        if reason is CancelReason.CANCELLED:
+            return "cancelled"
+        return "lost" if reason is CancelReason.CLAIM_LOST else "discarded"
+    return "lost"  # abandon: the thread is left to the process's exit
 
 
 def error_record(exc: BaseException, attempt: int) -> dict[str, Any]:

@@ -269,6 +269,8 @@ class Fetcher:
                 queue=row["queue"],
                 backoff=row["backoff"],
                 checkpoint=row["checkpoint"],
+                trace_context=row["trace_context"],
+                waited=row["waited"],
                 claim=claim,
                 taken_from=row["taken_from"],
             )

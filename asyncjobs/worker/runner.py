@@ -14,7 +14,7 @@ from ..errors import ConfigurationError, SerializationError, UnknownTaskError
 from ..job_context import enter, leave
 from ..retry import Backoff, Retry
 from ..serialization import encode_result
-from .attempt import Outcome, RunningJob, error_record
+from .attempt import Outcome, RunningJob, error_record, hook_outcome
 
 if TYPE_CHECKING:
     from ..tasks import Task
@@ -226,11 +226,23 @@ _STOPPED = {
 
 
 def log_attempt(job: RunningJob, outcome: Outcome, seconds: float) -> None:
-    """Log what became of one attempt: how long it ran, and what happens to the job next."""
+    """Log what became of one attempt: how long it ran, and what happens to the job next.
+    The line carries the same as fields, for structured logs (observability/logs.py)."""
     head = f"job {job.id} {job.task} attempt {job.attempt}/{job.max_attempts}"
     error = f" ({outcome.error['type']}: {outcome.error['message']})" if outcome.error else ""
+    extra = {
+        "job_id": job.id,
+        "task": job.task,
+        "queue": job.queue,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "outcome": hook_outcome(outcome, job.reason),
+        "duration": round(seconds, 6),
+        "retry_in": outcome.delay if outcome.kind == "retry" else None,
+        "error_type": outcome.error["type"] if outcome.error else None,
+    }
     if outcome.kind == "succeeded":
-        logger.info("%s: succeeded in %.3fs", head, seconds)
+        logger.info("%s: succeeded in %.3fs", head, seconds, extra=extra)
     elif outcome.kind == "retry":
         # The delay is the backoff chosen just now, not the attempt's run time.
         logger.info(
@@ -242,6 +254,7 @@ def log_attempt(job: RunningJob, outcome: Outcome, seconds: float) -> None:
             job.attempt + 1,
             job.max_attempts,
             outcome.delay,
+            extra=extra,
         )
     elif outcome.kind == "failed":
         last = job.attempt >= job.max_attempts
@@ -251,9 +264,12 @@ def log_attempt(job: RunningJob, outcome: Outcome, seconds: float) -> None:
             seconds,
             error,
             "no attempts left" if last else "not retried (this error fails the job at once)",
+            extra=extra,
         )
     elif outcome.kind == "cancelled":
-        logger.info("%s: cancelled by the job itself after %.3fs%s", head, seconds, error)
+        logger.info(
+            "%s: cancelled by the job itself after %.3fs%s", head, seconds, error, extra=extra
+        )
     else:
         what, why = _STOPPED.get(job.reason, ("stopped", f": {job.reason}"))  # type: ignore[arg-type]
-        logger.info("%s: %s after %.3fs%s", head, what, seconds, why)
+        logger.info("%s: %s after %.3fs%s", head, what, seconds, why, extra=extra)

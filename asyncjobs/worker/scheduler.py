@@ -10,6 +10,7 @@ Another worker either skips the locked row or, once it is committed, no longer f
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import math
 from typing import TYPE_CHECKING, cast
@@ -17,11 +18,12 @@ from typing import TYPE_CHECKING, cast
 import anyio
 import asyncpg
 
-from ..client.enqueue import enqueue_calls
+from ..client.enqueue import enqueue_calls, enqueue_with_hooks
 from ..db.connections import DATABASE_ERRORS
 from ..db.pool import Pool
 from ..db.sql import Queries
 from ..errors import AsyncJobsError
+from ..hooks import Hooks
 from ..retry import RetryDelay
 from ..schedule import MISSED_AFTER, Schedule, next_run
 
@@ -48,11 +50,14 @@ class Scheduler:
         *,
         sql: Queries,
         pool: Pool,
+        hooks: Hooks | None = None,
         max_sleep: float = 60.0,
         batch_size: int = 100,
     ) -> None:
         self._sql = sql
         self._pool = pool
+        # The app's hooks: a tick's enqueue goes through its enqueue hooks, as a client's.
+        self._hooks = hooks if hooks is not None else Hooks()
         # A ceiling on one sleep: a missed NOTIFY or a stepped wall clock costs at most this.
         self._max_sleep = max_sleep
         self._batch_size = batch_size
@@ -117,7 +122,10 @@ class Scheduler:
             )
         else:
             # A pooled connection proxies a Connection: the enqueue runs on it as is.
-            (job_id,) = await enqueue_calls(cast("asyncpg.Connection", conn), self._sql, [call])
+            on = cast("asyncpg.Connection", conn)
+            (job_id,) = await enqueue_with_hooks(
+                functools.partial(enqueue_calls, on, self._sql), [call], self._hooks
+            )
         taken = await conn.fetchval(
             self._sql.advance_schedule, schedule.name, due, following, job_id
         )

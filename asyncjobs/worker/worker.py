@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -24,9 +25,10 @@ from ..db.migrations import check, migrate
 from ..db.pool import Pool, open_pool
 from ..db.sql import Channels, Queries
 from ..errors import ConfigurationError, ConnectionFailed
+from ..hooks import Around, Hooks, JobRun, call_each
 from ..job_context import JobContext
 from ..retry import RetryDelay
-from .attempt import RunningJob
+from .attempt import Outcome, RunningJob, hook_outcome
 from .claims import Claim, ClaimConnections
 from .fetcher import Fetcher
 from .handoff import HandOffs
@@ -116,6 +118,9 @@ class Worker:
         self._superseded: dict[tuple[int, int], RunningJob] = {}
         self._outbox: list[str | None] = []
         self._outbox_ready: anyio.Event | None = None
+        # The app's hooks if it has job hooks (read as the worker starts), else None: the
+        # attempt then pays one test for them.
+        self._job_hooks: Hooks | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -193,6 +198,12 @@ class Worker:
             self._stop_requested.set()
         if self._forced and self._force is not None:
             self._force.set()
+
+    @property
+    def pool(self) -> Pool | None:
+        """The worker's connection pool once it runs (for hooks that read the database,
+        such as metrics; see Client.pool for how to use it), else None."""
+        return self._pool
 
     @property
     def stopping(self) -> bool:
@@ -288,6 +299,8 @@ class Worker:
             stack.push_async_callback(recorder.close)
             progress = ProgressWriter(pool, self.sql.report_progress)
             self._pool = pool
+            hooks = self.app.hooks
+            self._job_hooks = hooks if hooks.on_jobs else None
             takeovers = self._takeovers = Takeovers(pool, self.sql)
             hand_offs = self._hand_offs = HandOffs(
                 lease, after=self.settings.hand_off_after, running=self.running.values
@@ -307,7 +320,7 @@ class Worker:
                 batch_size=CLAIM_BATCH,
                 gather=max(1, min(CLAIM_BATCH, self.concurrency) // 2),
             )
-            scheduler = self._scheduler = Scheduler(sql=self.sql, pool=pool)
+            scheduler = self._scheduler = Scheduler(sql=self.sql, pool=pool, hooks=hooks)
             listener = Listener(
                 dsn,
                 {
@@ -347,6 +360,7 @@ class Worker:
                     fetching, fetched = anyio.CancelScope(), anyio.Event()
                     jobs.start_soon(self._fetch, fetching, fetched)
                     task_status.started()
+                    await call_each(hooks.worker_start, self)
                     assert self._stop_requested is not None
                     await self._stop_requested.wait()
                     claims.stop_parking()
@@ -355,6 +369,7 @@ class Worker:
                     await fetched.wait()
                     await self._shutdown()
                 await self._drain(recorder)
+                await call_each(hooks.worker_stop, self)
                 services.cancel_scope.cancel()
             self._services = None
             logger.info("worker %s stopped", self.id)
@@ -486,7 +501,10 @@ class Worker:
         self, job: RunningJob, runner: JobRunner, recorder: Recorder, progress: ProgressWriter
     ) -> None:
         try:
-            outcome = await runner.run(job)
+            if self._job_hooks is None:
+                outcome = await runner.run(job)
+            else:
+                outcome = await self._run_observed(job, runner, self._job_hooks)
             if job.context is not None and progress.needs_flush(job.context):
                 # Before the outcome: once the job is finished (or handed back by a
                 # shutdown), its guard refuses progress and checkpoints, and the next
@@ -514,6 +532,40 @@ class Worker:
                 self._idle.set()
             if self._fetcher is not None:
                 self._fetcher.wake()
+
+    async def _run_observed(self, job: RunningJob, runner: JobRunner, hooks: Hooks) -> Outcome:
+        """Run the attempt inside the app's job hooks (in this task, so that a context an
+        `around_job` hook sets, such as its span, is the job's)."""
+        context = job.trace_context
+        run = JobRun(
+            job_id=job.id,
+            task=job.task,
+            queue=job.queue,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            worker_id=self.id,
+            waited=job.waited,
+            trace_context=context if isinstance(context, dict) else None,
+        )
+        if hooks.job_start:
+            await call_each(hooks.job_start, run)
+        around = Around(hooks.job_around, run) if hooks.job_around else None
+        if around is not None:
+            await around.__aenter__()
+        try:
+            started = time.perf_counter()
+            outcome = await runner.run(job)
+            run.duration = time.perf_counter() - started
+            run.outcome = hook_outcome(outcome, job.reason)
+            run.error = outcome.error
+            if outcome.kind == "retry":
+                run.retry_in = outcome.delay
+        finally:
+            if around is not None:
+                await around.__aexit__(None, None, None)
+        if hooks.job_end:
+            await call_each(hooks.job_end, run)
+        return outcome
 
     def _claim_lost(self, claim: Claim) -> None:
         if claim.jobs:

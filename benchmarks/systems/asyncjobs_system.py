@@ -83,9 +83,16 @@ class AsyncjobsSystem(System):
             yield AsyncjobsClient(client, tasks)
 
     def worker_command(
-        self, dsn: str, concurrency: int, *, hand_off_after: float | None = None
+        self,
+        dsn: str,
+        concurrency: int,
+        *,
+        hand_off_after: float | None = None,
+        observe: bool = False,
     ) -> tuple[list[str], dict[str, str]]:
         env = {"ASYNCJOBS_DSN": dsn, "ASYNCJOBS_SCHEMA": SCHEMA}
+        if observe:
+            env["BENCH_OBSERVE"] = "1"
         if self.runner == "harness":
             argv, _ = super().worker_command(dsn, concurrency)
             if hand_off_after is not None:
@@ -93,6 +100,11 @@ class AsyncjobsSystem(System):
             return argv, env
         # Nothing but the default hand-off unless a scenario asks for another one.
         extra = [] if hand_off_after is None else ["--hand-off-after", str(hand_off_after)]
+        from benchmarks.systems.asyncjobs_tasks import PARTS
+
+        if observe and "prometheus" in PARTS:
+            # Served, as a user would; nobody scrapes it during the drain.
+            extra += ["--metrics-port", "0", "--metrics-host", "127.0.0.1"]
         return (
             [
                 python(),

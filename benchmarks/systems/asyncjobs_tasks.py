@@ -4,12 +4,61 @@ benchmarks.systems.asyncjobs_tasks:app` with $ASYNCJOBS_DSN and $ASYNCJOBS_SCHEM
 from __future__ import annotations
 
 import asyncio
+import os
 
 import asyncjobs
 from benchmarks.marks import emit
 from benchmarks.marks import tick as count_tick
 
 app = asyncjobs.App()
+
+
+def _observe(app: asyncjobs.App, parts: set[str]) -> None:
+    """Tracing and OpenTelemetry metrics with the SDK and exporters that drop everything
+    (the SDK's work, none of the network's); the Prometheus endpoint is the command's
+    --metrics-port. `parts`: which of trace, otel-metrics (and prometheus) are on."""
+    from collections.abc import Sequence
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        MetricExporter,
+        MetricExportResult,
+        PeriodicExportingMetricReader,
+    )
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from asyncjobs.observability.otel_metrics import OtelMetrics
+    from asyncjobs.observability.tracing import Tracing
+
+    class NoSpans(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    class NoMetrics(MetricExporter):
+        def export(self, metrics_data, timeout_millis=10_000, **kwargs):  # type: ignore[no-untyped-def]
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return True
+
+        def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+            pass
+
+    if "trace" in parts:
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(BatchSpanProcessor(NoSpans()))
+        Tracing(tracer_provider).install(app)
+    if "otel-metrics" in parts:
+        reader = PeriodicExportingMetricReader(NoMetrics(), export_interval_millis=5000)
+        OtelMetrics(MeterProvider(metric_readers=[reader])).install(app)
+
+
+# Which parts drain_observed turns on: $BENCH_OBSERVE_PARTS, default all of them.
+PARTS = set(os.environ.get("BENCH_OBSERVE_PARTS", "trace,otel-metrics,prometheus").split(","))
+
+if os.environ.get("BENCH_OBSERVE") == "1":
+    _observe(app, PARTS)
 
 
 @app.task(name="bench.noop")

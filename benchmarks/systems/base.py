@@ -66,10 +66,16 @@ class System:
         raise NotImplementedError
 
     def worker_command(
-        self, dsn: str, concurrency: int, *, hand_off_after: float | None = None
+        self,
+        dsn: str,
+        concurrency: int,
+        *,
+        hand_off_after: float | None = None,
+        observe: bool = False,
     ) -> tuple[list[str], dict[str, str]]:
         """argv and extra environment of one worker process. `hand_off_after` (asyncjobs'
-        worker setting) is ignored by systems that have no such thing."""
+        worker setting) and `observe` (its tracing and metrics) are ignored by systems that
+        have no such thing."""
         return (
             [python(), "-m", "benchmarks.worker_proc", self.name, dsn, str(concurrency)],
             {},

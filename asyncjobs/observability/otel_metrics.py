@@ -1,0 +1,174 @@
+"""Metrics through the OpenTelemetry metrics API (`pip install asyncjobs[otel]`; a no-op
+until an SDK's MeterProvider is configured), for any exporter the SDK has (OTLP, ...):
+
+    asyncjobs.observability.otel_metrics.OtelMetrics().install(app)
+
+The instruments follow the messaging conventions where they have one
+(`messaging.client.sent.messages`, `messaging.process.duration`), and are named
+`asyncjobs.*` otherwise. Queue depth is read from the database when the SDK collects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from ..hooks import Enqueueing, JobRun
+from .queue_stats import QueueStats, Source
+from .tracing import ERRORS, SYSTEM
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..worker.worker import Worker
+
+
+class OtelMetrics:
+    """asyncjobs' instruments on a meter of `meter_provider` (default: the global one)."""
+
+    def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
+        meter = metrics.get_meter("asyncjobs", meter_provider=meter_provider)
+        self.stats = QueueStats()
+        self.sent = meter.create_counter(
+            "messaging.client.sent.messages", unit="{message}", description="Jobs enqueued."
+        )
+        # Attempts ended, by outcome: the count of this histogram (one measurement per job
+        # fewer than a counter beside it; the SDK's cost is per measurement).
+        self.duration = meter.create_histogram(
+            "messaging.process.duration",
+            unit="s",
+            description="How long attempts ran, by outcome (asyncjobs.outcome, error.type).",
+        )
+        self.wait = meter.create_histogram(
+            "asyncjobs.job.wait_time",
+            unit="s",
+            description="How long jobs waited from due to their attempt's start.",
+        )
+        # Counted here and observed when the SDK collects, for the same reason.
+        self._running: dict[tuple[str, str], int] = {}
+        meter.create_observable_up_down_counter(
+            "asyncjobs.jobs.running",
+            callbacks=[self._observe_running],
+            unit="{job}",
+            description="Jobs running.",
+        )
+        self.workers = meter.create_up_down_counter(
+            "asyncjobs.workers.up", unit="{worker}", description="Workers running."
+        )
+        self._attributes: dict[tuple[str, str], dict[str, Any]] = {}
+        self._outcomes: dict[tuple[str, str, str], dict[str, Any]] = {}
+        meter.create_observable_gauge(
+            "asyncjobs.queue.depth",
+            callbacks=[self._depth],
+            unit="{job}",
+            description="Jobs per queue and state (queued, scheduled, processing).",
+        )
+        meter.create_observable_gauge(
+            "asyncjobs.queue.oldest_age",
+            callbacks=[self._oldest],
+            unit="s",
+            description="Seconds since the oldest job waiting in the queue was due.",
+        )
+
+    def install(self, app: App) -> OtelMetrics:
+        """Measure `app`'s enqueues and jobs (register before its workers start)."""
+        hooks = app.hooks
+        hooks.on_enqueue(self._enqueued)
+        hooks.on_job_start(self._started)
+        hooks.on_job_end(self._ended)
+        hooks.on_worker_start(self._worker_started)
+        hooks.on_worker_stop(self._worker_stopped)
+        return self
+
+    def attach(self, source: Source) -> None:
+        """Read queue depth through this client or worker (in its event loop)."""
+        self.stats.attach(source)
+
+    async def refresh(self) -> None:
+        """Read queue depth now, for a collection made in the event loop's thread."""
+        await self.stats.read()
+
+    def _enqueued(self, event: Enqueueing) -> None:
+        if event.job_ids is None:
+            return
+        counts: dict[tuple[str, str], int] = {}
+        for call in event.calls:
+            key = (call.task, call.options.queue)
+            counts[key] = counts.get(key, 0) + 1
+        for (task, queue), count in counts.items():
+            self.sent.add(count, _attributes("send", task, queue))
+
+    def _started(self, run: JobRun) -> None:
+        key = (run.task, run.queue)
+        self._running[key] = self._running.get(key, 0) + 1
+        if run.waited is not None:
+            attributes = self._attributes.get(key)
+            if attributes is None:
+                attributes = self._attributes[key] = _attributes("process", *key)
+            self.wait.record(max(0.0, run.waited), attributes)
+
+    def _ended(self, run: JobRun) -> None:
+        self._running[run.task, run.queue] -= 1
+        error_type = ""
+        if run.outcome in ERRORS:
+            error_type = (run.error or {}).get("type") or run.outcome or ""
+        key = (run.task, run.queue, f"{run.outcome} {error_type}")
+        attributes = self._outcomes.get(key)
+        if attributes is None:
+            attributes = _attributes("process", run.task, run.queue)
+            attributes["asyncjobs.outcome"] = run.outcome or "unknown"
+            if error_type:
+                attributes["error.type"] = error_type
+            self._outcomes[key] = attributes
+        if run.duration is not None:
+            self.duration.record(run.duration, attributes)
+
+    def _observe_running(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(count, _attributes("process", task, queue))
+            for (task, queue), count in list(self._running.items())
+        ]
+
+    def _worker_started(self, worker: Worker) -> None:
+        self.workers.add(1, {"messaging.system": SYSTEM})
+        if self.stats.source is None:
+            self.stats.attach(worker)
+
+    def _worker_stopped(self, worker: Worker) -> None:
+        self.workers.add(-1, {"messaging.system": SYSTEM})
+        self.stats.detach(worker)
+
+    def _depth(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(
+                row.jobs,
+                {
+                    "messaging.system": SYSTEM,
+                    "messaging.destination.name": row.queue,
+                    "asyncjobs.state": row.state,
+                },
+            )
+            for row in self.stats.current()
+        ]
+
+    def _oldest(self, _options: CallbackOptions) -> Iterable[Observation]:
+        ages: dict[str, float] = {}
+        for row in self.stats.current():
+            ages.setdefault(row.queue, 0.0)
+            if row.state == "queued" and row.oldest is not None:
+                ages[row.queue] = max(0.0, row.oldest)
+        return [
+            Observation(age, {"messaging.system": SYSTEM, "messaging.destination.name": queue})
+            for queue, age in ages.items()
+        ]
+
+
+def _attributes(operation: str, task: str, queue: str) -> dict[str, Any]:
+    return {
+        "messaging.system": SYSTEM,
+        "messaging.operation.name": operation,
+        "messaging.destination.name": queue,
+        "asyncjobs.task": task,
+    }

@@ -1,0 +1,184 @@
+"""OpenTelemetry tracing (`pip install asyncjobs[otel]`: the API only; without an SDK
+configured, spans cost next to nothing and nothing is sent).
+
+    asyncjobs.observability.tracing.Tracing().install(app)
+
+Per OpenTelemetry's messaging conventions: each enqueue call makes a producer span
+`send {queue}` whose context is stored with its jobs, and each attempt of a job runs in a
+consumer span `process {queue}`, linked to that context (and its child, with
+`parent=True`). The job's own spans nest under its process span.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from ..hooks import Enqueueing, JobRun
+
+if TYPE_CHECKING:
+    from ..app import App
+
+SYSTEM = "asyncjobs"
+# Outcomes that mark an attempt's span as an error.
+ERRORS = frozenset({"failed", "retried", "timed_out", "lost"})
+
+
+class Tracing:
+    """Spans for enqueues and attempts, made with `tracer_provider` (default: the global
+    one). `parent`: an attempt's span is a child of its enqueue's span (one trace from the
+    request to the job), not only linked to it (a trace of its own, as the conventions
+    recommend for work that runs later)."""
+
+    def __init__(
+        self, tracer_provider: trace.TracerProvider | None = None, *, parent: bool = False
+    ):
+        self._tracer = trace.get_tracer("asyncjobs", tracer_provider=tracer_provider)
+        self._provider = tracer_provider
+        self._parent = parent
+        self._client_ids: dict[uuid.UUID, str] = {}
+
+    def _enabled(self) -> bool:
+        """Whether spans go anywhere: a provider was given, or a global one set (until an
+        SDK sets one, the API's stand-in makes spans that record nothing)."""
+        if self._provider is not None:
+            return True
+        return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+    def install(self, app: App) -> Tracing:
+        """Trace `app`'s enqueues and jobs (before its workers start)."""
+        app.hooks.around_enqueue(self.send)
+        app.hooks.around_job(self.process)
+        return self
+
+    @contextlib.asynccontextmanager
+    async def send(self, event: Enqueueing) -> AsyncIterator[None]:
+        """The producer span of one enqueue call; its context goes with the jobs."""
+        queue = event.queues[0] if len(event.queues) == 1 else None
+        attributes: dict[str, Any] = {
+            "messaging.system": SYSTEM,
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "send",
+        }
+        if queue is not None:
+            attributes["messaging.destination.name"] = queue
+        if event.count != 1:
+            attributes["messaging.batch.message_count"] = event.count
+        if len(event.tasks) == 1:
+            attributes["asyncjobs.task"] = event.tasks[0]
+        with self._tracer.start_as_current_span(
+            f"send {queue}" if queue is not None else "send",
+            kind=SpanKind.PRODUCER,
+            attributes=attributes,
+        ) as span:
+            propagate.inject(event.trace_context)
+            try:
+                yield
+            except BaseException as exc:
+                span.set_attribute("error.type", type(exc).__qualname__)
+                raise
+            if event.job_ids is not None and len(event.job_ids) == 1:
+                span.set_attribute("messaging.message.id", str(event.job_ids[0]))
+
+    def process(self, run: JobRun) -> AbstractAsyncContextManager[None]:
+        """The consumer span of one attempt, current while the job's code runs."""
+        if not self._enabled():
+            return _NOTHING
+        client_id = self._client_ids.get(run.worker_id)
+        if client_id is None:
+            client_id = self._client_ids[run.worker_id] = str(run.worker_id)
+        return _Processing(self._tracer, self._parent, run, client_id)
+
+
+class _Processing:
+    """An attempt's span as an async context manager: a class rather than a generator, and
+    the span started and made current by hand, because this runs for every job."""
+
+    __slots__ = ("_client_id", "_parent", "_run", "_span", "_token", "_tracer")
+
+    def __init__(self, tracer: trace.Tracer, parent: bool, run: JobRun, client_id: str) -> None:
+        self._tracer = tracer
+        self._parent = parent
+        self._run = run
+        self._client_id = client_id
+
+    async def __aenter__(self) -> None:
+        run = self._run
+        # Not the worker's own context: an attempt's span starts a trace, or joins its
+        # enqueue's (then the context is read first: the sampler follows the parent's).
+        parent = _EMPTY
+        sent: trace.SpanContext | None = None
+        if self._parent and run.trace_context:
+            context = propagate.extract(run.trace_context)
+            sent = trace.get_current_span(context).get_span_context()
+            if sent.is_valid:
+                parent = context
+        self._span = span = self._tracer.start_span(
+            f"process {run.queue}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": SYSTEM,
+                "messaging.operation.type": "process",
+                "messaging.operation.name": "process",
+                "messaging.destination.name": run.queue,
+                "messaging.message.id": str(run.job_id),
+                "messaging.client.id": self._client_id,
+                "asyncjobs.task": run.task,
+                "asyncjobs.attempt": run.attempt,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        # The link is added once the span is known to record (sampled out, reading the
+        # context would be wasted on every job).
+        if run.trace_context and span.is_recording():
+            if sent is None:
+                sent = trace.get_current_span(
+                    propagate.extract(run.trace_context)
+                ).get_span_context()
+            if sent.is_valid:
+                span.add_link(sent)
+        self._token = otel_context.attach(trace.set_span_in_context(span))
+
+    async def __aexit__(self, *_exc: object) -> None:
+        run, span = self._run, self._span
+        otel_context.detach(self._token)
+        if run.outcome is not None:
+            span.set_attribute("asyncjobs.outcome", run.outcome)
+        if run.outcome in ERRORS:
+            error = run.error or {}
+            error_type = error.get("type") or run.outcome
+            span.set_attribute("error.type", error_type)
+            span.set_status(Status(StatusCode.ERROR, error.get("message") or run.outcome))
+            if error:
+                span.add_event(
+                    "exception",
+                    {
+                        "exception.type": error_type,
+                        "exception.message": error.get("message", ""),
+                        "exception.stacktrace": error.get("traceback", ""),
+                    },
+                )
+        span.end()
+
+
+class _Nothing:
+    """The attempt's span when no tracer provider is set: nothing at all."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+
+_EMPTY = otel_context.Context()
+_NOTHING = _Nothing()
