@@ -9,6 +9,7 @@ import asyncio
 import os
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +25,13 @@ playwright_api = pytest.importorskip("playwright.async_api")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="no chromium installed")
-SHOTS = ROOT / "docs" / "dashboard"
+# The README's screenshots, refreshed with ASYNCJOBS_SCREENSHOTS=1; else a run of the suite
+# would rewrite tracked files.
+SHOTS = (
+    ROOT / "docs" / "dashboard"
+    if os.environ.get("ASYNCJOBS_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "asyncjobs-dashboard-shots"
+)
 
 
 @pytest.fixture
