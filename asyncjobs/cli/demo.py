@@ -172,8 +172,8 @@ async def _run_demo(dsn: str) -> None:
                 _say(
                     "4.",
                     f"worker {holder} SIGKILLed mid-job: the job's code ran again on the other "
-                    f"worker {_ms(again - killed)} later (no timeout, no sweeper; 50 ms of it is "
-                    f"a deliberate wait, see the README); it {result}",
+                    f"worker {_ms(again - killed)} later (no timeout, no sweeper: a peer waits "
+                    f"on each worker's key, see the README); it {result}",
                 )
             finally:
                 for worker in workers:
