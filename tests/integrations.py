@@ -23,27 +23,26 @@ def psycopg_sync(dsn: str, *, autocommit: bool = False) -> psycopg.Connection[An
     return psycopg.Connection.connect(dsn, autocommit=autocommit)
 
 
+def django_database(dsn: str) -> dict[str, Any]:
+    """Django's DATABASES entry for `dsn` (psycopg 3)."""
+    params = conninfo_to_dict(dsn)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": params.get("dbname", "postgres"),
+        "USER": params.get("user", ""),
+        "PASSWORD": params.get("password", ""),
+        "HOST": params.get("host", ""),
+        "PORT": params.get("port", ""),
+        "CONN_MAX_AGE": 0,
+    }
+
+
 def configure_django(dsn: str) -> None:
-    """Django's settings, once per process, with `dsn` as its default database (psycopg 3)."""
+    """Django's settings, once per process, with `dsn` as its default database."""
     import django
     from django.conf import settings
 
     if settings.configured:
         return
-    params = conninfo_to_dict(dsn)
-    settings.configure(
-        DATABASES={
-            "default": {
-                "ENGINE": "django.db.backends.postgresql",
-                "NAME": params.get("dbname", "postgres"),
-                "USER": params.get("user", ""),
-                "PASSWORD": params.get("password", ""),
-                "HOST": params.get("host", ""),
-                "PORT": params.get("port", ""),
-                "CONN_MAX_AGE": 0,
-            }
-        },
-        INSTALLED_APPS=[],
-        USE_TZ=True,
-    )
+    settings.configure(DATABASES={"default": django_database(dsn)}, INSTALLED_APPS=[], USE_TZ=True)
     django.setup()

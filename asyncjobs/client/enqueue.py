@@ -4,7 +4,8 @@ worker's scheduler (whose ticks enqueue on their own transaction)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -55,13 +56,8 @@ async def enqueue_calls(
     if not calls:
         return []
     statement, parameters = enqueue_statement(sql, calls, trace_context)
-    try:
+    with refusals():
         ids: list[int] = await conn.fetchval(statement, *parameters)
-    except asyncpg.PostgresError as exc:
-        error = refused(exc)
-        if error is exc:
-            raise
-        raise error from None
     return ids
 
 
@@ -187,6 +183,19 @@ def calls_list(calls: Iterable[TaskCall]) -> list[TaskCall]:
         raise ConfigurationError(
             f"enqueue_many takes a list of task.call(...) items, got {calls!r}"
         ) from None
+
+
+@contextlib.contextmanager
+def refusals() -> Iterator[None]:
+    """Around an enqueue statement, on any driver: what it refused (a duplicate job, an
+    unknown parent) raised as the client raises it (see `refused`)."""
+    try:
+        yield
+    except Exception as exc:
+        error = refused(exc)
+        if error is exc:
+            raise
+        raise error from None
 
 
 def refused(exc: BaseException) -> BaseException:

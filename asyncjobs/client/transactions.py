@@ -25,7 +25,7 @@ from asyncpg.pool import PoolConnectionProxy
 from ..db.sql import Queries
 from ..errors import NotInTransaction, UnsupportedConnection
 from ..tasks import TaskCall
-from .enqueue import enqueue_statement, refused
+from .enqueue import enqueue_statement, refusals
 
 if TYPE_CHECKING:
     import psycopg
@@ -223,13 +223,8 @@ async def enqueue_in_transaction(
         _check_kind(conn)
         return []
     statement, parameters = enqueue_statement(sql, calls, trace_context)
-    try:
+    with refusals():
         ids: list[int] = await fetch_value(conn, statement, parameters)
-    except Exception as exc:
-        error = refused(exc)
-        if error is exc:
-            raise
-        raise error from None
     return ids
 
 
@@ -240,13 +235,8 @@ def enqueue_in_transaction_sync(
     if not calls:
         return []
     statement, parameters = enqueue_statement(sql, calls)
-    try:
+    with refusals():
         ids: list[int] = fetch_value_sync(conn, statement, parameters)
-    except Exception as exc:
-        error = refused(exc)
-        if error is exc:
-            raise
-        raise error from None
     return ids
 
 

@@ -17,20 +17,19 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from ..hooks import Enqueueing, JobRun
-from .queue_stats import QueueStats, Source
+from .hook_metrics import HookMetrics
 from .tracing import ERRORS, SYSTEM
 
 if TYPE_CHECKING:
-    from ..app import App
-    from ..worker.worker import Worker
+    pass
 
 
-class OtelMetrics:
+class OtelMetrics(HookMetrics):
     """asyncjobs' instruments on a meter of `meter_provider` (default: the global one)."""
 
     def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
         meter = metrics.get_meter("asyncjobs", meter_provider=meter_provider)
-        self.stats = QueueStats()
+        super().__init__()
         self.sent = meter.create_counter(
             "messaging.client.sent.messages", unit="{message}", description="Jobs enqueued."
         )
@@ -71,24 +70,6 @@ class OtelMetrics:
             unit="s",
             description="Seconds since the oldest job waiting in the queue was due.",
         )
-
-    def install(self, app: App) -> OtelMetrics:
-        """Measure `app`'s enqueues and jobs (register before its workers start)."""
-        hooks = app.hooks
-        hooks.on_enqueue(self._enqueued)
-        hooks.on_job_start(self._started)
-        hooks.on_job_end(self._ended)
-        hooks.on_worker_start(self._worker_started)
-        hooks.on_worker_stop(self._worker_stopped)
-        return self
-
-    def attach(self, source: Source) -> None:
-        """Read queue depth through this client or worker (in its event loop)."""
-        self.stats.attach(source)
-
-    async def refresh(self) -> None:
-        """Read queue depth now, for a collection made in the event loop's thread."""
-        await self.stats.read()
 
     def _enqueued(self, event: Enqueueing) -> None:
         if event.job_ids is None:
@@ -131,14 +112,8 @@ class OtelMetrics:
             for (task, queue), count in list(self._running.items())
         ]
 
-    def _worker_started(self, worker: Worker) -> None:
-        self.workers.add(1, {"messaging.system": SYSTEM})
-        if self.stats.source is None:
-            self.stats.attach(worker)
-
-    def _worker_stopped(self, worker: Worker) -> None:
-        self.workers.add(-1, {"messaging.system": SYSTEM})
-        self.stats.detach(worker)
+    def _worker_up(self, up: bool) -> None:
+        self.workers.add(1 if up else -1, {"messaging.system": SYSTEM})
 
     def _depth(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [

@@ -27,13 +27,12 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
 from ..hooks import Enqueueing, JobRun
-from .queue_stats import QueueStats, Source
+from .hook_metrics import HookMetrics
+from .queue_stats import QueueStats
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from ..app import App
-    from ..worker.worker import Worker
 
 # Seconds. Jobs run from a millisecond to hours; waits from milliseconds (an idle worker)
 # to hours (a backlog).
@@ -50,36 +49,17 @@ ASGIApp = Callable[
 ]
 
 
-class PrometheusMetrics:
+class PrometheusMetrics(HookMetrics):
     """asyncjobs' metrics in a Prometheus registry (its own unless one is given)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.stats = QueueStats()
+        super().__init__()
         self.jobs = _JobMetrics()
         self.registry.register(self.jobs)
         self.registry.register(_QueueCollector(self.stats))
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
-
-    def install(self, app: App) -> PrometheusMetrics:
-        """Count `app`'s enqueues and jobs (register before its workers start). A worker
-        that starts is where queue depth is read from, unless `attach` named a source."""
-        hooks = app.hooks
-        hooks.on_enqueue(self._enqueued)
-        hooks.on_job_start(self._started)
-        hooks.on_job_end(self._ended)
-        hooks.on_worker_start(self._worker_started)
-        hooks.on_worker_stop(self._worker_stopped)
-        return self
-
-    def attach(self, source: Source) -> None:
-        """Read queue depth through this client or worker (in its event loop)."""
-        self.stats.attach(source)
-
-    async def refresh(self) -> None:
-        """Read queue depth now, for the scrape that follows."""
-        await self.stats.read()
 
     def asgi_app(self) -> ASGIApp:
         """An ASGI app serving the metrics (prometheus_client's), queue depth read first."""
@@ -147,14 +127,8 @@ class PrometheusMetrics:
                     runs = jobs.runs[key] = _Histogram(RUN_BUCKETS)
                 runs.observe(run.duration)
 
-    def _worker_started(self, worker: Worker) -> None:
-        self.jobs.worker_up = 1
-        if self.stats.source is None:
-            self.stats.attach(worker)
-
-    def _worker_stopped(self, worker: Worker) -> None:
-        self.jobs.worker_up = 0
-        self.stats.detach(worker)
+    def _worker_up(self, up: bool) -> None:
+        self.jobs.worker_up = 1 if up else 0
 
 
 class _Histogram:

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 import os
 
-from psycopg.conninfo import conninfo_to_dict
-
-_db = conninfo_to_dict(os.environ["ASYNCJOBS_DSN"])
+from tests.integrations import django_database
 
 SECRET_KEY = "tests-only"
 INSTALLED_APPS: list[str] = []
 USE_TZ = True
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": _db.get("dbname", "postgres"),
-        "USER": _db.get("user", ""),
-        "PASSWORD": _db.get("password", ""),
-        "HOST": _db.get("host", ""),
-        "PORT": _db.get("port", ""),
-    }
-}
+DATABASES = {"default": django_database(os.environ["ASYNCJOBS_DSN"])}
