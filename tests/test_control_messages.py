@@ -91,6 +91,32 @@ async def test_a_stale_entry_leaves_the_running_attempt_alone() -> None:
     assert job.reason is None
 
 
+async def test_a_change_reaches_an_attempt_still_stopping_behind_the_next_one() -> None:
+    # Requeued while it ran, and its next attempt (row 71) claimed and launched here before
+    # the message arrived: the message is about the old attempt, which still stops.
+    w = worker()
+    old = running(w, 5, 70)
+    new = running(w, 5, 71)
+    w._superseded[(5, 70)] = old
+    w._on_control("requeued 5 70")
+    assert old.reason is CancelReason.REQUEUED and new.reason is None
+
+
+@pytest.mark.parametrize(
+    ("asking_entry", "attempt", "reason"),
+    [(71, 1, CancelReason.REQUEUED), (70, 2, CancelReason.CLAIM_LOST)],
+)
+async def test_an_ask_says_why_the_attempt_stops(
+    asking_entry: int, attempt: int, reason: CancelReason
+) -> None:
+    # A newer queue row asking: the job was requeued (its message may come later). The
+    # same row at a later attempt: this worker's claim on it was lost.
+    w = worker()
+    job = running(w, 5, 70)
+    w._on_control(f"ask 5 {asking_entry} {attempt} {w.id}")
+    assert job.reason is reason and job.release_to == {asking_entry}
+
+
 async def test_a_change_to_a_job_being_started_waits_for_its_launch() -> None:
     w = worker(starting=True)
     w._on_control("deleted 9 3")

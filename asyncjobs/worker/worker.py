@@ -661,10 +661,15 @@ class Worker:
         if reason is None:
             return
         job_id, _, entry = rest.partition(" ")
-        job = self.running.get(int(job_id))
+        ident = int(job_id)
+        job = self.running.get(ident)
         if job is not None:
             if str(job.entry) == entry:
                 job.cancel(reason)
+            elif (old := self._superseded.get((ident, int(entry)))) is not None:
+                # The attempt of the old row, still stopping while the job's next attempt
+                # (claimed here, before this message arrived) waits for it.
+                old.cancel(reason)
         elif self._fetcher is not None and self._fetcher.starting:
             # A start committed but not launched yet may be this job's: its launch applies
             # the message. (Most are about other workers' jobs: kept few, and only while
@@ -691,7 +696,10 @@ class Worker:
         ]
         for job in older:
             job.release_to.add(new)
-            job.cancel(CancelReason.CLAIM_LOST)
+            # Only a requeue gives a running job a new queue row; the same row asked for
+            # again means this worker's claim on it was lost. (The message saying
+            # 'requeued' may come after the ask: the first reason is the one kept.)
+            job.cancel(CancelReason.REQUEUED if job.entry != new else CancelReason.CLAIM_LOST)
         if not older:
             self._notify(f"released {job_id} {entry}")
 
