@@ -33,6 +33,7 @@ from .claims import Claim, ClaimConnections
 from .fetcher import Fetcher
 from .handoff import HandOffs
 from .heartbeat import Heartbeat
+from .job_tasks import JobTasks
 from .lease import LeaseSession
 from .listener import Listener
 from .loop_watchdog import LoopWatchdog
@@ -106,7 +107,7 @@ class Worker:
         self._stop_wanted = False
         self._forced = False
         self._stack: contextlib.AsyncExitStack | None = None
-        self._jobs: TaskGroup | None = None
+        self._jobs: JobTasks | None = None
         self._exits_when_forced = False
         # Sync jobs whose threads a forced stop left running, their claims still held.
         self.abandoned: list[RunningJob] = []
@@ -355,10 +356,12 @@ class Worker:
                 services.start_soon(heartbeat.run)
                 services.start_soon(scheduler.run)
                 services.start_soon(LoopWatchdog().run)
-                async with anyio.create_task_group() as jobs:
-                    self._jobs = jobs
+                async with (
+                    JobTasks(self._stop_all) as self._jobs,
+                    anyio.create_task_group() as fetching_group,
+                ):
                     fetching, fetched = anyio.CancelScope(), anyio.Event()
-                    jobs.start_soon(self._fetch, fetching, fetched)
+                    fetching_group.start_soon(self._fetch, fetching, fetched)
                     task_status.started()
                     await call_each(hooks.worker_start, self)
                     assert self._stop_requested is not None
@@ -458,6 +461,12 @@ class Worker:
                     claim.give_up()
             tg.cancel_scope.cancel()
 
+    def _stop_all(self) -> None:
+        """Stop every attempt now, as a forced shutdown does (the worker is cancelled from
+        outside, or a job task failed: see job_tasks.py)."""
+        for job in [*self.running.values(), *self._superseded.values()]:
+            job.cancel(CancelReason.SHUTDOWN)
+
     async def _wait_idle(self, scope: anyio.CancelScope) -> None:
         while self.running:
             self._idle = anyio.Event()
@@ -495,7 +504,7 @@ class Worker:
         if self._hand_offs is not None:
             task = self.app.tasks.get(job.task)
             self._hand_offs.add(job, task.hand_off_after if task is not None else None)
-        self._jobs.start_soon(self._run_job, job, runner, recorder, progress)
+        self._jobs.spawn(self._run_job(job, runner, recorder, progress), f"job {job.id}")
 
     async def _run_job(
         self, job: RunningJob, runner: JobRunner, recorder: Recorder, progress: ProgressWriter
