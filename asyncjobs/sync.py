@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import anyio.from_thread
 
-from .client.enqueue import calls_list, task_call
+from .client.enqueue import calls_list
 from .client.transactions import enqueue_in_transaction_sync
 from .tasks import P, Task, TaskCall
 
@@ -111,10 +111,8 @@ class SyncClient:
 
         `conn`: a psycopg 3 connection, or Django's (`django.db.connection`) inside
         `transaction.atomic()`."""
-        call = task_call(self.app.tasks, task, args, kwargs)
         portal, client = self._open()
-        if isinstance(task, str) and not self._allow_unknown_tasks:
-            portal.call(client.check_task_name, task)
+        call = portal.call(lambda: client.call_of(task, *args, **kwargs))
         (job_id,) = enqueue_in_transaction_sync(conn, client.sql, [call])
         return job_id
 

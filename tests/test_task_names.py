@@ -66,6 +66,58 @@ async def test_a_producer_enqueues_names_its_workers_have_and_is_told_of_a_typo(
     assert len(await _jobs(pg_dsn, schema)) == 1
 
 
+async def test_a_job_enqueued_by_name_gets_the_options_its_workers_recorded(
+    worker_app: asyncjobs.App, pg_dsn: str, schema: str, env: dict[str, str]
+) -> None:
+    """A producer without the task's code: the job goes to the task's queue (where its
+    workers look), with its attempts, priority and timeout, whichever way it is enqueued."""
+    await _start_and_stop(worker_app)
+    name = next(n for n in worker_app.tasks if n.endswith("send_email"))
+    producer = asyncjobs.App(pg_dsn, schema=schema)
+    async with producer.client() as client:
+        ids = [await client.enqueue(name, "a@example.com")]
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            async with conn.transaction():
+                ids.append(await client.enqueue_tx(conn, name, "b@example.com"))
+        finally:
+            await conn.close()
+        ids += await client.enqueue_many([await client.call_of(name, "c@example.com")])
+        recorded = await client.task_options(name)
+        assert recorded is not None and recorded.queue == "emails"
+        assert await client.task_options("billing.refund") is None
+    with producer.sync_client() as jobs:
+        ids.append(jobs.enqueue(name, "d@example.com"))
+    by_cli = await run_cli(env, "enqueue", name, '["e@example.com"]')
+    assert by_cli.returncode == 0, by_cli.stderr
+    ids.append(int(by_cli.stdout))
+    # The command line's own options come first.
+    told = await run_cli(env, "enqueue", name, '["f@example.com"]', "--queue", "urgent")
+    assert told.returncode == 0, told.stderr
+
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await conn.fetch(
+            f'SELECT id, queue, priority, max_attempts, timeout FROM "{schema}".jobs ORDER BY id'
+        )
+    finally:
+        await conn.close()
+    options = {row["id"]: tuple(row)[1:] for row in rows}
+    assert [options[i] for i in ids] == [("emails", 2, 7, 30.0)] * 5
+    assert options[int(told.stdout)] == ("urgent", 2, 7, 30.0)
+
+    # And the task's workers, which serve only its queue, run them.
+    async with worker_app.client() as client, worker_app.worker(queues=["emails"]):
+        results = [await client.wait(i, timeout=30) for i in ids]
+    assert results == [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+        "e@example.com",
+    ]
+
+
 async def test_allow_unknown_tasks_enqueues_a_name_no_worker_had_yet(
     pg_dsn: str, schema: str
 ) -> None:

@@ -23,7 +23,7 @@ from ..db.sql import validate_schema
 from ..errors import AsyncJobsError
 from ..job import Job, JobState, QueueInfo
 from ..retention import DAY, Retention
-from ..tasks import validate_task_name
+from ..tasks import JobOptions, Task, TaskCall, validate_task_name
 from ..validation import INT64
 from ..worker.settings import MAX_HAND_OFF_AFTER, WorkerSettings
 from ..worker.worker import Worker
@@ -433,9 +433,10 @@ def enqueue(
           --kwargs '{"subject": "hi"}' --app myproject.tasks:app
 
     Without --app the task's code is not needed here: the job gets the options given on
-    the command line (else queue default, priority 0, 3 attempts). TASK must then be a name
-    some worker on the schema has had (close matches are suggested), unless
-    --allow-unknown-task.
+    the command line, else those its workers recorded for TASK as they started (its queue,
+    priority, attempts, timeout). TASK must then be a name some worker on the schema has had
+    (close matches are suggested), unless --allow-unknown-task (an unknown TASK then gets
+    queue default, priority 0, 3 attempts).
     """
     positional = json_argument(args, "ARGS", list)
     keywords = json_argument(kwargs_json, "--kwargs", dict)
@@ -457,29 +458,48 @@ def enqueue(
             )
         named = found
         app = make_app(dsn, schema, like=defined)
-    try:
-        named = named.options(
-            queue=queue,
-            priority=priority,
-            max_attempts=max_attempts,
-            delay=delay,
-            unique_key=unique_key,
-            on_duplicate=on_duplicate,
-            after=after or None,
-            on_parent_failure=on_parent_failure,
-        )
-        call = named.call(*positional, **keywords)
-    except (AsyncJobsError, TypeError) as exc:
-        raise click.BadParameter(str(exc)) from exc
+
+    def given(base: Task[Any, Any]) -> TaskCall:
+        """The call of `base` with the options given on the command line."""
+        try:
+            return base.options(
+                queue=queue,
+                priority=priority,
+                max_attempts=max_attempts,
+                delay=delay,
+                unique_key=unique_key,
+                on_duplicate=on_duplicate,
+                after=after or None,
+                on_parent_failure=on_parent_failure,
+            ).call(*positional, **keywords)
+        except (AsyncJobsError, TypeError) as exc:
+            raise click.BadParameter(str(exc)) from exc
+
+    call = given(named)  # checked before connecting
 
     async def main() -> int:
         async with app.client() as client:
-            if app_spec is None and not allow_unknown_task:
-                await client.check_task_name(task)
-            (job_id,) = await client.enqueue_many([call])
+            job = call
+            if app_spec is None:
+                if not allow_unknown_task:
+                    await client.check_task_name(task)
+                recorded = await client.task_options(task)
+                if recorded is not None:
+                    job = given(named.options(**_recorded_defaults(recorded)))
+            (job_id,) = await client.enqueue_many([job])
             return job_id
 
     click.echo(run(main))
+
+
+def _recorded_defaults(options: JobOptions) -> dict[str, Any]:
+    """A task's default options as its workers recorded them."""
+    return {
+        "queue": options.queue,
+        "priority": options.priority,
+        "max_attempts": options.max_attempts,
+        "timeout": options.timeout,
+    }
 
 
 def _unknown_function(*args: Any, **kwargs: Any) -> None:

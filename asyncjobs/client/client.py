@@ -33,7 +33,7 @@ from ..errors import (
 )
 from ..job import Job, JobId, JobState, QueueInfo, WorkerInfo
 from ..retry import RetryDelay
-from ..tasks import P, Task, TaskCall, validate_queue, validate_task_name
+from ..tasks import JobOptions, P, Task, TaskCall, validate_queue, validate_task_name
 from .enqueue import calls_list, enqueue_calls, enqueue_with_hooks, task_call
 from .schedules import Schedules
 from .task_names import KnownTaskNames
@@ -135,12 +135,25 @@ class Client:
 
         ConnectionLost (`maybe_stored` True) if the connection broke on the way: the job may
         exist; a `unique_key` makes a retry safe. ConnectionFailed: nothing was stored."""
-        call = task_call(self.app.tasks, task, args, kwargs)
+        call = await self.call_of(task, *args, **kwargs)
         with _lost_connection(f"enqueueing a job of task {call.task!r}", writes=True):
-            if isinstance(task, str):
-                await self._check_name(task)
             (job_id,) = await self._store(self.pool, [call])
         return JobId(job_id)
+
+    async def call_of(self, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any) -> TaskCall:
+        """The call `enqueue(task, *args, **kwargs)` stores, for `enqueue_many`: a task's
+        `task.call(...)`; for a name this app has no task of, a call with the default
+        options its workers recorded as they started (queue, priority, attempts, timeout),
+        after the check of `check_task_name` (unless `allow_unknown_tasks`: then an unknown
+        name gets asyncjobs' defaults)."""
+        if not isinstance(task, str) or task in self.app.tasks:
+            return task_call(self.app.tasks, task, args, kwargs)
+        validate_task_name(task)
+        with _lost_connection(f"reading the known task names for {task!r}", writes=False):
+            if not self.allow_unknown_tasks:
+                await self._task_names.check(self.pool, self.sql, task, self.app.tasks)
+            options = await self._task_names.options(self.pool, self.sql, task)
+        return task_call(self.app.tasks, task, args, kwargs, options)
 
     async def check_task_name(self, name: str) -> None:
         """Raise UnknownTaskError unless this app has a task named `name` or a worker on
@@ -151,9 +164,16 @@ class Client:
             with _lost_connection(f"reading the known task names for {name!r}", writes=False):
                 await self._task_names.check(self.pool, self.sql, name, self.app.tasks)
 
-    async def _check_name(self, name: str) -> None:
-        if not self.allow_unknown_tasks and name not in self.app.tasks:
-            await self._task_names.check(self.pool, self.sql, name, self.app.tasks)
+    async def task_options(self, name: str) -> JobOptions | None:
+        """The default options of task `name` as the last worker to start with it recorded
+        them (its queue, priority, attempts and timeout), or None if no worker has had it.
+        A task of this app's own: its options here."""
+        validate_task_name(name)
+        own = self.app.tasks.get(name)
+        if own is not None:
+            return own.defaults
+        with _lost_connection(f"reading the known task names for {name!r}", writes=False):
+            return await self._task_names.options(self.pool, self.sql, name)
 
     @overload
     async def enqueue_tx(
@@ -183,9 +203,7 @@ class Client:
         psycopg 3 connection (async, or sync: run in a thread), or Django's connection
         inside `transaction.atomic()`. UnsupportedConnection for anything else;
         NotInTransaction for a connection that would commit the job on its own."""
-        call = task_call(self.app.tasks, task, args, kwargs)
-        if isinstance(task, str):
-            await self._check_name(task)
+        call = await self.call_of(task, *args, **kwargs)
         (job_id,) = await self._store(conn, [call])
         return JobId(job_id)
 

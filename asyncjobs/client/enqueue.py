@@ -27,9 +27,11 @@ def task_call(
     task: Task[Any, Any] | str,
     args: Sequence[Any],
     kwargs: dict[str, Any],
+    options: JobOptions | None = None,
 ) -> TaskCall:
     """One job of `task` (a task, or the name of one, registered in `tasks` or not) with
-    these arguments, ready to enqueue."""
+    these arguments, ready to enqueue. `options`: those of a name not in `tasks` (the ones
+    its workers recorded), else asyncjobs' defaults."""
     if isinstance(task, str):
         validate_task_name(task)
         registered = tasks.get(task)
@@ -37,7 +39,7 @@ def task_call(
             # A producer need not import the task's code; the worker that runs it
             # reports an unknown name on the job itself.
             encoded_args, encoded_kwargs = encode_arguments(task, args, kwargs)
-            return TaskCall(task, encoded_args, encoded_kwargs, JobOptions())
+            return TaskCall(task, encoded_args, encoded_kwargs, options or JobOptions())
         task = registered
     if not isinstance(task, Task):
         raise ConfigurationError(f"enqueue needs a task or a task name, got {task!r}")

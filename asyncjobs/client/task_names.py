@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..db.parameters import RecordTaskNames
 from ..db.sql import Queries
-from ..errors import UnknownTaskError
-from ..tasks import Task
+from ..errors import AsyncJobsError, UnknownTaskError
+from ..tasks import JobOptions, Task
 
 if TYPE_CHECKING:
     import asyncpg
@@ -44,22 +44,42 @@ async def record_task_names(
 
 
 class KnownTaskNames:
-    """The task names workers on one schema have had, as last read (statement
-    `known_task_names`)."""
+    """The task names workers on one schema have had, with the default options they
+    recorded, as last read (statement `known_task_names`)."""
 
     def __init__(self, schema: str) -> None:
         self._schema = schema
-        self._names: frozenset[str] = frozenset()
+        self._options: dict[str, JobOptions] = {}
+
+    async def options(self, pool: Pool, sql: Queries, name: str) -> JobOptions | None:
+        """The default options the last worker to start with task `name` recorded (queue,
+        priority, attempts, timeout), or None if no worker has had it."""
+        found = self._options.get(name)
+        if found is None:
+            rows = await pool.fetch(sql.known_task_names)
+            self._options = {row["name"]: _recorded(row) for row in rows}
+            found = self._options.get(name)
+        return found
 
     async def check(self, pool: Pool, sql: Queries, name: str, own: Iterable[str]) -> None:
         """Return if a worker has had a task named `name`; else raise UnknownTaskError
         naming close matches among those and `own` (the client's app's tasks)."""
-        if name in self._names:
-            return
-        names: list[str] = await pool.fetchval(sql.known_task_names)
-        self._names = frozenset(names)
-        if name not in self._names:
-            raise unknown_task(name, self._names.union(own), self._schema)
+        if await self.options(pool, sql, name) is None:
+            raise unknown_task(name, set(self._options).union(own), self._schema)
+
+
+def _recorded(row: asyncpg.Record) -> JobOptions:
+    try:
+        return JobOptions(
+            queue=row["queue"],
+            priority=row["priority"],
+            max_attempts=row["max_attempts"],
+            timeout=row["timeout"],
+        )
+    except AsyncJobsError:
+        # Written by a worker of another version, or by hand: the job still gets
+        # asyncjobs' defaults rather than an enqueue that fails for it.
+        return JobOptions()
 
 
 def unknown_task(name: str, known: Iterable[str], schema: str) -> UnknownTaskError:

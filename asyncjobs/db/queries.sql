@@ -793,9 +793,10 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::float8[])
        max_attempts = EXCLUDED.max_attempts, timeout = EXCLUDED.timeout, last_seen_at = now();
 
 -- name: known_task_names
--- Every task name a worker on this schema has had, for the client's check of an enqueue by
--- name (cached; read again on a miss).
-SELECT coalesce(array_agg(name ORDER BY name), '{}') FROM {schema}.task_names;
+-- Every task name a worker on this schema has had, with the default options it recorded:
+-- for the client's check of an enqueue by name, and the options such a job gets (cached;
+-- read again on a miss).
+SELECT name, queue, priority, max_attempts, timeout FROM {schema}.task_names ORDER BY name;
 
 -- name: queue_stats
 -- For metrics, read at scrape time: per queue, the jobs due and waiting ('queued'), due
