@@ -517,6 +517,11 @@ SELECT n.queue AS name, coalesce(a.queued, 0) AS queued,
   LEFT JOIN served AS s ON s.queue = n.queue
  ORDER BY n.queue;
 
+-- name: vacuum_queue
+-- See worker/queue_vacuum.py. Not in a transaction (the pool's connections autocommit); a
+-- table another vacuum is at is skipped, not waited for.
+VACUUM (SKIP_LOCKED) {schema}.queue;
+
 -- name: try_lock_pruning
 -- One worker prunes at a time. A session lock: released when that worker's connection ends.
 SELECT pg_try_advisory_lock(hashtext('{schema}.prune'));

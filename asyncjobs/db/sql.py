@@ -54,6 +54,7 @@ class Queries:
     pause_queue: str
     resume_queue: str
     list_queues: str
+    vacuum_queue: str
     try_lock_pruning: str
     unlock_pruning: str
     prune_bound: str

@@ -74,6 +74,8 @@ class Fetcher:
         # Slots promised to claimed jobs whose start is still being written.
         self._reserved = 0
         self._starting: anyio.abc.TaskGroup | None = None
+        # Queue rows claimed so far (their dead tuples are what queue_vacuum.py is about).
+        self.claimed = 0
 
     def wake(self, due_at: float | None = None) -> None:
         """Something may be claimable (now, or at epoch `due_at`)."""
@@ -208,6 +210,7 @@ class Fetcher:
         """Start the claimed rows' jobs, their slots reserved meanwhile: in the background,
         so that the next claim need not wait, or (`wait`) before returning."""
         assert self._starting is not None
+        self.claimed += len(rows)
         self._reserved += len(rows)
         if wait:
             await self._start_claimed(claim, rows, expected, joined)

@@ -39,6 +39,7 @@ from .listener import Listener
 from .loop_watchdog import LoopWatchdog
 from .progress import ProgressWriter
 from .pruner import Pruner
+from .queue_vacuum import QueueVacuum
 from .recorder import Recorder
 from .runner import JobRunner
 from .scheduler import Scheduler
@@ -353,6 +354,7 @@ class Worker:
                 services.start_soon(progress.run)
                 if self.retention is not None:
                     services.start_soon(Pruner(pool, self.sql, self.retention).run)
+                services.start_soon(QueueVacuum(pool, self.sql, lambda: fetcher.claimed).run)
                 services.start_soon(heartbeat.run)
                 services.start_soon(scheduler.run)
                 services.start_soon(LoopWatchdog().run)
