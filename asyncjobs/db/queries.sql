@@ -519,8 +519,9 @@ SELECT n.queue AS name, coalesce(a.queued, 0) AS queued,
 
 -- name: vacuum_queue
 -- See worker/queue_vacuum.py. Not in a transaction (the pool's connections autocommit); a
--- table another vacuum is at is skipped, not waited for.
-VACUUM (SKIP_LOCKED) {schema}.queue;
+-- table another vacuum is at is skipped, not waited for. No truncation of empty pages at
+-- the end: it takes an exclusive lock, which would hold up claims and enqueues.
+VACUUM (SKIP_LOCKED, TRUNCATE false) {schema}.queue;
 
 -- name: try_lock_pruning
 -- One worker prunes at a time. A session lock: released when that worker's connection ends.

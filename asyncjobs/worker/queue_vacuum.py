@@ -10,7 +10,8 @@ vacuum"). A `VACUUM` of the table takes a few tens of milliseconds, blocks no cl
 enqueue, and brings it back.
 
 So each worker vacuums `queue` itself once it has claimed `every_rows` rows since its last
-vacuum, at most every `interval` seconds: a worker that claims little never does. It skips
+vacuum, at most every `interval` seconds: a worker that claims little never does. It never
+truncates the table (that takes an exclusive lock, which would hold up claims). It skips
 the table if another vacuum (autovacuum, or another worker's) is at it; a role that doesn't
 own the table can't vacuum it, and PostgreSQL then only warns (autovacuum stays in charge).
 """
