@@ -95,11 +95,19 @@ def test_bad_input_is_refused_clearly(pg_dsn: str, schema: str) -> None:
             jobs.enqueue_tx(conn, "quik", 1)
         with pytest.raises(asyncjobs.UnsupportedConnection, match="psycopg 3 connection"):
             jobs.enqueue_tx(object(), quick, 1)  # type: ignore[call-overload]
+        # Nothing to enqueue is refused the same way: the mistake shows before it matters.
+        with pytest.raises(asyncjobs.UnsupportedConnection, match="psycopg 3 connection"):
+            jobs.enqueue_many_tx(object(), [])  # type: ignore[arg-type]
         with (
             psycopg_sync(pg_dsn, autocommit=True) as conn,
             pytest.raises(asyncjobs.NotInTransaction, match="autocommit"),
         ):
             jobs.enqueue_tx(conn, quick, 1)
+        with (
+            psycopg_sync(pg_dsn, autocommit=True) as conn,
+            pytest.raises(asyncjobs.NotInTransaction, match="autocommit"),
+        ):
+            jobs.enqueue_many_tx(conn, [])
         with pytest.raises(asyncjobs.ArgumentsMismatch):
             jobs.enqueue(quick, 1, 2)  # type: ignore[call-arg]
 

@@ -110,6 +110,16 @@ async def fetch_value(conn: Connection, sql: str, parameters: Sequence[Any]) -> 
 
 def fetch_value_sync(conn: SyncConnection, sql: str, parameters: Sequence[Any]) -> Any:
     """`fetch_value` for the sync connections: psycopg's Connection and Django's."""
+    raw = _sync_connection(conn)
+    with _raw_cursors().RawCursor(raw) as cursor:
+        cursor.execute(sql, parameters)
+        row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+def _sync_connection(conn: SyncConnection) -> psycopg.Connection[Any]:
+    """The psycopg connection of `conn` (psycopg's or Django's), in a transaction; else
+    UnsupportedConnection or NotInTransaction."""
     import psycopg
 
     raw: object = conn
@@ -118,10 +128,7 @@ def fetch_value_sync(conn: SyncConnection, sql: str, parameters: Sequence[Any]) 
     if not isinstance(raw, psycopg.Connection):
         raise UnsupportedConnection(f"cannot enqueue on {_shown(conn)}: pass {SYNC_ACCEPTED}")
     _check_psycopg_transaction(raw)
-    with _raw_cursors().RawCursor(raw) as cursor:
-        cursor.execute(sql, parameters)
-        row = cursor.fetchone()
-    return None if row is None else row[0]
+    return raw
 
 
 def _raw_cursors() -> ModuleType:
@@ -233,6 +240,7 @@ def enqueue_in_transaction_sync(
 ) -> list[int]:
     """`enqueue_in_transaction` on a sync connection (psycopg's or Django's)."""
     if not calls:
+        _sync_connection(conn)  # the same refusals as with calls
         return []
     statement, parameters = enqueue_statement(sql, calls)
     with refusals():
