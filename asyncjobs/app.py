@@ -308,8 +308,10 @@ class App:
         async with self._embedded_lock:  # a client and a worker may start at once
             if self._embedded is None:
                 server = SharedServer(data_dir)
-                server.acquire()  # ~0.05 s when it runs: not worth a thread
+                # In a thread: ~0.05 s when the server runs, seconds when it must start
+                # (initdb on first use), which must not stall the event loop.
                 try:
+                    await anyio.to_thread.run_sync(server.acquire)
                     self._embedded_dsn = (
                         dsn if dsn is not None else await project_database(server.dsn, self.name)
                     )

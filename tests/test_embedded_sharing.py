@@ -116,6 +116,29 @@ async def test_two_projects_dont_see_each_others_jobs_or_schedules(embedded: Pat
     _wait(lambda: _stopped(embedded), 30, "stopped after the last user left")
 
 
+async def test_starting_the_server_does_not_stall_the_event_loop(embedded: Path) -> None:
+    """The server is stopped (see `embedded`): a client's start waits for a keeper to
+    start it, about a second, in a thread; the event loop (a web app's, say) runs on."""
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while True:
+            await anyio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tick)
+        started = time.monotonic()
+        async with asyncjobs.App(name="project-loop").client():
+            took = time.monotonic() - started
+        tg.cancel_scope.cancel()
+    assert took > 0.3, f"the server started in {took:.2f} s: nothing to show"
+    assert max(gaps) < took / 2, f"the loop stalled {max(gaps):.2f} s of {took:.2f} s"
+
+
 STARTER = textwrap.dedent(
     """
     import sys, anyio, asyncjobs
