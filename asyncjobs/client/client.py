@@ -146,14 +146,15 @@ class Client:
         options its workers recorded as they started (queue, priority, attempts, timeout),
         after the check of `check_task_name` (unless `allow_unknown_tasks`: then an unknown
         name gets asyncjobs' defaults)."""
+        # The arguments first: a bad one is told without a round trip.
+        call = task_call(self.app.tasks, task, args, kwargs)
         if not isinstance(task, str) or task in self.app.tasks:
-            return task_call(self.app.tasks, task, args, kwargs)
-        validate_task_name(task)
+            return call
         with _lost_connection(f"reading the known task names for {task!r}", writes=False):
             if not self.allow_unknown_tasks:
                 await self._task_names.check(self.pool, self.sql, task, self.app.tasks)
             options = await self._task_names.options(self.pool, self.sql, task)
-        return task_call(self.app.tasks, task, args, kwargs, options)
+        return call if options is None else call._replace(options=options)
 
     async def check_task_name(self, name: str) -> None:
         """Raise UnknownTaskError unless this app has a task named `name` or a worker on

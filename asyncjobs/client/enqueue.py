@@ -27,11 +27,10 @@ def task_call(
     task: Task[Any, Any] | str,
     args: Sequence[Any],
     kwargs: dict[str, Any],
-    options: JobOptions | None = None,
 ) -> TaskCall:
     """One job of `task` (a task, or the name of one, registered in `tasks` or not) with
-    these arguments, ready to enqueue. `options`: those of a name not in `tasks` (the ones
-    its workers recorded), else asyncjobs' defaults."""
+    these arguments, ready to enqueue; a name not in `tasks` gets asyncjobs' default
+    options (the client then puts in those its workers recorded)."""
     if isinstance(task, str):
         validate_task_name(task)
         registered = tasks.get(task)
@@ -39,7 +38,7 @@ def task_call(
             # A producer need not import the task's code; the worker that runs it
             # reports an unknown name on the job itself.
             encoded_args, encoded_kwargs = encode_arguments(task, args, kwargs)
-            return TaskCall(task, encoded_args, encoded_kwargs, options or JobOptions())
+            return TaskCall(task, encoded_args, encoded_kwargs, JobOptions())
         task = registered
     if not isinstance(task, Task):
         raise ConfigurationError(f"enqueue needs a task or a task name, got {task!r}")
