@@ -327,3 +327,44 @@ async def test_a_huge_result_fails_and_a_huge_error_message_is_cut(
     worker.send_signal(signal.SIGTERM)
     await anyio.to_thread.run_sync(reader.join, 15)
     assert worker.returncode == 0, output
+
+
+# -- 6. a worker cancelled from outside ------------------------------------------------------
+
+
+async def test_a_worker_cancelled_from_outside_stops_its_jobs_and_loses_none(
+    app: asyncjobs.App, client: asyncjobs.Client
+) -> None:
+    """The host cancels the task group a worker runs in (no stop() first): its running jobs
+    are stopped, the worker returns promptly, and the jobs run again on the next worker."""
+    started: list[int] = []
+    second_run = anyio.Event()
+
+    @app.task
+    async def long(n: int) -> int:
+        started.append(n)
+        if len(started) > 3:
+            second_run.set()
+            return n
+        await anyio.sleep(60)
+        return n
+
+    @app.task
+    def long_sync(n: int, token: asyncjobs.CancelToken) -> int:
+        started.append(n)
+        if len(started) > 3:
+            return n
+        token.wait(60)  # returns when the job is stopped
+        token.raise_if_cancelled()
+        return n
+
+    ids = [await client.enqueue(long, 1), await client.enqueue(long, 2)]
+    ids.append(await client.enqueue(long_sync, 3))
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            await tg.start(app.worker(concurrency=3).run)
+            while len(started) < 3:
+                await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+    async with app.worker(concurrency=3):
+        assert sorted([await client.wait(i, timeout=30) for i in ids]) == [1, 2, 3]

@@ -15,7 +15,7 @@ import enum
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence, Set
+from collections.abc import Callable, Collection, Sequence, Set
 from typing import TYPE_CHECKING
 
 import anyio
@@ -228,11 +228,21 @@ class ClaimConnections:
         """`claim` holds nothing any more."""
         self._open.discard(claim)
 
-    async def close(self) -> None:
-        """End parked claims and close every idle connection."""
+    async def close(self, keep: Collection[Claim] = ()) -> None:
+        """End parked claims, give up any other claim still open but those in `keep`, and
+        close every idle connection.
+
+        After a worker's orderly stop no claim is open but parked ones. After a
+        cancellation from outside, claims of jobs stopped without their outcome written
+        still are: given up, they roll back and their rows come back (their attempts
+        counted as lost). `keep`: claims that must stay held until the process exits (those
+        of abandoned sync threads, whose code may still run)."""
         self._parking = False
         with anyio.CancelScope(shield=True):
             await self.end_parked(all_of_them=True)
+        for claim in list(self._open):
+            if claim not in keep and claim.state in (OPEN, RUNNING, JOINING):
+                claim.give_up()
         idle, self._idle = self._idle, []
         for conn in idle:
             await close_gently(conn)

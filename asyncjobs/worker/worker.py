@@ -54,6 +54,8 @@ logger = logging.getLogger("asyncjobs.worker")
 
 # Jobs claimed at most by one claim statement.
 CLAIM_BATCH = 50
+# Seconds a worker's teardown (its sessions closed, its row removed) may take at most.
+TEARDOWN_LIMIT = 10.0
 
 _CHANGES = {
     "cancelled": CancelReason.CANCELLED,
@@ -256,128 +258,141 @@ class Worker:
             self._stopped.set()
 
     async def _serve(self, task_status: TaskStatus[None]) -> None:
-        async with contextlib.AsyncExitStack() as stack:
-            dsn = await stack.enter_async_context(self.app.database())
-            # Migrated on its own connection: the pool's connections prepare statements of
-            # the current schema as they open.
-            conn = await connect(dsn)
-            try:
-                if self.app.auto_migrate:
-                    await migrate(conn, self.app.schema)
-                else:
-                    await check(conn, self.app.schema)
-                await sync_declared(conn, self.sql, self.app.schedules)
-                await record_task_names(conn, self.sql, self.app.tasks)
-            finally:
-                await conn.close()
-            pool = await open_pool(dsn, min_size=1, max_size=4, warm_up=self._warm_up)
-            stack.push_async_callback(pool.close)
-            heartbeat = Heartbeat(
-                sql=self.sql,
-                pool=pool,
-                worker_id=self.id,
-                queues=self.queues,
-                concurrency=self.concurrency,
-                interval=self.settings.heartbeat_interval,
-                running=lambda: len(self.running),
-                stop=self._stop_broadcast,
-            )
-            # The worker's key, held until its last session ends; its row names the key.
-            lease = LeaseSession(dsn, self.sql, on_key=heartbeat.register, on_lost=self._lease_lost)
-            key = await lease.open()
-            stack.push_async_callback(self._unless_abandoned, lease.close)
-            stack.push_async_callback(self._unless_abandoned, heartbeat.unregister)
-            claims = ClaimConnections(
-                dsn,
-                self.sql.claim,
-                self.queues,
-                self.settings.claim_session_limit,
-                hold_key=(self.sql.hold_worker_key, lambda: lease.key or key),
-            )
-            stack.push_async_callback(claims.close)
-            runner = JobRunner(self.app.tasks, self.concurrency)
-            recorder = Recorder(dsn, self.sql, self.id)
-            await recorder.open()
-            stack.push_async_callback(recorder.close)
-            progress = ProgressWriter(pool, self.sql.report_progress)
-            self._pool = pool
-            hooks = self.app.hooks
-            self._job_hooks = hooks if hooks.on_jobs else None
-            takeovers = self._takeovers = Takeovers(pool, self.sql)
-            hand_offs = self._hand_offs = HandOffs(
-                lease, after=self.settings.hand_off_after, running=self.running.values
-            )
-            self._fetcher = fetcher = Fetcher(
-                sql=self.sql,
-                pool=pool,
-                claims=claims,
-                recorder=recorder,
-                worker_id=self.id,
-                queues=self.queues,
-                free_slots=lambda: 0 if self.stopping else self.concurrency - len(self.running),
-                launch=lambda job: self._launch(job, runner, recorder, progress),
-                on_claim_lost=self._claim_lost,
-                takeovers=takeovers,
-                poll_interval=self.settings.poll_interval,
-                batch_size=CLAIM_BATCH,
-                gather=max(1, min(CLAIM_BATCH, self.concurrency) // 2),
-            )
-            scheduler = self._scheduler = Scheduler(sql=self.sql, pool=pool, hooks=hooks)
-            listener = Listener(
-                dsn,
-                {
-                    self.channels.enqueue: self._on_enqueue,
-                    self.channels.control: self._on_control,
-                    self.channels.schedules: lambda _payload: scheduler.wake(),
-                },
-                on_connect=lambda: self._resync(pool),
-            )
-            watcher = self._watcher = Watcher(
-                dsn, self.sql, key=lambda: lease.key or key, on_rescued=fetcher.wake
-            )
-            logger.info(
-                "worker %s started: queues %s, concurrency %s, key %s",
-                self.id,
-                ",".join(self.queues),
-                self.concurrency,
-                key,
-            )
-            async with anyio.create_task_group() as services:
-                # Listening before the first claim, so no enqueue in between goes unheard.
-                await services.start(listener.run)
-                self._services = services
-                services.start_soon(lease.run)
-                services.start_soon(watcher.run)
-                services.start_soon(hand_offs.run)
-                services.start_soon(self._send, pool)
-                services.start_soon(recorder.run)
-                services.start_soon(progress.run)
-                if self.retention is not None:
-                    services.start_soon(Pruner(pool, self.sql, self.retention).run)
-                services.start_soon(QueueVacuum(pool, self.sql, lambda: fetcher.claimed).run)
-                services.start_soon(heartbeat.run)
-                services.start_soon(scheduler.run)
-                services.start_soon(LoopWatchdog().run)
-                async with (
-                    JobTasks(self._stop_all) as self._jobs,
-                    anyio.create_task_group() as fetching_group,
-                ):
-                    fetching, fetched = anyio.CancelScope(), anyio.Event()
-                    fetching_group.start_soon(self._fetch, fetching, fetched)
-                    task_status.started()
-                    await call_each(hooks.worker_start, self)
-                    assert self._stop_requested is not None
-                    await self._stop_requested.wait()
-                    claims.stop_parking()
-                    fetching.cancel()
-                    # A claim being started finishes first, so its jobs get the grace too.
-                    await fetched.wait()
-                    await self._shutdown()
-                await self._drain(recorder)
-                await call_each(hooks.worker_stop, self)
-                services.cancel_scope.cancel()
-            self._services = None
-            logger.info("worker %s stopped", self.id)
+        stack = contextlib.AsyncExitStack()
+        try:
+            await self._serve_on(stack, task_status)
+        finally:
+            # Shielded, so that a worker cancelled from outside (its host's task group, not
+            # stop()) still ends its sessions: in a process that lives on, an open claim or
+            # lease session would keep its jobs from every other worker. Bounded: a server
+            # that doesn't answer must not keep the host waiting.
+            with anyio.move_on_after(TEARDOWN_LIMIT, shield=True):
+                await stack.aclose()
+
+    async def _serve_on(
+        self, stack: contextlib.AsyncExitStack, task_status: TaskStatus[None]
+    ) -> None:
+        dsn = await stack.enter_async_context(self.app.database())
+        # Migrated on its own connection: the pool's connections prepare statements of
+        # the current schema as they open.
+        conn = await connect(dsn)
+        try:
+            if self.app.auto_migrate:
+                await migrate(conn, self.app.schema)
+            else:
+                await check(conn, self.app.schema)
+            await sync_declared(conn, self.sql, self.app.schedules)
+            await record_task_names(conn, self.sql, self.app.tasks)
+        finally:
+            await conn.close()
+        pool = await open_pool(dsn, min_size=1, max_size=4, warm_up=self._warm_up)
+        stack.push_async_callback(pool.close)
+        heartbeat = Heartbeat(
+            sql=self.sql,
+            pool=pool,
+            worker_id=self.id,
+            queues=self.queues,
+            concurrency=self.concurrency,
+            interval=self.settings.heartbeat_interval,
+            running=lambda: len(self.running),
+            stop=self._stop_broadcast,
+        )
+        # The worker's key, held until its last session ends; its row names the key.
+        lease = LeaseSession(dsn, self.sql, on_key=heartbeat.register, on_lost=self._lease_lost)
+        key = await lease.open()
+        stack.push_async_callback(self._unless_abandoned, lease.close)
+        stack.push_async_callback(self._unless_abandoned, heartbeat.unregister)
+        claims = ClaimConnections(
+            dsn,
+            self.sql.claim,
+            self.queues,
+            self.settings.claim_session_limit,
+            hold_key=(self.sql.hold_worker_key, lambda: lease.key or key),
+        )
+        stack.push_async_callback(lambda: claims.close(keep={job.claim for job in self.abandoned}))
+        runner = JobRunner(self.app.tasks, self.concurrency)
+        recorder = Recorder(dsn, self.sql, self.id)
+        await recorder.open()
+        stack.push_async_callback(recorder.close)
+        progress = ProgressWriter(pool, self.sql.report_progress)
+        self._pool = pool
+        hooks = self.app.hooks
+        self._job_hooks = hooks if hooks.on_jobs else None
+        takeovers = self._takeovers = Takeovers(pool, self.sql)
+        hand_offs = self._hand_offs = HandOffs(
+            lease, after=self.settings.hand_off_after, running=self.running.values
+        )
+        self._fetcher = fetcher = Fetcher(
+            sql=self.sql,
+            pool=pool,
+            claims=claims,
+            recorder=recorder,
+            worker_id=self.id,
+            queues=self.queues,
+            free_slots=lambda: 0 if self.stopping else self.concurrency - len(self.running),
+            launch=lambda job: self._launch(job, runner, recorder, progress),
+            on_claim_lost=self._claim_lost,
+            takeovers=takeovers,
+            poll_interval=self.settings.poll_interval,
+            batch_size=CLAIM_BATCH,
+            gather=max(1, min(CLAIM_BATCH, self.concurrency) // 2),
+        )
+        scheduler = self._scheduler = Scheduler(sql=self.sql, pool=pool, hooks=hooks)
+        listener = Listener(
+            dsn,
+            {
+                self.channels.enqueue: self._on_enqueue,
+                self.channels.control: self._on_control,
+                self.channels.schedules: lambda _payload: scheduler.wake(),
+            },
+            on_connect=lambda: self._resync(pool),
+        )
+        watcher = self._watcher = Watcher(
+            dsn, self.sql, key=lambda: lease.key or key, on_rescued=fetcher.wake
+        )
+        logger.info(
+            "worker %s started: queues %s, concurrency %s, key %s",
+            self.id,
+            ",".join(self.queues),
+            self.concurrency,
+            key,
+        )
+        async with anyio.create_task_group() as services:
+            # Listening before the first claim, so no enqueue in between goes unheard.
+            await services.start(listener.run)
+            self._services = services
+            services.start_soon(lease.run)
+            services.start_soon(watcher.run)
+            services.start_soon(hand_offs.run)
+            services.start_soon(self._send, pool)
+            services.start_soon(recorder.run)
+            services.start_soon(progress.run)
+            if self.retention is not None:
+                services.start_soon(Pruner(pool, self.sql, self.retention).run)
+            services.start_soon(QueueVacuum(pool, self.sql, lambda: fetcher.claimed).run)
+            services.start_soon(heartbeat.run)
+            services.start_soon(scheduler.run)
+            services.start_soon(LoopWatchdog().run)
+            async with (
+                JobTasks(self._stop_all) as self._jobs,
+                anyio.create_task_group() as fetching_group,
+            ):
+                fetching, fetched = anyio.CancelScope(), anyio.Event()
+                fetching_group.start_soon(self._fetch, fetching, fetched)
+                task_status.started()
+                await call_each(hooks.worker_start, self)
+                assert self._stop_requested is not None
+                await self._stop_requested.wait()
+                claims.stop_parking()
+                fetching.cancel()
+                # A claim being started finishes first, so its jobs get the grace too.
+                await fetched.wait()
+                await self._shutdown()
+            await self._drain(recorder)
+            await call_each(hooks.worker_stop, self)
+            services.cancel_scope.cancel()
+        self._services = None
+        logger.info("worker %s stopped", self.id)
 
     async def _unless_abandoned(self, step: Callable[[], Awaitable[None]]) -> None:
         """Give up the key (`step`: close the lease session, remove the worker's row)
