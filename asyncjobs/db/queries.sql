@@ -799,11 +799,11 @@ SELECT coalesce(array_agg(name ORDER BY name), '{}') FROM {schema}.task_names;
 
 -- name: queue_stats
 -- For metrics, read at scrape time: per queue, the jobs due and waiting ('queued'), due
--- later ('scheduled') and running ('processing'), and how long the oldest due one has
--- waited (seconds). Read from the queue rows joined to their jobs by primary key (a row
--- whose job has moved on is stale and left out), plus handed-off jobs through their
--- partial index: no scan of the jobs table, whose finished rows may be many. Jobs
--- 'awaiting' their parents have no queue row and are not counted.
+-- later ('scheduled'), running ('processing') and waiting for their parents ('awaiting'),
+-- and how long the oldest due one has waited (seconds). Read from the queue rows joined to
+-- their jobs by primary key (a row whose job has moved on is stale and left out), plus
+-- handed-off jobs through their partial index, plus awaiting jobs through job_parents
+-- (which holds live waits only): no scan of the jobs table, whose finished rows may be many.
 WITH live AS (
     SELECT j.id, j.queue, j.run_at, j.state
       FROM {schema}.queue AS q
@@ -813,9 +813,13 @@ WITH live AS (
     SELECT j.id, j.queue, j.run_at, j.state
       FROM {schema}.jobs AS j
      WHERE j.lease IS NOT NULL AND j.state = 'processing'
+     UNION
+    SELECT j.id, j.queue, j.run_at, j.state
+      FROM {schema}.jobs AS j
+     WHERE j.id IN (SELECT job_id FROM {schema}.job_parents) AND j.state = 'awaiting'
 )
 SELECT queue,
-       CASE WHEN state = 'processing' THEN 'processing'
+       CASE WHEN state IN ('processing', 'awaiting') THEN state
             WHEN run_at <= now() THEN 'queued'
             ELSE 'scheduled' END AS state,
        count(*) AS jobs,

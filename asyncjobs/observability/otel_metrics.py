@@ -62,7 +62,7 @@ class OtelMetrics(HookMetrics):
             "asyncjobs.queue.depth",
             callbacks=[self._depth],
             unit="{job}",
-            description="Jobs per queue and state (queued, scheduled, processing).",
+            description="Jobs per queue and state (queued, scheduled, processing, awaiting).",
         )
         meter.create_observable_gauge(
             "asyncjobs.queue.oldest_age",

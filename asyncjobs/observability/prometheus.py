@@ -229,7 +229,7 @@ class _QueueCollector(Collector):
         depth = GaugeMetricFamily(
             "asyncjobs_queue_depth",
             "Jobs per queue and state (queued: due and waiting; scheduled: due later; "
-            "processing), read from the database.",
+            "processing; awaiting: waiting for parent jobs), read from the database.",
             labels=["queue", "state"],
         )
         oldest = GaugeMetricFamily(
