@@ -119,7 +119,9 @@ class PrometheusMetrics(HookMetrics):
         jobs = self.jobs
         key = (run.task, run.queue, run.outcome or "unknown")
         with jobs.lock:
-            jobs.running[run.task, run.queue] -= 1
+            # An attempt lost with another worker (see JobRun.reported_by) never ran here.
+            if run.reported_by is None:
+                jobs.running[run.task, run.queue] -= 1
             jobs.finished[key] = jobs.finished.get(key, 0) + 1
             if run.duration is not None:
                 runs = jobs.runs.get(key)
