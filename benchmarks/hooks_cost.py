@@ -31,6 +31,8 @@ PARTS = {
     "otel-metrics": {"otel-metrics"},
     "trace": {"trace"},
     "trace-linked": {"trace"},
+    "trace-sampled": {"trace-sampled"},
+    "sampled+prometheus": {"trace-sampled", "prometheus"},
     "all": {"trace", "otel-metrics", "prometheus"},
 }
 # A traceparent as an enqueue's span stores it: "trace-linked" runs jobs that carry one.
