@@ -151,3 +151,30 @@ async def test_a_last_attempt_lost_with_its_worker_is_reported_once_as_the_job_f
     assert [(e["attempt"], e["outcome"]) for e in events] == [(1, "lost")]
     assert events[0]["pid"] == alive.pid and events[0]["retry_in"] is None
     assert events[0]["task"] == "kill_worker" and events[0]["max_attempts"] == 1
+
+
+async def test_an_attempt_whose_live_worker_lost_its_claim_is_reported_by_that_worker_only(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, tmp_path: Path
+) -> None:
+    from tests.test_takeover import _terminate_claim
+
+    hooks_file = tmp_path / "hooks.jsonl"
+    claimed = ("--concurrency", "1", "--hand-off-after", "8")
+    old = _spawn(spawn_worker, hooks_file, *claimed)
+    await workers_up(client, 1)
+    job_id = await client.enqueue("sleep", 3.0)
+    await until(client, job_id, lambda j: j.state == "processing")
+    new = _spawn(spawn_worker, hooks_file, *claimed)
+    await workers_up(client, 2)
+    await anyio.sleep(0.3)
+    # The old worker lives on: it stops the job and reports the attempt itself; the new
+    # one, which takes the job over, must not report it again.
+    await _terminate_claim(admin, client.app.schema)
+    assert await client.wait(job_id, timeout=30) == "slept"
+    for proc in (old, new):
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+    events = _events(hooks_file, job_id)
+    assert [(e["attempt"], e["outcome"]) for e in events] == [(1, "lost"), (2, "succeeded")]
+    assert events[0]["pid"] == old.pid and events[0]["reported_by"] is None
