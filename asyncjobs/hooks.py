@@ -36,7 +36,9 @@ JobOutcome: TypeAlias = Literal[
 - `succeeded`; `failed` (no retry follows); `retried` (it raised and runs again later);
 - `timed_out`: it ran past its timeout (`JobRun.retry_in` says whether a retry follows);
 - `cancelled`: by a user (client, CLI, SQL) or by the job itself (`raise asyncjobs.Cancel`);
-- `lost`: its claim or its thread was lost, so another attempt runs it;
+- `lost`: its claim or its thread was lost, so another attempt runs it; or its worker died
+  (the worker that takes the job over, or rescues it, reports that attempt: see
+  `JobRun.reported_by`);
 - `discarded`: requeued or deleted while it ran (the change stands, nothing is recorded);
 - `released`: handed back by a stopping worker (or a lost lease), the attempt not counted.
 """
@@ -65,7 +67,12 @@ class Enqueueing:
 @dataclasses.dataclass(slots=True)
 class JobRun:
     """One attempt of a job on a worker, as hooks see it: who it is when it starts, and
-    how it ended (`outcome`, `duration`, `error`) by the time `on_job_end` is called."""
+    how it ended (`outcome`, `duration`, `error`) by the time `on_job_end` is called.
+
+    An attempt whose worker died is reported once, by the worker that finds it lost (as it
+    takes the job over, or rescues the dead worker's jobs): `on_job_end` only, outcome
+    `lost`, `reported_by` that worker's id, `worker_id` the dead one's, and `duration` an
+    upper bound (from the attempt's start to when it was found lost)."""
 
     job_id: int
     task: str
@@ -84,6 +91,8 @@ class JobRun:
     error: dict[str, Any] | None = None
     # Seconds until the next attempt, when one follows.
     retry_in: float | None = None
+    # The worker that reported this attempt for its dead worker (None: its own worker).
+    reported_by: uuid.UUID | None = None
 
 
 Callback = TypeVar("Callback", bound=Callable[..., Any])

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import asyncjobs
 from asyncjobs.observability.prometheus import PrometheusMetrics
-from tests.helpers import Spawn, run_cli, workers_up
+from tests.helpers import Spawn, run_cli, until, workers_up
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -45,12 +45,12 @@ async def _depth_in_database(admin: asyncpg.Connection, schema: str) -> dict[str
     """The same figures, the slow way: every active job of the table."""
     rows = await admin.fetch(
         f"""SELECT queue,
-                   CASE WHEN state = 'processing' THEN 'processing'
+                   CASE WHEN state IN ('processing', 'awaiting') THEN state
                         WHEN run_at <= now() THEN 'queued' ELSE 'scheduled' END AS state,
                    count(*) AS jobs,
                    extract(epoch FROM now() - min(run_at))::float8 AS oldest
               FROM "{schema}".jobs
-             WHERE state IN ('queued', 'scheduled', 'processing')
+             WHERE state IN ('queued', 'scheduled', 'processing', 'awaiting')
              GROUP BY 1, 2"""
     )
     return {(r["queue"], r["state"]): (r["jobs"], r["oldest"]) for r in rows}
@@ -65,6 +65,9 @@ async def test_a_worker_serves_its_metrics_and_the_queue_depth(
     @app.task(name="big_error", max_attempts=1)
     async def big_error(chars: int) -> None: ...
 
+    @app.task(name="sleep")
+    async def sleep(seconds: float) -> str: ...
+
     port = _free_port()
     async with app.client() as client:
         # Waiting in queues this worker doesn't take, due an hour ago and later.
@@ -76,13 +79,20 @@ async def test_a_worker_serves_its_metrics_and_the_queue_depth(
             1,
         )
         await client.enqueue_many([quick.options(queue="stuck").call(i) for i in range(3)])
-        await client.enqueue_many(
+        later = await client.enqueue_many(
             [quick.options(queue="later", delay=3600).call(i) for i in range(2)]
+        )
+        # Waiting for a parent that runs in an hour: 'awaiting', in its own queue.
+        await client.enqueue_many(
+            [quick.options(queue="children", after=later[0]).call(i) for i in range(3)]
         )
         worker = spawn_worker(
             "--queues", "default", "--metrics-port", str(port), "--metrics-host", "127.0.0.1"
         )
         await workers_up(client, 1)
+        # Running while the metrics are read: 'processing'.
+        sleeping = await client.enqueue(sleep, 60.0)
+        await until(client, sleeping, lambda job: job.state == "processing")
         ok = await client.enqueue_many([quick.call(i) for i in range(5)])
         bad = await client.enqueue_many([big_error.call(10) for _ in range(2)])
         for job_id in ok:
@@ -152,7 +162,12 @@ async def test_a_worker_serves_its_metrics_and_the_queue_depth(
         if name == "asyncjobs_queue_depth"
     }
     assert depth == {key: jobs for key, (jobs, _) in expected.items()}
-    assert depth == {("stuck", "queued"): 4, ("later", "scheduled"): 2}
+    assert depth == {
+        ("stuck", "queued"): 4,
+        ("later", "scheduled"): 2,
+        ("children", "awaiting"): 3,
+        ("default", "processing"): 1,
+    }
     oldest = _value(samples, "asyncjobs_queue_oldest_age_seconds", queue="stuck")
     assert abs(oldest - expected["stuck", "queued"][1]) < 5
     assert 3600 <= oldest < 3700

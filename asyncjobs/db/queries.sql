@@ -232,6 +232,10 @@ SELECT id, job_id FROM {schema}.claim_jobs($1::text[], $2::int);
 -- Each started job comes with its checkpoint (what its last attempt saved), so resuming
 -- costs no extra round trip, and with its enqueue's trace context and how long it waited
 -- since it was due (`waited`, seconds on the server's clock), for hooks and metrics.
+-- `lost`: the job's last attempt was still 'processing' and its worker is gone (died, its
+-- key free): nobody else will report that attempt's end, so this worker does (the hooks'
+-- outcome 'lost'), with that worker's id and the seconds since the attempt started
+-- (`lost_after`). A worker still alive reports its own (its claim was lost).
 --
 -- Returns the started jobs, or one row of NULLs when none started.
 WITH outcome AS (
@@ -282,7 +286,13 @@ WITH outcome AS (
            errors = CASE WHEN j.state = 'processing' THEN j.errors || {schema}.worker_lost_error(
                         j.attempt, format('the worker running attempt %s was lost', j.attempt))
                          ELSE j.errors END
-      FROM (SELECT c.job_id, c.entry, w.id AS taken_from
+      FROM (SELECT c.job_id, c.entry, w.id AS taken_from,
+                   (o.state = 'processing' AND NOT EXISTS (
+                        SELECT FROM {schema}.workers AS lw
+                         WHERE lw.id = o.worker_id
+                           AND (lw.lease_key IS NULL OR NOT pg_try_advisory_xact_lock(
+                                    hashtext('{schema}.workers'), lw.lease_key)))) AS lost,
+                   o.worker_id AS was_worker, o.started_at AS was_started
               FROM unnest($8::bigint[], $9::bigint[]) AS c(job_id, entry)
               JOIN {schema}.jobs AS o ON o.id = c.job_id
               LEFT JOIN {schema}.workers AS w
@@ -297,7 +307,10 @@ WITH outcome AS (
                      OR pg_try_advisory_xact_lock(hashtext('{schema}.workers'), j.lease))))
     RETURNING j.id, j.queue_entry, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
               j.timeout, j.queue, j.backoff, j.checkpoint, c.taken_from, j.trace_context,
-              extract(epoch FROM now() - j.run_at)::float8 AS waited
+              extract(epoch FROM now() - j.run_at)::float8 AS waited, c.lost,
+              CASE WHEN c.lost THEN c.was_worker END AS lost_worker,
+              CASE WHEN c.lost THEN extract(epoch FROM now() - c.was_started)::float8
+                   END AS lost_after
 ), notified AS (
     SELECT (SELECT count(*) FROM (
                 SELECT pg_notify('{channel_prefix}.done', string_agg(id::text, ','))
@@ -312,6 +325,8 @@ SELECT s.* FROM notified LEFT JOIN started AS s ON true;
 -- name: fail_lost_jobs
 -- A claimed job whose worker died during its last allowed attempt: it crashed the worker
 -- (or was caught in crashes) max_attempts times, so it fails instead of running again.
+-- Returns the failed jobs (or one row of NULLs), each with its lost attempt as the hooks
+-- report it (see start_and_finish: `lost` unless its worker is alive and reports it).
 WITH failed AS (
     UPDATE {schema}.jobs AS j
        SET state = 'failed', active_key = NULL, queue_entry = NULL, finished_at = now(),
@@ -324,13 +339,19 @@ WITH failed AS (
        AND j.state = 'processing' AND j.attempt >= j.max_attempts
        AND (j.lease IS NULL
             OR pg_try_advisory_xact_lock(hashtext('{schema}.workers'), j.lease))
-    RETURNING j.id
+    RETURNING j.id, j.task, j.queue, j.attempt, j.max_attempts, j.trace_context,
+              NOT EXISTS (SELECT FROM {schema}.workers AS lw
+                           WHERE lw.id = j.worker_id
+                             AND (lw.lease_key IS NULL OR NOT pg_try_advisory_xact_lock(
+                                      hashtext('{schema}.workers'), lw.lease_key))) AS lost,
+              j.worker_id AS lost_worker,
+              extract(epoch FROM now() - j.started_at)::float8 AS lost_after
+), notified AS (
+    SELECT count(*) AS count FROM (
+        SELECT pg_notify('{channel_prefix}.done', string_agg(id::text, ','))
+          FROM failed HAVING count(*) > 0) AS n
 )
-SELECT array_agg(id) AS ids,
-       (SELECT count(*) FROM (
-            SELECT pg_notify('{channel_prefix}.done', string_agg(id::text, ','))
-              FROM failed HAVING count(*) > 0) AS n) AS notified
-  FROM failed;
+SELECT f.* FROM notified LEFT JOIN failed AS f ON true;
 
 -- name: report_progress
 -- Parameters: $1 job_ids, $2 entries, $3 attempts, $4 progress, $5 messages, $6 lines,
@@ -599,16 +620,20 @@ RETURNING stop_requested_at IS NOT NULL AS stop_requested, stop_grace;
 
 -- name: prune_workers
 -- Rows of workers silent for $1 seconds whose key is free (they are gone): rescued, in case
--- nobody watched them. Rows without a key (workers from before 0007) just go.
+-- nobody watched them; returns the attempts found lost (see rescue_worker_jobs), as a JSON
+-- array, for the hooks. Rows without a key (workers from before 0007) just go.
 WITH unkeyed AS (
     DELETE FROM {schema}.workers
      WHERE heartbeat_at < now() - make_interval(secs => $1) AND lease_key IS NULL
     RETURNING id
+), rescued AS (
+    SELECT {schema}.rescue_worker_jobs(lease_key) AS lost FROM {schema}.workers
+     WHERE heartbeat_at < now() - make_interval(secs => $1) AND lease_key IS NOT NULL
+       AND pg_try_advisory_xact_lock(hashtext('{schema}.workers'), lease_key)
 )
-SELECT (SELECT count(*) FROM unkeyed)
-       + (SELECT count({schema}.rescue_worker(lease_key)) FROM {schema}.workers
-           WHERE heartbeat_at < now() - make_interval(secs => $1) AND lease_key IS NOT NULL
-             AND pg_try_advisory_xact_lock(hashtext('{schema}.workers'), lease_key));
+SELECT (SELECT count(*) FROM unkeyed) AS unkeyed,
+       (SELECT coalesce(jsonb_agg(a), '[]')
+          FROM rescued, jsonb_array_elements(rescued.lost) AS a) AS lost;
 
 -- name: unregister_worker
 WITH gone AS (DELETE FROM {schema}.workers WHERE id = $1 RETURNING id)
@@ -628,8 +653,9 @@ SELECT array_agg(lease_key ORDER BY lease_key) FROM {schema}.workers
 SELECT pg_advisory_lock(hashtext('{schema}.workers'), $1::integer) IS NULL;
 
 -- name: rescue_worker
--- After watch_worker was granted: see rescue_worker in the schema. Then the lock goes.
-SELECT {schema}.rescue_worker($1::integer),
+-- After watch_worker was granted: see rescue_worker_jobs in the schema (the attempts it
+-- found lost, as a JSON array, for the hooks). Then the lock goes.
+SELECT {schema}.rescue_worker_jobs($1::integer) AS lost,
        pg_advisory_unlock(hashtext('{schema}.workers'), $1::integer);
 
 -- name: gone_workers
@@ -806,11 +832,11 @@ SELECT name, queue, priority, max_attempts, timeout FROM {schema}.task_names ORD
 
 -- name: queue_stats
 -- For metrics, read at scrape time: per queue, the jobs due and waiting ('queued'), due
--- later ('scheduled') and running ('processing'), and how long the oldest due one has
--- waited (seconds). Read from the queue rows joined to their jobs by primary key (a row
--- whose job has moved on is stale and left out), plus handed-off jobs through their
--- partial index: no scan of the jobs table, whose finished rows may be many. Jobs
--- 'awaiting' their parents have no queue row and are not counted.
+-- later ('scheduled'), running ('processing') and waiting for their parents ('awaiting'),
+-- and how long the oldest due one has waited (seconds). Read from the queue rows joined to
+-- their jobs by primary key (a row whose job has moved on is stale and left out), plus
+-- handed-off jobs through their partial index, plus awaiting jobs through job_parents
+-- (which holds live waits only): no scan of the jobs table, whose finished rows may be many.
 WITH live AS (
     SELECT j.id, j.queue, j.run_at, j.state
       FROM {schema}.queue AS q
@@ -820,9 +846,13 @@ WITH live AS (
     SELECT j.id, j.queue, j.run_at, j.state
       FROM {schema}.jobs AS j
      WHERE j.lease IS NOT NULL AND j.state = 'processing'
+     UNION
+    SELECT j.id, j.queue, j.run_at, j.state
+      FROM {schema}.jobs AS j
+     WHERE j.id IN (SELECT job_id FROM {schema}.job_parents) AND j.state = 'awaiting'
 )
 SELECT queue,
-       CASE WHEN state = 'processing' THEN 'processing'
+       CASE WHEN state IN ('processing', 'awaiting') THEN state
             WHEN run_at <= now() THEN 'queued'
             ELSE 'scheduled' END AS state,
        count(*) AS jobs,

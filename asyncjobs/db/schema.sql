@@ -516,11 +516,14 @@ CREATE TRIGGER schedules_sooner AFTER UPDATE ON {schema}.schedules
     FOR EACH ROW WHEN (NEW.next_run_at < OLD.next_run_at OR (OLD.paused AND NOT NEW.paused))
     EXECUTE FUNCTION {schema}.schedules_changed();
 
--- rescue_worker(key): the worker that held `key` is gone (its key came free). Its row is
--- removed; the attempts it owned through the key run again (or fail, when that was their
+-- rescue_worker_jobs(key): the worker that held `key` is gone (its key came free). Its row
+-- is removed; the attempts it owned through the key run again (or fail, when that was their
 -- last attempt, as for a claimed job); every worker of its queues is woken, since its
 -- claims' rows are back too. Safe to run more than once, and by several workers at once.
-CREATE FUNCTION {schema}.rescue_worker(dead integer) RETURNS integer
+-- Returns the attempts it found lost, as a JSON array (job id, task, queue, attempt,
+-- max_attempts, trace_context, lost_worker, lost_after: seconds since the attempt started,
+-- gave_up: the job failed), for the rescuer to report (hooks: outcome 'lost').
+CREATE FUNCTION {schema}.rescue_worker_jobs(dead integer) RETURNS jsonb
 LANGUAGE sql AS $$
     WITH gone AS (
         DELETE FROM {schema}.workers WHERE lease_key = dead RETURNING queues
@@ -543,8 +546,13 @@ LANGUAGE sql AS $$
                    THEN format('the worker running attempt %s was lost', j.attempt)
                    ELSE format('worker lost during attempt %s of %s; giving up', j.attempt,
                                j.max_attempts) END)
-         WHERE j.lease = dead AND j.state = 'processing'
-        RETURNING j.id, j.state, j.queue, j.priority, j.run_at, j.queue_entry
+          -- The row as it was: the attempt's worker and start (the update clears them).
+          FROM (SELECT o.id, o.worker_id, o.started_at FROM {schema}.jobs AS o
+                 WHERE o.lease = dead AND o.state = 'processing') AS o
+         WHERE j.id = o.id AND j.lease = dead AND j.state = 'processing'
+        RETURNING j.id, j.state, j.queue, j.priority, j.run_at, j.queue_entry, j.task,
+                  j.attempt, j.max_attempts, j.trace_context, o.worker_id AS lost_worker,
+                  extract(epoch FROM now() - o.started_at)::float8 AS lost_after
     ), requeued AS (
         INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)
         SELECT queue_entry, id, queue, priority, run_at FROM lost WHERE state = 'queued'
@@ -558,9 +566,21 @@ LANGUAGE sql AS $$
     ), ring AS (
         SELECT pg_notify('{channel_prefix}.control', 'workers') FROM gone
     )
-    SELECT (SELECT count(*) FROM lost)::integer
-           + 0 * ((SELECT count(*) FROM woken) + (SELECT count(*) FROM finished)
-                  + (SELECT count(*) FROM ring))::integer;
+    -- The condition first: the notifications are sent whatever was lost.
+    SELECT CASE WHEN (SELECT count(*) FROM woken) + (SELECT count(*) FROM finished)
+                     + (SELECT count(*) FROM ring) >= 0
+           THEN (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                        'id', l.id, 'task', l.task, 'queue', l.queue, 'attempt', l.attempt,
+                        'max_attempts', l.max_attempts, 'trace_context', l.trace_context,
+                        'lost_worker', l.lost_worker, 'lost_after', l.lost_after,
+                        'gave_up', l.state = 'failed')), '[]')
+                   FROM lost AS l) END;
+$$;
+
+-- rescue_worker(key): rescue_worker_jobs, counted (for prune_workers).
+CREATE FUNCTION {schema}.rescue_worker(dead integer) RETURNS integer
+LANGUAGE sql AS $$
+    SELECT jsonb_array_length({schema}.rescue_worker_jobs(dead));
 $$;
 
 -- attempt_is_current(job, entry, attempt): a job's own fence. True only while the job is
@@ -751,8 +771,9 @@ BEGIN
     RETURN new_id;
 END $$;
 
--- This file is migrations 1-12.
+-- This file is migrations 1-13.
 INSERT INTO {schema}.migrations (version, name)
 VALUES (1, 'initial'), (2, 'queue_order'), (3, 'lifecycle'), (4, 'unique_and_continuations'),
        (5, 'schedules'), (6, 'lean_enqueue'), (7, 'liveness'), (8, 'checkpoints'),
-       (9, 'notify_enqueue'), (10, 'queue_pause'), (11, 'trace_context'), (12, 'sql_enqueue');
+       (9, 'notify_enqueue'), (10, 'queue_pause'), (11, 'trace_context'), (12, 'sql_enqueue'),
+       (13, 'lost_attempts');

@@ -62,7 +62,7 @@ class OtelMetrics(HookMetrics):
             "asyncjobs.queue.depth",
             callbacks=[self._depth],
             unit="{job}",
-            description="Jobs per queue and state (queued, scheduled, processing).",
+            description="Jobs per queue and state (queued, scheduled, processing, awaiting).",
         )
         meter.create_observable_gauge(
             "asyncjobs.queue.oldest_age",
@@ -91,7 +91,9 @@ class OtelMetrics(HookMetrics):
             self.wait.record(max(0.0, run.waited), attributes)
 
     def _ended(self, run: JobRun) -> None:
-        self._running[run.task, run.queue] -= 1
+        # An attempt lost with another worker (see JobRun.reported_by) never ran here.
+        if run.reported_by is None:
+            self._running[run.task, run.queue] -= 1
         error_type = ""
         if run.outcome in ERRORS:
             error_type = (run.error or {}).get("type") or run.outcome or ""

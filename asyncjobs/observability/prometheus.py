@@ -119,7 +119,9 @@ class PrometheusMetrics(HookMetrics):
         jobs = self.jobs
         key = (run.task, run.queue, run.outcome or "unknown")
         with jobs.lock:
-            jobs.running[run.task, run.queue] -= 1
+            # An attempt lost with another worker (see JobRun.reported_by) never ran here.
+            if run.reported_by is None:
+                jobs.running[run.task, run.queue] -= 1
             jobs.finished[key] = jobs.finished.get(key, 0) + 1
             if run.duration is not None:
                 runs = jobs.runs.get(key)
@@ -229,7 +231,7 @@ class _QueueCollector(Collector):
         depth = GaugeMetricFamily(
             "asyncjobs_queue_depth",
             "Jobs per queue and state (queued: due and waiting; scheduled: due later; "
-            "processing), read from the database.",
+            "processing; awaiting: waiting for parent jobs), read from the database.",
             labels=["queue", "state"],
         )
         oldest = GaugeMetricFamily(

@@ -27,7 +27,8 @@ READ_TIMEOUT = 5.0
 @dataclasses.dataclass(frozen=True, slots=True)
 class QueueDepth:
     """Jobs of one queue in one state ('queued': due and waiting, 'scheduled': due later,
-    'processing'), and for 'queued', seconds since the oldest of them was due."""
+    'processing', 'awaiting': waiting for parent jobs), and for 'queued', seconds since
+    the oldest of them was due."""
 
     queue: str
     state: str

@@ -23,9 +23,11 @@ from ..cancel import CancelReason
 from ..db.connections import DATABASE_ERRORS
 from ..db.pool import Pool
 from ..db.sql import Queries
+from ..hooks import JobRun
 from ..retry import RetryDelay
 from .attempt import RunningJob
 from .claims import Claim, ClaimConnections
+from .lost import lost_run
 from .recorder import Expected, Recorder
 from .takeover import Takeovers
 
@@ -51,6 +53,7 @@ class Fetcher:
         free_slots: Callable[[], int],
         launch: Callable[[RunningJob], None],
         on_claim_lost: Callable[[Claim], None],
+        on_lost: Callable[[list[JobRun]], None],
         takeovers: Takeovers,
         poll_interval: float,
         batch_size: int,
@@ -65,6 +68,7 @@ class Fetcher:
         self._free_slots = free_slots
         self._launch = launch
         self._on_claim_lost = on_claim_lost
+        self._on_lost = on_lost
         self._takeovers = takeovers
         self._poll_interval = poll_interval
         self._batch_size = batch_size
@@ -257,8 +261,21 @@ class Fetcher:
         job_ids = [row["job_id"] for row in rows]
         entries = [row["id"] for row in rows]
         started = await self._recorder.start(expected, job_ids, entries)
+        # Attempts whose worker died: this worker reports them (see lost.py).
+        lost = [
+            lost_run(row, attempt=row["attempt"] - 1, gave_up=False, reported_by=self._worker_id)
+            for row in started
+            if row["lost"]
+        ]
         if len(started) < len(rows):
-            await self._pool.fetch(self._sql.fail_lost_jobs, job_ids, entries)
+            failed = await self._pool.fetch(self._sql.fail_lost_jobs, job_ids, entries)
+            lost += [
+                lost_run(row, attempt=row["attempt"], gave_up=True, reported_by=self._worker_id)
+                for row in failed
+                if row["id"] is not None and row["lost"]
+            ]
+        if lost:
+            self._on_lost(lost)
         for row in started:
             job = RunningJob(
                 id=row["id"],

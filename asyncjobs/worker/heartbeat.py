@@ -13,6 +13,8 @@ import anyio
 from ..db.connections import DATABASE_ERRORS
 from ..db.pool import Pool
 from ..db.sql import Queries
+from ..hooks import JobRun
+from .lost import rescued_runs
 
 logger = logging.getLogger("asyncjobs.heartbeat")
 
@@ -31,6 +33,7 @@ class Heartbeat:
         interval: float,
         running: Callable[[], int],
         stop: Callable[[object], None],
+        on_lost: Callable[[list[JobRun]], None],
     ) -> None:
         self._sql = sql
         self._pool = pool
@@ -40,6 +43,7 @@ class Heartbeat:
         self._interval = interval
         self._running = running
         self._stop = stop
+        self._on_lost = on_lost
         self._key: int | None = None
 
     async def register(self, key: int | None = None) -> None:
@@ -74,12 +78,20 @@ class Heartbeat:
         elif row["stop_requested"]:
             self._stop(row["stop_grace"] or 0.0)
 
+    async def prune(self) -> None:
+        """Rescue workers long silent whose key is free (statement `prune_workers`), and
+        report the attempts they lost."""
+        row = await self._pool.fetchrow(self._sql.prune_workers, max(60.0, 6 * self._interval))
+        lost = row["lost"] if row is not None else None
+        if lost:
+            self._on_lost(rescued_runs(lost, self._worker_id))
+
     async def run(self) -> None:
         """Beat every interval until cancelled; prune rows of workers long dead."""
         while True:
             await anyio.sleep(self._interval)
             try:
                 await self.beat()
-                await self._pool.execute(self._sql.prune_workers, max(60.0, 6 * self._interval))
+                await self.prune()
             except DATABASE_ERRORS as exc:
                 logger.warning("heartbeat failed: %s", exc)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 
 import anyio
@@ -24,7 +25,9 @@ import asyncpg
 
 from ..db.connections import DATABASE_ERRORS, close_gently, connect
 from ..db.sql import Queries
+from ..hooks import JobRun
 from ..retry import RetryDelay
+from .lost import rescued_runs
 
 logger = logging.getLogger("asyncjobs.worker")
 
@@ -56,12 +59,21 @@ class Watcher:
     """Watches the next worker's key until cancelled."""
 
     def __init__(
-        self, dsn: str, sql: Queries, *, key: Callable[[], int], on_rescued: Callable[[], None]
+        self,
+        dsn: str,
+        sql: Queries,
+        *,
+        key: Callable[[], int],
+        on_rescued: Callable[[], None],
+        worker_id: uuid.UUID,
+        on_lost: Callable[[list[JobRun]], None],
     ) -> None:
         self._dsn = dsn
         self._sql = sql
         self._key = key
         self._on_rescued = on_rescued
+        self._worker_id = worker_id
+        self._on_lost = on_lost
         self._changed = anyio.Event()
         self.watching: int | None = None
 
@@ -115,10 +127,13 @@ class Watcher:
     async def _rescue(self, conn: asyncpg.Connection, key: int) -> None:
         row = await conn.fetchrow(self._sql.rescue_worker, key)
         assert row is not None
+        lost = row["lost"]
         logger.warning(
             "a worker (key %s) is gone: %s of its handed-off jobs queued again, its "
             "claimed ones are back in the queue",
             key,
-            row[0],
+            sum(1 for attempt in lost if not attempt["gave_up"]),
         )
         self._on_rescued()
+        if lost:
+            self._on_lost(rescued_runs(lost, self._worker_id))

@@ -37,6 +37,7 @@ from .job_tasks import JobTasks
 from .lease import LeaseSession
 from .listener import Listener
 from .loop_watchdog import LoopWatchdog
+from .lost import log_lost
 from .progress import ProgressWriter
 from .pruner import Pruner
 from .queue_vacuum import QueueVacuum
@@ -296,6 +297,7 @@ class Worker:
             interval=self.settings.heartbeat_interval,
             running=lambda: len(self.running),
             stop=self._stop_broadcast,
+            on_lost=self._report_lost,
         )
         # The worker's key, held until its last session ends; its row names the key.
         lease = LeaseSession(dsn, self.sql, on_key=heartbeat.register, on_lost=self._lease_lost)
@@ -332,6 +334,7 @@ class Worker:
             free_slots=lambda: 0 if self.stopping else self.concurrency - len(self.running),
             launch=lambda job: self._launch(job, runner, recorder, progress),
             on_claim_lost=self._claim_lost,
+            on_lost=self._report_lost,
             takeovers=takeovers,
             poll_interval=self.settings.poll_interval,
             batch_size=CLAIM_BATCH,
@@ -348,7 +351,12 @@ class Worker:
             on_connect=lambda: self._resync(pool),
         )
         watcher = self._watcher = Watcher(
-            dsn, self.sql, key=lambda: lease.key or key, on_rescued=fetcher.wake
+            dsn,
+            self.sql,
+            key=lambda: lease.key or key,
+            on_rescued=fetcher.wake,
+            worker_id=self.id,
+            on_lost=self._report_lost,
         )
         logger.info(
             "worker %s started: queues %s, concurrency %s, key %s",
@@ -592,6 +600,18 @@ class Worker:
         if hooks.job_end:
             await call_each(hooks.job_end, run)
         return outcome
+
+    def _report_lost(self, runs: list[JobRun]) -> None:
+        """Report attempts whose worker died (found by this one, see lost.py): logged, and
+        given to the `on_job_end` hooks in a task of their own (the finder must not wait)."""
+        for run in runs:
+            log_lost(run)
+        hooks = self._job_hooks
+        services = self._services
+        if hooks is None or not hooks.job_end or services is None:
+            return
+        for run in runs:
+            services.start_soon(call_each, hooks.job_end, run)
 
     def _claim_lost(self, claim: Claim) -> None:
         if claim.jobs:

@@ -16,7 +16,8 @@ app = asyncjobs.App()
 def _observe(app: asyncjobs.App, parts: set[str]) -> None:
     """Tracing and OpenTelemetry metrics with the SDK and exporters that drop everything
     (the SDK's work, none of the network's); the Prometheus endpoint is the command's
-    --metrics-port. `parts`: which of trace, otel-metrics (and prometheus) are on."""
+    --metrics-port. `parts`: which of trace, trace-sampled (1% of traces recorded, as
+    the README advises for a high-rate queue), otel-metrics (and prometheus) are on."""
     from collections.abc import Sequence
 
     from opentelemetry.sdk.metrics import MeterProvider
@@ -27,6 +28,7 @@ def _observe(app: asyncjobs.App, parts: set[str]) -> None:
     )
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     from asyncjobs.observability.otel_metrics import OtelMetrics
     from asyncjobs.observability.tracing import Tracing
@@ -45,8 +47,9 @@ def _observe(app: asyncjobs.App, parts: set[str]) -> None:
         def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
             pass
 
-    if "trace" in parts:
-        tracer_provider = TracerProvider()
+    if "trace" in parts or "trace-sampled" in parts:
+        sampler = ParentBased(TraceIdRatioBased(0.01)) if "trace-sampled" in parts else None
+        tracer_provider = TracerProvider(sampler=sampler)
         tracer_provider.add_span_processor(BatchSpanProcessor(NoSpans()))
         Tracing(tracer_provider).install(app)
     if "otel-metrics" in parts:

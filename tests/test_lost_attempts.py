@@ -1,0 +1,180 @@
+"""Attempts lost with their worker (SIGKILLed, real processes) are reported to the hooks
+once, with the outcome 'lost', by the worker that finds them: the one that takes a claimed
+job over, the one that rescues a dead worker's handed-off jobs, the one that fails a job
+whose last attempt was lost. The Prometheus counts include them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+import asyncjobs
+from tests.helpers import Spawn, until, workers_up
+
+
+def _events(path: Path, job_id: int) -> list[dict[str, Any]]:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [event for event in map(json.loads, lines) if event["job_id"] == job_id]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _spawn(spawn_worker: Spawn, hooks_file: Path, *args: str) -> Any:
+    env = {"HOOKS_FILE": str(hooks_file)}
+    return spawn_worker("--concurrency", "2", *args, env=env, app="tests.hooks_worker_app:app")
+
+
+async def _scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"http://127.0.0.1:{port}/metrics")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+async def test_a_claimed_attempt_lost_with_its_worker_is_reported_once_by_its_taker(
+    client: asyncjobs.Client, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    hooks_file = tmp_path / "hooks.jsonl"
+    ports = [_free_port(), _free_port()]
+    # Not handed off (3 s job, 8 s): the attempt is owned by its claim when its worker dies.
+    options = ("--hand-off-after", "8", "--metrics-host", "127.0.0.1")
+    procs = [
+        _spawn(spawn_worker, hooks_file, *options, "--metrics-port", str(port)) for port in ports
+    ]
+    await workers_up(client, 2)
+    job_id = await client.enqueue("sleep", 3.0)
+    job = await until(client, job_id, lambda j: j.state == "processing")
+    pids = {w.id: w.pid for w in await client.workers()}
+    holder = pids[job.worker_id]
+    (dead,) = [proc for proc in procs if proc.pid == holder]
+    (alive,) = [proc for proc in procs if proc.pid != holder]
+    port = ports[procs.index(alive)]
+    survivor = next(wid for wid, pid in pids.items() if pid == alive.pid)
+    dead.send_signal(signal.SIGKILL)
+    assert await client.wait(job_id, timeout=30) == "slept"
+
+    events = _events(hooks_file, job_id)
+    assert [(e["attempt"], e["outcome"]) for e in events] == [(1, "lost"), (2, "succeeded")]
+    lost = events[0]
+    assert lost["worker_id"] == str(job.worker_id)
+    assert lost["reported_by"] == str(survivor) and lost["pid"] == alive.pid
+    assert lost["task"] == "sleep" and lost["queue"] == "default"
+    assert lost["max_attempts"] == 3 and lost["error_type"] == "WorkerLost"
+    assert lost["retry_in"] == 0.0
+    # An upper bound: from the attempt's start until it was found lost.
+    assert 0 < lost["duration"] < 30
+    assert events[1]["reported_by"] is None
+
+    samples = await _scrape(port)
+    by_outcome = {"task": "sleep", "queue": "default", "outcome": "lost"}
+    assert samples[("asyncjobs_jobs_finished_total", frozenset(by_outcome.items()))] == 1
+    assert samples[("asyncjobs_job_run_seconds_count", frozenset(by_outcome.items()))] == 1
+    running = frozenset({"task": "sleep", "queue": "default"}.items())
+    assert samples[("asyncjobs_jobs_running", running)] == 0
+    alive.terminate()
+    assert alive.wait(10) == 0
+
+
+async def test_a_handed_off_attempt_lost_with_its_worker_is_reported_once_by_its_rescuer(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, tmp_path: Path
+) -> None:
+    hooks_file = tmp_path / "hooks.jsonl"
+    first = _spawn(spawn_worker, hooks_file, "--hand-off-after", "0.2")
+    await workers_up(client, 1)
+    job_id = await client.enqueue("sleep", 60.0)
+    job = await until(client, job_id, lambda j: j.state == "processing")
+    with anyio.fail_after(20):
+        while (
+            await admin.fetchval(
+                f'SELECT lease FROM "{client.app.schema}".jobs WHERE id = $1', job_id
+            )
+            is None
+        ):
+            await anyio.sleep(0.02)
+    second = _spawn(spawn_worker, hooks_file, "--hand-off-after", "0.2")
+    await workers_up(client, 2)
+    rescuer = next(w.id for w in await client.workers() if w.pid == second.pid)
+    first.send_signal(signal.SIGKILL)
+    await until(client, job_id, lambda j: j.state == "processing" and j.attempt == 2)
+    with anyio.fail_after(10):
+        while not _events(hooks_file, job_id):
+            await anyio.sleep(0.02)
+    await client.cancel(job_id)
+    with anyio.fail_after(10):
+        while len(_events(hooks_file, job_id)) < 2:
+            await anyio.sleep(0.02)
+    second.terminate()
+    assert second.wait(10) == 0
+
+    events = _events(hooks_file, job_id)
+    assert [(e["attempt"], e["outcome"]) for e in events] == [(1, "lost"), (2, "cancelled")]
+    assert events[0]["worker_id"] == str(job.worker_id)
+    assert events[0]["reported_by"] == str(rescuer) and events[0]["pid"] == second.pid
+    assert events[0]["retry_in"] == 0.0 and 0 < events[0]["duration"] < 60
+
+
+async def test_a_last_attempt_lost_with_its_worker_is_reported_once_as_the_job_fails(
+    client: asyncjobs.Client, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    from tests.worker_app import kill_worker
+
+    hooks_file = tmp_path / "hooks.jsonl"
+    procs = [_spawn(spawn_worker, hooks_file), _spawn(spawn_worker, hooks_file)]
+    await workers_up(client, 2)
+    # Its only attempt takes its worker down; the other worker claims it next, and fails it.
+    job_id = await client.enqueue(kill_worker.options(max_attempts=1))
+    job = await until(client, job_id, lambda j: j.state == "failed")
+    assert job.error is not None and "worker lost during attempt 1 of 1" in job.error["message"]
+    with anyio.fail_after(10):
+        while not _events(hooks_file, job_id):
+            await anyio.sleep(0.02)
+    (alive,) = [proc for proc in procs if proc.poll() is None]
+    alive.terminate()
+    assert alive.wait(10) == 0
+
+    events = _events(hooks_file, job_id)
+    assert [(e["attempt"], e["outcome"]) for e in events] == [(1, "lost")]
+    assert events[0]["pid"] == alive.pid and events[0]["retry_in"] is None
+    assert events[0]["task"] == "kill_worker" and events[0]["max_attempts"] == 1
+
+
+async def test_an_attempt_whose_live_worker_lost_its_claim_is_reported_by_that_worker_only(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, tmp_path: Path
+) -> None:
+    from tests.test_takeover import _terminate_claim
+
+    hooks_file = tmp_path / "hooks.jsonl"
+    claimed = ("--concurrency", "1", "--hand-off-after", "8")
+    old = _spawn(spawn_worker, hooks_file, *claimed)
+    await workers_up(client, 1)
+    job_id = await client.enqueue("sleep", 3.0)
+    await until(client, job_id, lambda j: j.state == "processing")
+    new = _spawn(spawn_worker, hooks_file, *claimed)
+    await workers_up(client, 2)
+    await anyio.sleep(0.3)
+    # The old worker lives on: it stops the job and reports the attempt itself; the new
+    # one, which takes the job over, must not report it again.
+    await _terminate_claim(admin, client.app.schema)
+    assert await client.wait(job_id, timeout=30) == "slept"
+    for proc in (old, new):
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+    events = _events(hooks_file, job_id)
+    assert [(e["attempt"], e["outcome"]) for e in events] == [(1, "lost"), (2, "succeeded")]
+    assert events[0]["pid"] == old.pid and events[0]["reported_by"] is None
