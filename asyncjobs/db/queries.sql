@@ -482,17 +482,33 @@ SELECT {schema}.resume_queue($1);
 -- name: list_queues
 -- Every queue that has unfinished jobs, is paused, or is served by a worker: its unfinished
 -- jobs by state, whether it is paused, how long its oldest due job has waited (seconds), and
--- how many workers serve it. Reads the unfinished jobs only, but finds them by a scan of
--- `jobs` (no index on state: one would slow every start and finish).
-WITH active AS (
+-- how many workers serve it. No scan of `jobs` (no index on state: one would slow every
+-- start and finish, and finished jobs may be millions): the unfinished ones are found as in
+-- queue_stats, from the queue rows (queued, scheduled, and processing under a claim), the
+-- handed-off jobs' partial index, and job_parents for those awaiting their parents, each
+-- joined to its job by primary key.
+WITH live AS (
+    SELECT j.id, j.queue, j.run_at, j.state
+      FROM {schema}.queue AS q
+      JOIN {schema}.jobs AS j ON j.id = q.job_id AND j.queue_entry = q.id
+     WHERE j.state IN ('queued', 'scheduled', 'processing')
+     UNION
+    SELECT j.id, j.queue, j.run_at, j.state
+      FROM {schema}.jobs AS j
+     WHERE j.lease IS NOT NULL AND j.state = 'processing'
+     UNION
+    SELECT j.id, j.queue, j.run_at, j.state
+      FROM (SELECT DISTINCT job_id FROM {schema}.job_parents) AS p
+      JOIN {schema}.jobs AS j ON j.id = p.job_id
+     WHERE j.state = 'awaiting'
+), active AS (
     SELECT queue,
            count(*) FILTER (WHERE state = 'queued') AS queued,
            count(*) FILTER (WHERE state = 'scheduled') AS scheduled,
            count(*) FILTER (WHERE state = 'awaiting') AS awaiting,
            count(*) FILTER (WHERE state = 'processing') AS processing,
            min(run_at) FILTER (WHERE state = 'queued') AS oldest_due
-      FROM {schema}.jobs
-     WHERE state IN ('scheduled', 'queued', 'awaiting', 'processing')
+      FROM live
      GROUP BY queue
 ), served AS (
     SELECT q AS queue, count(*) AS workers
