@@ -61,10 +61,22 @@ SELECT b AS bucket,
  GROUP BY b
  ORDER BY b;
 
+-- name: custom_plans
+-- For the transaction of a jobs page: its statements take each filter as "NULL or equal",
+-- and only a plan made for the values given drops the filters not used and reaches the
+-- index of the one used (unique key, arguments). A prepared statement may switch to a
+-- generic plan after five runs, which reads the table.
+SET LOCAL plan_cache_mode = force_custom_plan;
+
+-- name: newest_job_id
+-- The highest job id (0: none), where the scan of a filter without an index starts.
+SELECT coalesce(max(id), 0) FROM {schema}.jobs;
+
 -- name: list_jobs
 -- Parameters: $1 state, $2 task, $3 queue, $4 id, $5 unique_key, $6 args (JSON contained
 -- in the positional arguments, or for an object in the keyword ones), $7 before (keyset:
--- ids below it), $8 limit. NULL: no filter. Newest first.
+-- ids below it), $8 after (ids above it: the end of a bounded scan), $9 limit. NULL: no
+-- filter. Newest first.
 SELECT id, task, queue, state, attempt, max_attempts, created_at, started_at, finished_at,
        run_at, progress, worker_id
   FROM {schema}.jobs
@@ -75,12 +87,14 @@ SELECT id, task, queue, state, attempt, max_attempts, created_at, started_at, fi
    AND ($5::text IS NULL OR unique_key = $5)
    AND ($6::text IS NULL OR args @> $6::text::jsonb OR kwargs @> $6::text::jsonb)
    AND ($7::bigint IS NULL OR id < $7)
+   AND ($8::bigint IS NULL OR id > $8)
  ORDER BY id DESC
- LIMIT $8;
+ LIMIT $9;
 
 -- name: count_jobs
--- How many jobs list_jobs' filters ($1-$6) match, counted up to $7 (more: "$7 or more"),
--- for the page and a bulk action's confirmation: an exact count of a million reads them all.
+-- How many jobs list_jobs' filters ($1-$6) match between ids $7 and $8 (as there; NULL: no
+-- bound), counted up to $9 (more: "$9 or more"), for the page and a bulk action's
+-- confirmation: an exact count of a million reads them all.
 SELECT count(*)
   FROM (SELECT 1
           FROM {schema}.jobs
@@ -90,10 +104,13 @@ SELECT count(*)
            AND ($4::bigint IS NULL OR id = $4)
            AND ($5::text IS NULL OR unique_key = $5)
            AND ($6::text IS NULL OR args @> $6::text::jsonb OR kwargs @> $6::text::jsonb)
-         LIMIT $7) AS matching;
+           AND ($7::bigint IS NULL OR id < $7)
+           AND ($8::bigint IS NULL OR id > $8)
+         LIMIT $9) AS matching;
 
 -- name: matching_ids
--- The ids list_jobs' filters ($1-$6) match, at most $7, for a bulk action on a filter.
+-- The ids list_jobs' filters ($1-$6) match between ids $7 and $8 (as there), at most $9,
+-- for a bulk action on a filter.
 SELECT id
   FROM {schema}.jobs
  WHERE ($1::text IS NULL OR state = $1)
@@ -102,8 +119,10 @@ SELECT id
    AND ($4::bigint IS NULL OR id = $4)
    AND ($5::text IS NULL OR unique_key = $5)
    AND ($6::text IS NULL OR args @> $6::text::jsonb OR kwargs @> $6::text::jsonb)
+   AND ($7::bigint IS NULL OR id < $7)
+   AND ($8::bigint IS NULL OR id > $8)
  ORDER BY id
- LIMIT $7;
+ LIMIT $9;
 
 -- name: children
 -- The jobs that run after job $1: only looked for when it has any (has_children), and
@@ -117,8 +136,3 @@ SELECT id, task, state
 -- name: relatives
 -- Tasks and states of the jobs $1 (a job's parents).
 SELECT id, task, state FROM {schema}.jobs WHERE id = ANY($1::bigint[]) ORDER BY id;
-
--- name: job_live
--- What changes while job $1 runs: for its page's live updates.
-SELECT state, progress, progress_message, jsonb_array_length(log) AS lines
-  FROM {schema}.jobs WHERE id = $1;
