@@ -341,6 +341,10 @@ SELECT array_agg(id) AS ids,
 -- nothing. A NULL progress leaves progress and its message as they were; the log keeps its
 -- last $7 lines. A NULL checkpoint ($8) leaves it as it was; a JSON null clears it.
 -- Returns the jobs written (the others' attempts are no longer current).
+-- One NOTIFY on the progress channel per statement (so at most one per writer interval)
+-- names the jobs written, for the dashboard's live job pages; with too many to name (the
+-- payload is limited to 8,000 bytes) it names none, meaning "any".
+WITH written AS (
 UPDATE {schema}.jobs AS j
    SET progress = coalesce(p.progress, j.progress),
        progress_message = CASE WHEN p.progress IS NULL THEN j.progress_message
@@ -362,7 +366,14 @@ UPDATE {schema}.jobs AS j
        AS p(job_id, entry, attempt, progress, message, lines, checkpoint)
  WHERE j.id = p.job_id AND j.queue_entry = p.entry AND j.attempt = p.attempt
    AND j.state = 'processing'
-RETURNING j.id, j.attempt, j.queue_entry;
+RETURNING j.id, j.attempt, j.queue_entry
+), told AS (
+    SELECT pg_notify('{channel_prefix}.progress',
+                     CASE WHEN count(*) <= 200 THEN string_agg(id::text, ',') ELSE '' END)
+      FROM written
+    HAVING count(*) > 0
+)
+SELECT w.id, w.attempt, w.queue_entry FROM written AS w LEFT JOIN told ON true;
 
 -- name: attempt_is_current
 -- A running job's fence check, on the job's own connection inside its transaction: see
