@@ -64,8 +64,8 @@ SELECT b AS bucket,
 -- name: custom_plans
 -- For the transaction of a jobs page: its statements take each filter as "NULL or equal",
 -- and only a plan made for the values given drops the filters not used and reaches the
--- index of the one used (unique key, arguments). A prepared statement may switch to a
--- generic plan after five runs, which reads the table.
+-- index of the one used (the unique key's). A prepared statement may switch to a generic
+-- plan after five runs, which reads the table.
 SET LOCAL plan_cache_mode = force_custom_plan;
 
 -- name: newest_job_id

@@ -18,9 +18,9 @@ PAGE = 50
 COUNT_CAP = 1000
 # Jobs read by the overview's sample, about: below, it reads them all (exact).
 SAMPLE_ROWS = 20_000
-# A filter with no index to use (state, task, queue) reads at most this many of the newest
-# job ids per page, then says so and offers the next stretch: a rare combination would read
-# the whole table.
+# A filter with no index to use (state, task, queue, arguments) reads at most this many of
+# the newest job ids per page, then says so and offers the next stretch: a rare combination
+# would read the whole table.
 SCAN_WINDOW = 100_000
 
 
@@ -91,9 +91,9 @@ class JobFilter:
 
     @property
     def indexed(self) -> bool:
-        """Whether an index finds the matching jobs (id, unique key, arguments), so that
-        no scan of the table needs a bound."""
-        return self.id is not None or self.unique_key is not None or self.args is not None
+        """Whether an index finds the matching jobs (id, unique key), so that no scan of
+        the table needs a bound."""
+        return self.id is not None or self.unique_key is not None
 
     def values(self) -> tuple[Any, ...]:
         """The statements' $1-$6."""
