@@ -16,30 +16,33 @@ SELECT queue, state, round(count(*) * 100.0 / $1::float8)::bigint AS n
 -- name: window_stats
 -- Per window ('hour', 'day', 'week'): jobs finished, failed, cancelled, and wait and run
 -- time percentiles (seconds) of those that ran, from a sample of $1 percent of the pages
--- (counts scaled up). Wait: from due (or created) to started.
+-- (counts scaled up). Wait: from due (or created) to started. Each window aggregates the
+-- sample on its own (LATERAL): joining the windows to the sample and grouping sorted every
+-- row once more.
 WITH sample AS MATERIALIZED (
-    SELECT state, run_at, created_at, started_at, finished_at
+    SELECT state, finished_at,
+           extract(epoch FROM started_at - greatest(run_at, created_at)) AS wait,
+           extract(epoch FROM finished_at - started_at) AS run
       FROM {schema}.jobs TABLESAMPLE SYSTEM ($1::float8) REPEATABLE (0)
      WHERE finished_at >= now() - interval '7 days'
        AND state IN ('succeeded', 'failed', 'cancelled')
 )
-SELECT w.name,
-       round(count(j.state) FILTER (WHERE j.state = 'succeeded') * 100.0 / $1::float8)::bigint
-           AS succeeded,
-       round(count(j.state) FILTER (WHERE j.state = 'failed') * 100.0 / $1::float8)::bigint
-           AS failed,
-       round(count(j.state) FILTER (WHERE j.state = 'cancelled') * 100.0 / $1::float8)::bigint
-           AS cancelled,
-       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
-           ORDER BY extract(epoch FROM j.started_at - greatest(j.run_at, j.created_at)))
-           FILTER (WHERE j.started_at IS NOT NULL) AS wait,
-       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
-           ORDER BY extract(epoch FROM j.finished_at - j.started_at))
-           FILTER (WHERE j.started_at IS NOT NULL) AS run
+SELECT w.name, a.succeeded, a.failed, a.cancelled, a.wait, a.run
   FROM (VALUES (1, 'hour', interval '1 hour'), (2, 'day', interval '1 day'),
-               (3, 'week', interval '7 days')) AS w(n, name, span)
-  LEFT JOIN sample AS j ON j.finished_at >= now() - w.span
- GROUP BY w.n, w.name
+               (3, 'week', interval '7 days')) AS w(n, name, span),
+       LATERAL (
+           SELECT round(count(*) FILTER (WHERE j.state = 'succeeded') * 100.0
+                        / $1::float8)::bigint AS succeeded,
+                  round(count(*) FILTER (WHERE j.state = 'failed') * 100.0
+                        / $1::float8)::bigint AS failed,
+                  round(count(*) FILTER (WHERE j.state = 'cancelled') * 100.0
+                        / $1::float8)::bigint AS cancelled,
+                  percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY j.wait)
+                      FILTER (WHERE j.wait IS NOT NULL) AS wait,
+                  percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY j.run)
+                      FILTER (WHERE j.run IS NOT NULL) AS run
+             FROM sample AS j
+            WHERE j.finished_at >= now() - w.span) AS a
  ORDER BY w.n;
 
 -- name: throughput

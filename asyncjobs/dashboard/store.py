@@ -16,8 +16,10 @@ from ..tasks import validate_queue
 PAGE = 50
 # Counted up to this many; more are shown as "1,000+".
 COUNT_CAP = 1000
-# Jobs read by the overview's sample, about: below, it reads them all (exact).
-SAMPLE_ROWS = 20_000
+# Jobs read by the overview's sample, about: below, it reads them all (exact). 10,000
+# keeps the page within 200 ms at p95 with a million jobs on a loaded 2-core machine (20,000
+# did not); a state of 1% is then estimated from about 100 rows.
+SAMPLE_ROWS = 10_000
 # A filter with no index to use (state, task, queue, arguments) reads at most this many of
 # the newest job ids per page, then says so and offers the next stretch: a rare combination
 # would read the whole table.
