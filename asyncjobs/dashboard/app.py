@@ -306,24 +306,29 @@ class Dashboard:
             await conn.execute(self.sql.custom_plans)
             start = before
             if not chosen.indexed:
-                # No index finds these jobs: read one stretch of ids, newest first.
+                # No index finds these jobs: read one stretch of ids, newest first, once
+                # for the page and the count (up to the count's cap of rows).
                 if start is None:
                     start = await conn.fetchval(self.sql.newest_job_id) + 1
                 if start - 1 > SCAN_WINDOW:
                     after = start - 1 - SCAN_WINDOW
-            rows = await conn.fetch(self.sql.list_jobs, *chosen.values(), before, after, PAGE + 1)
-            more = len(rows) > PAGE
-            if not more and (after is not None or before is None):
-                # The page read every match of the range the count would read: no second
-                # scan (a rare filter's page reads its whole stretch).
+                rows = await conn.fetch(
+                    self.sql.list_jobs, *chosen.values(), before, after, COUNT_CAP + 1
+                )
                 matching = len(rows)
+                more = matching > PAGE
             else:
-                matching = await conn.fetchval(
-                    self.sql.count_jobs,
-                    *chosen.values(),
-                    start if after is not None else None,
-                    after,
-                    COUNT_CAP + 1,
+                rows = await conn.fetch(
+                    self.sql.list_jobs, *chosen.values(), before, after, PAGE + 1
+                )
+                more = len(rows) > PAGE
+                # The count is of every match, the page of those before `before`.
+                matching = (
+                    len(rows)
+                    if before is None and not more
+                    else await conn.fetchval(
+                        self.sql.count_jobs, *chosen.values(), None, None, COUNT_CAP + 1
+                    )
                 )
         rows = rows[:PAGE]
         next_query = (
