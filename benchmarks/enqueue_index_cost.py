@@ -1,4 +1,4 @@
-"""What the dashboard's index (migration 13: unique_key, partial) costs the enqueue, measured
+"""What the dashboard's index (migration 14: unique_key, partial) costs the enqueue, measured
 alone; --variant adds GIN indexes on the arguments, to show what they would cost.
 
 Two schemas on one server: one without the index, one with it, each pre-filled with the
@@ -33,7 +33,7 @@ from .dashboard_pages import FILL
 BEFORE, AFTER = "enqcost_without", "enqcost_with"
 
 
-# The "with" side's indexes besides migration 13's, to compare designs.
+# The "with" side's indexes besides migration 14's, to compare designs.
 VARIANTS = {
     "migration": [],
     "gin-args": ["CREATE INDEX jobs_args_idx ON {schema}.jobs USING gin (args jsonb_path_ops)"],
@@ -42,19 +42,19 @@ VARIANTS = {
         "CREATE INDEX jobs_kwargs_idx ON {schema}.jobs USING gin (kwargs jsonb_path_ops)",
     ],
 }
-_MIGRATION_13 = ("jobs_unique_key_idx",)
+_MIGRATION_14 = ("jobs_unique_key_idx",)
 
 
 async def _schema(
     app: asyncjobs.App, conn: asyncpg.Connection, variant: str | None, fill: int
 ) -> None:
-    """variant None: without migration 13's indexes."""
+    """variant None: without migration 14's index."""
     await conn.execute(f'DROP SCHEMA IF EXISTS "{app.schema}" CASCADE')
     await app.migrate()
-    # Migration 13 undone (or changed) by hand: the client checks that every migration is
+    # Migration 14 undone (or changed) by hand: the client checks that every migration is
     # applied.
     changes = (
-        [f"DROP INDEX {{schema}}.{index}" for index in _MIGRATION_13]
+        [f"DROP INDEX {{schema}}.{index}" for index in _MIGRATION_14]
         if variant is None
         else VARIANTS[variant]
     )

@@ -4,4 +4,5 @@
 -- benchmarks/README.md). No index on state (its updates would stop being HOT), none on
 -- the arguments: GIN indexes on args and kwargs cost a batch enqueue 10-40% (measured),
 -- so the dashboard searches arguments in a bounded stretch of the newest jobs instead.
+-- (Numbered 14: 13 is taken by a branch in progress.)
 CREATE INDEX jobs_unique_key_idx ON {schema}.jobs (unique_key) WHERE unique_key IS NOT NULL;
