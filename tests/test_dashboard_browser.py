@@ -116,7 +116,8 @@ async def test_every_page_opens_with_live_data_and_is_photographed(
         assert seen in await page.content(), name
         await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
-    # A running job's page: its progress bar and log move by push, without a reload.
+    # A running job's page: its progress bar and log move by push (the worker's progress
+    # write notifies; the page hears a "job" change, not a timer), without a reload.
     await page.goto(f"{base_url}/jobs/{running}")
     await _live(page)
     await _no_reload_marker(page)
@@ -124,6 +125,7 @@ async def test_every_page_opens_with_live_data_and_is_photographed(
     with anyio.fail_after(15):
         while float(await page.get_attribute("#progress", "value") or 0) <= first:
             await anyio.sleep(0.1)
+    assert "job" in (await page.evaluate("document.body.dataset.changed")).split(",")
     assert await page.locator("#log").count() == 1
     assert await _same_document(page)
     await page.screenshot(path=str(SHOTS / "job-running.png"), full_page=True)

@@ -56,3 +56,53 @@ async def test_one_listening_session_for_many_pages_and_bursts_coalesced(
         kinds = set(",".join(kind for _, kind in seen).split(","))
         assert kinds == {"jobs", "workers"}
     assert not events.listening  # the last page gone, the session closes
+
+
+async def test_a_running_jobs_progress_wakes_its_own_page_by_push(
+    app: asyncjobs.App, client: asyncjobs.Client, pg_dsn: str
+) -> None:
+    # The worker's batched progress write notifies, naming the job: the stream of that
+    # job's page gets an event for each write, another job's page gets none, and nothing
+    # reads the job on a timer (the events only come while progress is written).
+    step = anyio.Event()
+
+    @app.task
+    async def stepping(steps: int) -> None:
+        job = asyncjobs.current_job()
+        for i in range(steps):
+            await step.wait()
+            job.progress(i / steps, f"step {i}")
+            job.log(f"step {i}")
+
+    channels = Channels.for_schema(app.schema)
+    events = Events(channels)
+    job_id = await client.enqueue(stepping, 1000)
+    other = await client.enqueue(stepping.options(queue="elsewhere"), 1)
+    seen: dict[int, list[str]] = {job_id: [], other: []}
+
+    async def page(watched: int) -> None:
+        async for chunk in events.stream(pg_dsn, watched):
+            if chunk.startswith("event:"):
+                seen[watched].append(chunk.split("data: ")[1].strip())
+
+    async with app.worker(), anyio.create_task_group() as tg:
+        tg.start_soon(page, job_id)
+        tg.start_soon(page, other)
+        with anyio.fail_after(15):
+            while (await client.get(job_id)).state is not asyncjobs.JobState.PROCESSING:
+                await anyio.sleep(0.02)
+            while not events.listening:
+                await anyio.sleep(0.01)
+        # Quiet: the job reports nothing, so its page hears nothing.
+        await anyio.sleep(events_module.COALESCE * 4)
+        assert seen[job_id] == []
+        for _ in range(3):
+            step.set()
+            step = anyio.Event()
+            before = len(seen[job_id])
+            with anyio.fail_after(10):
+                while len(seen[job_id]) == before:
+                    await anyio.sleep(0.02)
+            assert seen[job_id][-1] == "job"
+        tg.cancel_scope.cancel()
+    assert seen[other] == []

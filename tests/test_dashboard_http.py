@@ -280,3 +280,52 @@ async def test_the_dashboard_command_serves_it_read_only_on_localhost(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_a_filter_without_an_index_searches_a_stretch_and_says_so(
+    client: asyncjobs.Client, board: Dashboard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # State, task and queue have no index: each page reads at most SCAN_WINDOW of the
+    # newest ids, says which it searched, and offers the next stretch. A unique key (or an
+    # id, or arguments) is found by index in the whole table.
+    from asyncjobs.dashboard import app as dashboard_app
+    from tests.worker_app import quick, sleep
+
+    monkeypatch.setattr(dashboard_app, "SCAN_WINDOW", 20)
+    old = await client.enqueue(sleep.options(unique_key="the-old-one"), 1)
+    recent = await client.enqueue_many(quick.call(i) for i in range(50))
+    fetch = {"x-requested-with": "fetch"}
+    async with browser(board) as http:
+        page = (await http.get("/jobs?task=sleep")).text
+        assert f"/jobs/{old}" not in page
+        assert f"among jobs {recent[-20]}–{recent[-1]}" in page and 'id="partial"' in page
+        hops = 0
+        while f'/jobs/{old}"' not in page:
+            link = re.search(r'href="(/jobs\?[^"]*)" id="search-older"', page)
+            assert link, page
+            page = (await http.get(link[1].replace("&amp;", "&"))).text
+            hops += 1
+        assert hops == 2  # 51 ids: the third stretch of 20 reaches it
+        page = (await http.get("/jobs?unique_key=the-old-one")).text
+        assert f'/jobs/{old}"' in page and 'id="partial"' not in page
+        # A bulk action on such a filter acts on the jobs counted: those of the stretch.
+        page = (await http.get("/jobs?task=quick")).text
+        assert '<span id="matching">20</span>' in page
+        after = re.search(r'name="after" value="(\d+)"', page)
+        before = re.search(r'name="before" value="(\d+)"', page)
+        assert after and before
+        form = {
+            "csrf": await token(http),
+            "action": "delete",
+            "scope": "filter",
+            "task": "quick",
+            "confirm": "20",
+            "after": after[1],
+            "before": before[1],
+        }
+        done = await http.post("/jobs/bulk", data=form, headers=fetch)
+        assert done.json()["message"] == "delete 20 jobs"
+    for job_id in recent[-20:]:
+        with pytest.raises(asyncjobs.JobNotFound):
+            await client.get(job_id)
+    assert (await client.get(recent[-21])).state is asyncjobs.JobState.QUEUED

@@ -157,13 +157,14 @@ async def test_progress_for_another_attempt_is_refused_by_the_database(
         current = await admin.execute(
             sql, [job_id], [entry], [job.attempt], [0.2], ["now"], ["[]"], 50, [None]
         )
-        assert (stale, current) == ("UPDATE 0", "UPDATE 1")
+        # The statement returns the jobs written (a SELECT over the UPDATE, for its NOTIFY).
+        assert (stale, current) == ("SELECT 0", "SELECT 1")
         release.set()
         await client.wait(job_id, timeout=10)
     after = await admin.execute(
         sql, [job_id], [entry], [job.attempt], [0.9], ["late"], ["[]"], 50, [None]
     )
-    assert after == "UPDATE 0"
+    assert after == "SELECT 0"
     assert (await client.get(job_id)).progress == 0.2
 
 

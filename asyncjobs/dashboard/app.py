@@ -32,7 +32,15 @@ from ..job import Job, JobState
 from . import charts, csrf
 from .access import Access, Auth, resolve
 from .events import Events
-from .store import COUNT_CAP, PAGE, BadFilter, DashboardQueries, JobFilter, sample_percent
+from .store import (
+    COUNT_CAP,
+    PAGE,
+    SCAN_WINDOW,
+    BadFilter,
+    DashboardQueries,
+    JobFilter,
+    sample_percent,
+)
 
 if TYPE_CHECKING:
     from ..app import App
@@ -249,15 +257,28 @@ class Dashboard:
     async def overview(self, request: Request, client: Client) -> tuple[str, dict[str, Any]]:
         size = await client.pool.fetchval(self.sql.table_size)
         percent = sample_percent(size)
-        counts = await client.pool.fetch(self.sql.state_counts, percent)
+        # Three reads of the sample and the workers' list, each on a connection of its own
+        # at once: the page waits for the slowest, not for their sum.
+        read: dict[str, Any] = {}
+
+        async def fetch(name: str, sql: str) -> None:
+            read[name] = await client.pool.fetch(sql, percent)
+
+        async def list_workers() -> None:
+            read["workers"] = await client.workers()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fetch, "counts", self.sql.state_counts)
+            tg.start_soon(fetch, "stats", self.sql.window_stats)
+            tg.start_soon(fetch, "buckets", self.sql.throughput)
+            tg.start_soon(list_workers)
+        counts, stats, buckets = read["counts"], read["stats"], read["buckets"]
         states = [s.value for s in JobState]
         by_queue: dict[str, dict[str, int]] = {}
         totals = dict.fromkeys(states, 0)
         for row in counts:
             by_queue.setdefault(row["queue"], dict.fromkeys(states, 0))[row["state"]] = row["n"]
             totals[row["state"]] += row["n"]
-        stats = await client.pool.fetch(self.sql.window_stats, percent)
-        buckets = await client.pool.fetch(self.sql.throughput, percent)
         chart = charts.bars(
             [
                 ("succeeded", [r["succeeded"] for r in buckets], "#3a7d44"),
@@ -265,7 +286,7 @@ class Dashboard:
             ],
             [f"-{60 - 5 * r['bucket']}m" if r["bucket"] % 3 == 0 else "" for r in buckets],
         )
-        workers = await client.workers()
+        workers = read["workers"]
         return "overview.html", {
             "states": states,
             "totals": totals,
@@ -279,27 +300,55 @@ class Dashboard:
 
     async def jobs(self, request: Request, client: Client) -> tuple[str, dict[str, Any]]:
         chosen = JobFilter.parse(request.query_params)
-        before = request.query_params.get("before")
-        if before is not None and (not before.isdigit() or int(before) >= 2**63):
-            raise BadFilter(f"bad before {before!r}: a job id")
-        rows = await client.pool.fetch(
-            self.sql.list_jobs,
-            *chosen.values(),
-            int(before) if before else None,
-            PAGE + 1,
-        )
-        more = len(rows) > PAGE
+        before = _bound(request.query_params.get("before"), "before")
+        after = None
+        async with client.pool.acquire() as conn, conn.transaction():
+            await conn.execute(self.sql.custom_plans)
+            start = before
+            if not chosen.indexed:
+                # No index finds these jobs: read one stretch of ids, newest first, once
+                # for the page and the count (up to the count's cap of rows).
+                if start is None:
+                    start = await conn.fetchval(self.sql.newest_job_id) + 1
+                if start - 1 > SCAN_WINDOW:
+                    after = start - 1 - SCAN_WINDOW
+                rows = await conn.fetch(
+                    self.sql.list_jobs, *chosen.values(), before, after, COUNT_CAP + 1
+                )
+                matching = len(rows)
+                more = matching > PAGE
+            else:
+                rows = await conn.fetch(
+                    self.sql.list_jobs, *chosen.values(), before, after, PAGE + 1
+                )
+                more = len(rows) > PAGE
+                # The count is of every match, the page of those before `before`.
+                matching = (
+                    len(rows)
+                    if before is None and not more
+                    else await conn.fetchval(
+                        self.sql.count_jobs, *chosen.values(), None, None, COUNT_CAP + 1
+                    )
+                )
         rows = rows[:PAGE]
-        matching = await client.pool.fetchval(self.sql.count_jobs, *chosen.values(), COUNT_CAP + 1)
         next_query = (
             urllib.parse.urlencode({**chosen.query(), "before": rows[-1]["id"]}) if more else None
         )
+        # The stretch searched, when the count (or the page) may miss older jobs.
+        searched = None
+        if after is not None and start is not None and (matching <= COUNT_CAP or not more):
+            searched = (after + 1, start - 1)
+        older_query = None
+        if after is not None and not more:
+            older_query = urllib.parse.urlencode({**chosen.query(), "before": after + 1})
         return "jobs.html", {
             "rows": rows,
             "filter": chosen,
             "states": [s.value for s in JobState],
             "matching": matching,
             "capped": matching > COUNT_CAP,
+            "searched": searched,
+            "older_query": older_query,
             "next_query": next_query,
             "filter_query": urllib.parse.urlencode(chosen.query()),
         }
@@ -347,22 +396,14 @@ class Dashboard:
         from starlette.responses import StreamingResponse
 
         await self._access(request)
-        client = await self.client()
+        await self.client()
         assert self.events is not None
-        watch = None
         job_id = request.query_params.get("job")
-        if job_id is not None and job_id.isdigit() and int(job_id) < 2**63:
-            seen: list[Any] = [None]
-
-            async def watch() -> bool:
-                row = await client.pool.fetchrow(self.sql.job_live, int(job_id))
-                now = None if row is None else tuple(row.values())
-                changed = seen[0] is not None and now != seen[0]
-                seen[0] = now
-                return changed
-
+        watched = int(job_id) if job_id is not None and job_id.isdigit() else None
+        if watched is not None and watched >= 2**63:
+            watched = None
         return StreamingResponse(
-            self.events.stream(self._dsn, watch),
+            self.events.stream(self._dsn, watched),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -394,7 +435,14 @@ class Dashboard:
             expected = _one(form, "confirm")
             if expected is None or not expected.isdigit():
                 raise BadFilter("a bulk action on a filter needs confirm=<the count shown>")
-            rows = await client.pool.fetch(self.sql.matching_ids, *chosen.values(), BULK_LIMIT)
+            # The stretch of ids the page searched, when it said so: the jobs it counted.
+            rows = await client.pool.fetch(
+                self.sql.matching_ids,
+                *chosen.values(),
+                _bound(_one(form, "before"), "before"),
+                _bound(_one(form, "after"), "after"),
+                BULK_LIMIT,
+            )
             ids = [row["id"] for row in rows]
         else:
             raw = form.get("ids", [])
@@ -466,6 +514,15 @@ async def _apply(client: Client, action: str, job_id: int) -> None:
         await client.requeue(job_id, keep_checkpoint=True)
     else:
         await client.delete(job_id)
+
+
+def _bound(text: str | None, name: str) -> int | None:
+    """A job id bounding a search (`before`, `after`), or None."""
+    if text is None or text == "":
+        return None
+    if not text.isdigit() or int(text) >= 2**63:
+        raise BadFilter(f"bad {name} {text!r}: a job id")
+    return int(text)
 
 
 def _grace(form: dict[str, Any]) -> float:

@@ -5,12 +5,14 @@ However many tabs are open, there is one LISTEN connection; a message only marks
 changed (jobs, workers, queues, schedules) and wakes the pages' streams, and each stream
 sends at most one event per COALESCE seconds, so a drain of thousands of jobs a second costs
 the browser (and the database, which each page re-reads on an event) a few reads a second.
+A running job's progress and log lines (the workers' batched progress writes notify, naming
+the jobs) wake only the pages of those jobs.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import anyio
 import asyncpg
@@ -27,9 +29,11 @@ KEEPALIVE = 15.0
 
 
 class Subscriber:
-    """One open page's stream: the kinds of change seen since its last event."""
+    """One open page's stream: the kinds of change seen since its last event, and the job
+    whose progress it shows, if any."""
 
-    def __init__(self) -> None:
+    def __init__(self, job_id: int | None = None) -> None:
+        self.job_id = job_id
         self.kinds: set[str] = set()
         self.woken = anyio.Event()
 
@@ -64,12 +68,15 @@ class Events:
             if self._conn is not None and not self._conn.is_closed():
                 return
             conn = await connect(dsn)
-            for channel in (*self._kinds, self._channels.control):
+            for channel in (*self._kinds, self._channels.progress, self._channels.control):
                 await conn.add_listener(channel, self._on_message)
             conn.add_termination_listener(self._lost)
             self._conn = conn
 
     def _on_message(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
+        if channel == self._channels.progress:
+            self._on_progress(str(payload))
+            return
         kind = self._kinds.get(channel)
         if kind is None:  # control: say what it is about
             word = str(payload).partition(" ")[0]
@@ -82,21 +89,23 @@ class Events:
         for subscriber in self._subscribers:
             subscriber.mark(kind)
 
+    def _on_progress(self, payload: str) -> None:
+        # Only the pages of the jobs named (all job pages when none is) re-read.
+        named = {int(i) for i in payload.split(",") if i.isdigit()}
+        for subscriber in self._subscribers:
+            if subscriber.job_id is not None and (not named or subscriber.job_id in named):
+                subscriber.mark("job")
+
     def _lost(self, _conn: object) -> None:
         # Messages may have been missed: every page reloads what it shows.
         self._conn = None
         for subscriber in self._subscribers:
             subscriber.mark("all")
 
-    async def stream(
-        self, dsn: str, watch: Callable[[], Awaitable[bool]] | None = None
-    ) -> AsyncIterator[str]:
-        """Server-sent events for one page until it goes away.
-
-        `watch`: for a running job's page, what NOTIFY does not carry (its progress and log
-        lines are written without one, to keep workers' writes cheap): asked every
-        COALESCE seconds while the page is open, a change is sent as a "job" event."""
-        subscriber = Subscriber()
+    async def stream(self, dsn: str, job_id: int | None = None) -> AsyncIterator[str]:
+        """Server-sent events for one page until it goes away; `job_id`: the page shows
+        that job, whose progress writes wake it too."""
+        subscriber = Subscriber(job_id)
         self._subscribers.add(subscriber)
         try:
             yield "retry: 2000\n\n"
@@ -107,13 +116,10 @@ class Events:
                     logger.warning("dashboard cannot listen (retrying): %s", exc)
                     await anyio.sleep(2)
                     continue
-                with anyio.move_on_after(KEEPALIVE if watch is None else COALESCE) as scope:
+                with anyio.move_on_after(KEEPALIVE) as scope:
                     await subscriber.woken.wait()
                 if scope.cancelled_caught:
-                    if watch is not None and await watch():
-                        yield "event: change\ndata: job\n\n"
-                    elif watch is None:
-                        yield ": keepalive\n\n"
+                    yield ": keepalive\n\n"
                     continue
                 await anyio.sleep(COALESCE)  # what comes meanwhile joins this event
                 kinds, subscriber.kinds = subscriber.kinds, set()

@@ -16,30 +16,33 @@ SELECT queue, state, round(count(*) * 100.0 / $1::float8)::bigint AS n
 -- name: window_stats
 -- Per window ('hour', 'day', 'week'): jobs finished, failed, cancelled, and wait and run
 -- time percentiles (seconds) of those that ran, from a sample of $1 percent of the pages
--- (counts scaled up). Wait: from due (or created) to started.
+-- (counts scaled up). Wait: from due (or created) to started. Each window aggregates the
+-- sample on its own (LATERAL): joining the windows to the sample and grouping sorted every
+-- row once more.
 WITH sample AS MATERIALIZED (
-    SELECT state, run_at, created_at, started_at, finished_at
+    SELECT state, finished_at,
+           extract(epoch FROM started_at - greatest(run_at, created_at)) AS wait,
+           extract(epoch FROM finished_at - started_at) AS run
       FROM {schema}.jobs TABLESAMPLE SYSTEM ($1::float8) REPEATABLE (0)
      WHERE finished_at >= now() - interval '7 days'
        AND state IN ('succeeded', 'failed', 'cancelled')
 )
-SELECT w.name,
-       round(count(j.state) FILTER (WHERE j.state = 'succeeded') * 100.0 / $1::float8)::bigint
-           AS succeeded,
-       round(count(j.state) FILTER (WHERE j.state = 'failed') * 100.0 / $1::float8)::bigint
-           AS failed,
-       round(count(j.state) FILTER (WHERE j.state = 'cancelled') * 100.0 / $1::float8)::bigint
-           AS cancelled,
-       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
-           ORDER BY extract(epoch FROM j.started_at - greatest(j.run_at, j.created_at)))
-           FILTER (WHERE j.started_at IS NOT NULL) AS wait,
-       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
-           ORDER BY extract(epoch FROM j.finished_at - j.started_at))
-           FILTER (WHERE j.started_at IS NOT NULL) AS run
+SELECT w.name, a.succeeded, a.failed, a.cancelled, a.wait, a.run
   FROM (VALUES (1, 'hour', interval '1 hour'), (2, 'day', interval '1 day'),
-               (3, 'week', interval '7 days')) AS w(n, name, span)
-  LEFT JOIN sample AS j ON j.finished_at >= now() - w.span
- GROUP BY w.n, w.name
+               (3, 'week', interval '7 days')) AS w(n, name, span),
+       LATERAL (
+           SELECT round(count(*) FILTER (WHERE j.state = 'succeeded') * 100.0
+                        / $1::float8)::bigint AS succeeded,
+                  round(count(*) FILTER (WHERE j.state = 'failed') * 100.0
+                        / $1::float8)::bigint AS failed,
+                  round(count(*) FILTER (WHERE j.state = 'cancelled') * 100.0
+                        / $1::float8)::bigint AS cancelled,
+                  percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY j.wait)
+                      FILTER (WHERE j.wait IS NOT NULL) AS wait,
+                  percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY j.run)
+                      FILTER (WHERE j.run IS NOT NULL) AS run
+             FROM sample AS j
+            WHERE j.finished_at >= now() - w.span) AS a
  ORDER BY w.n;
 
 -- name: throughput
@@ -61,10 +64,22 @@ SELECT b AS bucket,
  GROUP BY b
  ORDER BY b;
 
+-- name: custom_plans
+-- For the transaction of a jobs page: its statements take each filter as "NULL or equal",
+-- and only a plan made for the values given drops the filters not used and reaches the
+-- index of the one used (the unique key's). A prepared statement may switch to a generic
+-- plan after five runs, which reads the table.
+SET LOCAL plan_cache_mode = force_custom_plan;
+
+-- name: newest_job_id
+-- The highest job id (0: none), where the scan of a filter without an index starts.
+SELECT coalesce(max(id), 0) FROM {schema}.jobs;
+
 -- name: list_jobs
 -- Parameters: $1 state, $2 task, $3 queue, $4 id, $5 unique_key, $6 args (JSON contained
 -- in the positional arguments, or for an object in the keyword ones), $7 before (keyset:
--- ids below it), $8 limit. NULL: no filter. Newest first.
+-- ids below it), $8 after (ids above it: the end of a bounded scan), $9 limit. NULL: no
+-- filter. Newest first.
 SELECT id, task, queue, state, attempt, max_attempts, created_at, started_at, finished_at,
        run_at, progress, worker_id
   FROM {schema}.jobs
@@ -75,12 +90,14 @@ SELECT id, task, queue, state, attempt, max_attempts, created_at, started_at, fi
    AND ($5::text IS NULL OR unique_key = $5)
    AND ($6::text IS NULL OR args @> $6::text::jsonb OR kwargs @> $6::text::jsonb)
    AND ($7::bigint IS NULL OR id < $7)
+   AND ($8::bigint IS NULL OR id > $8)
  ORDER BY id DESC
- LIMIT $8;
+ LIMIT $9;
 
 -- name: count_jobs
--- How many jobs list_jobs' filters ($1-$6) match, counted up to $7 (more: "$7 or more"),
--- for the page and a bulk action's confirmation: an exact count of a million reads them all.
+-- How many jobs list_jobs' filters ($1-$6) match between ids $7 and $8 (as there; NULL: no
+-- bound), counted up to $9 (more: "$9 or more"), for the page and a bulk action's
+-- confirmation: an exact count of a million reads them all.
 SELECT count(*)
   FROM (SELECT 1
           FROM {schema}.jobs
@@ -90,10 +107,13 @@ SELECT count(*)
            AND ($4::bigint IS NULL OR id = $4)
            AND ($5::text IS NULL OR unique_key = $5)
            AND ($6::text IS NULL OR args @> $6::text::jsonb OR kwargs @> $6::text::jsonb)
-         LIMIT $7) AS matching;
+           AND ($7::bigint IS NULL OR id < $7)
+           AND ($8::bigint IS NULL OR id > $8)
+         LIMIT $9) AS matching;
 
 -- name: matching_ids
--- The ids list_jobs' filters ($1-$6) match, at most $7, for a bulk action on a filter.
+-- The ids list_jobs' filters ($1-$6) match between ids $7 and $8 (as there), at most $9,
+-- for a bulk action on a filter.
 SELECT id
   FROM {schema}.jobs
  WHERE ($1::text IS NULL OR state = $1)
@@ -102,8 +122,10 @@ SELECT id
    AND ($4::bigint IS NULL OR id = $4)
    AND ($5::text IS NULL OR unique_key = $5)
    AND ($6::text IS NULL OR args @> $6::text::jsonb OR kwargs @> $6::text::jsonb)
+   AND ($7::bigint IS NULL OR id < $7)
+   AND ($8::bigint IS NULL OR id > $8)
  ORDER BY id
- LIMIT $7;
+ LIMIT $9;
 
 -- name: children
 -- The jobs that run after job $1: only looked for when it has any (has_children), and
@@ -117,8 +139,3 @@ SELECT id, task, state
 -- name: relatives
 -- Tasks and states of the jobs $1 (a job's parents).
 SELECT id, task, state FROM {schema}.jobs WHERE id = ANY($1::bigint[]) ORDER BY id;
-
--- name: job_live
--- What changes while job $1 runs: for its page's live updates.
-SELECT state, progress, progress_message, jsonb_array_length(log) AS lines
-  FROM {schema}.jobs WHERE id = $1;

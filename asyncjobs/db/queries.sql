@@ -362,6 +362,10 @@ SELECT f.* FROM notified LEFT JOIN failed AS f ON true;
 -- nothing. A NULL progress leaves progress and its message as they were; the log keeps its
 -- last $7 lines. A NULL checkpoint ($8) leaves it as it was; a JSON null clears it.
 -- Returns the jobs written (the others' attempts are no longer current).
+-- One NOTIFY on the progress channel per statement (so at most one per writer interval)
+-- names the jobs written, for the dashboard's live job pages; with too many to name (the
+-- payload is limited to 8,000 bytes) it names none, meaning "any".
+WITH written AS (
 UPDATE {schema}.jobs AS j
    SET progress = coalesce(p.progress, j.progress),
        progress_message = CASE WHEN p.progress IS NULL THEN j.progress_message
@@ -383,7 +387,14 @@ UPDATE {schema}.jobs AS j
        AS p(job_id, entry, attempt, progress, message, lines, checkpoint)
  WHERE j.id = p.job_id AND j.queue_entry = p.entry AND j.attempt = p.attempt
    AND j.state = 'processing'
-RETURNING j.id, j.attempt, j.queue_entry;
+RETURNING j.id, j.attempt, j.queue_entry
+), told AS (
+    SELECT pg_notify('{channel_prefix}.progress',
+                     CASE WHEN count(*) <= 200 THEN string_agg(id::text, ',') ELSE '' END)
+      FROM written
+    HAVING count(*) > 0
+)
+SELECT w.id, w.attempt, w.queue_entry FROM written AS w LEFT JOIN told ON true;
 
 -- name: attempt_is_current
 -- A running job's fence check, on the job's own connection inside its transaction: see
@@ -503,17 +514,33 @@ SELECT {schema}.resume_queue($1);
 -- name: list_queues
 -- Every queue that has unfinished jobs, is paused, or is served by a worker: its unfinished
 -- jobs by state, whether it is paused, how long its oldest due job has waited (seconds), and
--- how many workers serve it. Reads the unfinished jobs only, but finds them by a scan of
--- `jobs` (no index on state: one would slow every start and finish).
-WITH active AS (
+-- how many workers serve it. No scan of `jobs` (no index on state: one would slow every
+-- start and finish, and finished jobs may be millions): the unfinished ones are found as in
+-- queue_stats, from the queue rows (queued, scheduled, and processing under a claim), the
+-- handed-off jobs' partial index, and job_parents for those awaiting their parents, each
+-- joined to its job by primary key.
+WITH live AS (
+    SELECT j.id, j.queue, j.run_at, j.state
+      FROM {schema}.queue AS q
+      JOIN {schema}.jobs AS j ON j.id = q.job_id AND j.queue_entry = q.id
+     WHERE j.state IN ('queued', 'scheduled', 'processing')
+     UNION
+    SELECT j.id, j.queue, j.run_at, j.state
+      FROM {schema}.jobs AS j
+     WHERE j.lease IS NOT NULL AND j.state = 'processing'
+     UNION
+    SELECT j.id, j.queue, j.run_at, j.state
+      FROM (SELECT DISTINCT job_id FROM {schema}.job_parents) AS p
+      JOIN {schema}.jobs AS j ON j.id = p.job_id
+     WHERE j.state = 'awaiting'
+), active AS (
     SELECT queue,
            count(*) FILTER (WHERE state = 'queued') AS queued,
            count(*) FILTER (WHERE state = 'scheduled') AS scheduled,
            count(*) FILTER (WHERE state = 'awaiting') AS awaiting,
            count(*) FILTER (WHERE state = 'processing') AS processing,
            min(run_at) FILTER (WHERE state = 'queued') AS oldest_due
-      FROM {schema}.jobs
-     WHERE state IN ('scheduled', 'queued', 'awaiting', 'processing')
+      FROM live
      GROUP BY queue
 ), served AS (
     SELECT q AS queue, count(*) AS workers

@@ -116,11 +116,17 @@ class Channels:
     control: str
     done: str
     schedules: str
+    # Running jobs' progress and log lines written (ids, comma-separated; empty: any).
+    progress: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Channels:
         """The channels named after `schema`, so two schemas never hear each other."""
         validate_schema(schema)
         return cls(
-            f"{schema}.enqueue", f"{schema}.control", f"{schema}.done", f"{schema}.schedules"
+            f"{schema}.enqueue",
+            f"{schema}.control",
+            f"{schema}.done",
+            f"{schema}.schedules",
+            f"{schema}.progress",
         )

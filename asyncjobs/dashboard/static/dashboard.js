@@ -65,5 +65,9 @@
   const source = new EventSource(body.dataset.events);
   source.addEventListener("open", () => live.classList.add("on"));
   source.addEventListener("error", () => live.classList.remove("on"));
-  source.addEventListener("change", refresh);
+  source.addEventListener("change", (event) => {
+    // What the last push was about ("jobs", "job" for this job's progress, ...): for tests.
+    body.dataset.changed = event.data;
+    refresh();
+  });
 })();
