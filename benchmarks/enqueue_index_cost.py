@@ -109,7 +109,10 @@ async def main() -> None:
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="migration")
     args = parser.parse_args()
     sides = {name: _app(args.dsn, name) for name in (BEFORE, AFTER)}
-    conn = await asyncpg.connect(args.dsn)
+    try:
+        conn = await asyncpg.connect(args.dsn)
+    except asyncpg.InvalidCatalogNameError as exc:
+        raise SystemExit(f"{exc}: create it first (createdb), or pass another --dsn") from None
     try:
         for name, (app, _, _) in sides.items():
             await _schema(app, conn, None if name == BEFORE else args.variant, args.fill)
