@@ -65,7 +65,12 @@ async def test_a_claimed_attempt_lost_with_its_worker_is_reported_once_by_its_ta
     (alive,) = [proc for proc in procs if proc.pid != holder]
     port = ports[procs.index(alive)]
     survivor = next(wid for wid, pid in pids.items() if pid == alive.pid)
+    # Paused so that the survivor claims the job only once the dead worker's sessions have
+    # surely ended (see the last-attempt test below for the moment in between).
+    await client.pause_queue("default")
     dead.send_signal(signal.SIGKILL)
+    await anyio.sleep(1.0)
+    await client.resume_queue("default")
     assert await client.wait(job_id, timeout=30) == "slept"
 
     events = _events(hooks_file, job_id)
