@@ -514,33 +514,16 @@ SELECT {schema}.resume_queue($1);
 -- name: list_queues
 -- Every queue that has unfinished jobs, is paused, or is served by a worker: its unfinished
 -- jobs by state, whether it is paused, how long its oldest due job has waited (seconds), and
--- how many workers serve it. No scan of `jobs` (no index on state: one would slow every
--- start and finish, and finished jobs may be millions): the unfinished ones are found as in
--- queue_stats, from the queue rows (queued, scheduled, and processing under a claim), the
--- handed-off jobs' partial index, and job_parents for those awaiting their parents, each
--- joined to its job by primary key.
-WITH live AS (
-    SELECT j.id, j.queue, j.run_at, j.state
-      FROM {schema}.queue AS q
-      JOIN {schema}.jobs AS j ON j.id = q.job_id AND j.queue_entry = q.id
-     WHERE j.state IN ('queued', 'scheduled', 'processing')
-     UNION
-    SELECT j.id, j.queue, j.run_at, j.state
-      FROM {schema}.jobs AS j
-     WHERE j.lease IS NOT NULL AND j.state = 'processing'
-     UNION
-    SELECT j.id, j.queue, j.run_at, j.state
-      FROM (SELECT DISTINCT job_id FROM {schema}.job_parents) AS p
-      JOIN {schema}.jobs AS j ON j.id = p.job_id
-     WHERE j.state = 'awaiting'
-), active AS (
+-- how many workers serve it. The unfinished jobs come from the view unfinished_jobs (no scan
+-- of `jobs`: see the schema).
+WITH active AS (
     SELECT queue,
            count(*) FILTER (WHERE state = 'queued') AS queued,
            count(*) FILTER (WHERE state = 'scheduled') AS scheduled,
            count(*) FILTER (WHERE state = 'awaiting') AS awaiting,
            count(*) FILTER (WHERE state = 'processing') AS processing,
            min(run_at) FILTER (WHERE state = 'queued') AS oldest_due
-      FROM live
+      FROM {schema}.unfinished_jobs
      GROUP BY queue
 ), served AS (
     SELECT q AS queue, count(*) AS workers
@@ -860,30 +843,14 @@ SELECT name, queue, priority, max_attempts, timeout FROM {schema}.task_names ORD
 -- name: queue_stats
 -- For metrics, read at scrape time: per queue, the jobs due and waiting ('queued'), due
 -- later ('scheduled'), running ('processing') and waiting for their parents ('awaiting'),
--- and how long the oldest due one has waited (seconds). Read from the queue rows joined to
--- their jobs by primary key (a row whose job has moved on is stale and left out), plus
--- handed-off jobs through their partial index, plus awaiting jobs through job_parents
--- (which holds live waits only): no scan of the jobs table, whose finished rows may be many.
-WITH live AS (
-    SELECT j.id, j.queue, j.run_at, j.state
-      FROM {schema}.queue AS q
-      JOIN {schema}.jobs AS j ON j.id = q.job_id AND j.queue_entry = q.id
-     WHERE j.state IN ('queued', 'scheduled', 'processing')
-     UNION
-    SELECT j.id, j.queue, j.run_at, j.state
-      FROM {schema}.jobs AS j
-     WHERE j.lease IS NOT NULL AND j.state = 'processing'
-     UNION
-    SELECT j.id, j.queue, j.run_at, j.state
-      FROM {schema}.jobs AS j
-     WHERE j.id IN (SELECT job_id FROM {schema}.job_parents) AND j.state = 'awaiting'
-)
+-- and how long the oldest due one has waited (seconds). From the view unfinished_jobs (no
+-- scan of `jobs`: see the schema).
 SELECT queue,
        CASE WHEN state IN ('processing', 'awaiting') THEN state
             WHEN run_at <= now() THEN 'queued'
             ELSE 'scheduled' END AS state,
        count(*) AS jobs,
        extract(epoch FROM now() - min(run_at))::float8 AS oldest
-  FROM live
+  FROM {schema}.unfinished_jobs
  GROUP BY 1, 2
  ORDER BY 1, 2;

@@ -777,6 +777,26 @@ END $$;
 -- arguments (GIN indexes cost a batch enqueue 10-40%): see the migration.
 CREATE INDEX jobs_unique_key_idx ON {schema}.jobs (unique_key) WHERE unique_key IS NOT NULL;
 
+-- unfinished_jobs: every job not yet finished (queued, scheduled, processing, awaiting),
+-- found without a scan of `jobs` (no index on state: one would slow every start and
+-- finish, and finished jobs may be millions): from the queue rows (queued, scheduled, and
+-- processing under a claim; a row whose job has moved on is stale and left out), the
+-- handed-off jobs' partial index, and job_parents for those awaiting their parents, each
+-- joined to its job by primary key. Read by list_queues and queue_stats.
+CREATE VIEW {schema}.unfinished_jobs AS
+    SELECT j.id, j.queue, j.run_at, j.state
+      FROM {schema}.queue AS q
+      JOIN {schema}.jobs AS j ON j.id = q.job_id AND j.queue_entry = q.id
+     WHERE j.state IN ('queued', 'scheduled', 'processing')
+     UNION
+    SELECT j.id, j.queue, j.run_at, j.state
+      FROM {schema}.jobs AS j
+     WHERE j.lease IS NOT NULL AND j.state = 'processing'
+     UNION
+    SELECT j.id, j.queue, j.run_at, j.state
+      FROM {schema}.jobs AS j
+     WHERE j.id IN (SELECT job_id FROM {schema}.job_parents) AND j.state = 'awaiting';
+
 -- This file is migrations 1-14.
 INSERT INTO {schema}.migrations (version, name)
 VALUES (1, 'initial'), (2, 'queue_order'), (3, 'lifecycle'), (4, 'unique_and_continuations'),
