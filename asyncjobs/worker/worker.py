@@ -438,8 +438,7 @@ class Worker:
                     tg.start_soon(self._wait_idle, tg.cancel_scope)
                     await self._force.wait()
                     tg.cancel_scope.cancel()
-        for job in list(self.running.values()):
-            job.cancel(CancelReason.SHUTDOWN)
+        self._stop_all()
         if self.running:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._wait_idle, tg.cancel_scope)
@@ -487,8 +486,8 @@ class Worker:
             tg.cancel_scope.cancel()
 
     def _stop_all(self) -> None:
-        """Stop every attempt now, as a forced shutdown does (the worker is cancelled from
-        outside, or a job task failed: see job_tasks.py)."""
+        """Stop every attempt now: at the end of the grace, when the worker is cancelled from
+        outside, or when a job task failed (see job_tasks.py)."""
         for job in [*self.running.values(), *self._superseded.values()]:
             job.cancel(CancelReason.SHUTDOWN)
 
