@@ -168,6 +168,21 @@ async def test_queues_lists_depth_by_state_running_and_paused(client: asyncjobs.
     assert idle.queued == 0
 
 
+async def test_queues_count_a_due_scheduled_job_as_queued(client: asyncjobs.Client) -> None:
+    """A delayed job whose time has come keeps the state 'scheduled' until a worker claims it;
+    it waits like a queued one, and queue_stats (the metrics) already counts it so."""
+    from tests.worker_app import quick
+
+    await client.enqueue(quick.options(delay=0.2), 1)
+    await client.enqueue(quick.options(delay=3600), 2)
+    (before,) = [q for q in await client.queues() if q.name == "default"]
+    assert (before.queued, before.scheduled, before.oldest_wait) == (0, 2, None)
+    await anyio.sleep(0.5)
+    (after,) = [q for q in await client.queues() if q.name == "default"]
+    assert (after.queued, after.scheduled) == (1, 1)
+    assert after.oldest_wait is not None and 0.2 <= after.oldest_wait < 60
+
+
 @pytest.mark.parametrize("name", ["", "has space", "a,b", "x@1", "q" * 65, None, 3])
 async def test_invalid_queue_names_are_refused_clearly(
     client: asyncjobs.Client, name: object

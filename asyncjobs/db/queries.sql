@@ -515,15 +515,18 @@ SELECT {schema}.resume_queue($1);
 -- Every queue that has unfinished jobs, is paused, or is served by a worker: its unfinished
 -- jobs by state, whether it is paused, how long its oldest due job has waited (seconds), and
 -- how many workers serve it. The unfinished jobs come from the view unfinished_jobs (no scan
--- of `jobs`: see the schema).
+-- of `jobs`: see the schema). A scheduled job whose time has come counts as queued, as in
+-- queue_stats: it keeps its state until a worker claims it, but it waits like a queued one.
 WITH active AS (
     SELECT queue,
-           count(*) FILTER (WHERE state = 'queued') AS queued,
-           count(*) FILTER (WHERE state = 'scheduled') AS scheduled,
+           count(*) FILTER (WHERE due) AS queued,
+           count(*) FILTER (WHERE state = 'scheduled' AND NOT due) AS scheduled,
            count(*) FILTER (WHERE state = 'awaiting') AS awaiting,
            count(*) FILTER (WHERE state = 'processing') AS processing,
-           min(run_at) FILTER (WHERE state = 'queued') AS oldest_due
-      FROM {schema}.unfinished_jobs
+           min(run_at) FILTER (WHERE due) AS oldest_due
+      FROM (SELECT queue, state, run_at,
+                   state IN ('queued', 'scheduled') AND run_at <= now() AS due
+              FROM {schema}.unfinished_jobs) AS unfinished
      GROUP BY queue
 ), served AS (
     SELECT q AS queue, count(*) AS workers
