@@ -45,10 +45,12 @@ async def test_a_worker_that_claimed_enough_vacuums_the_queue_table(
             while vacuum.vacuums == 0:
                 await anyio.sleep(0.02)
         tg.cancel_scope.cancel()
+    # The table's own vacuum count moved. Not its dead rows: those a VACUUM may not remove
+    # while any transaction in the database is older than them (another test's claim, run
+    # in parallel), and the DELETE's statistics may reach pg_stat after the vacuum's.
     with anyio.fail_after(10):
         while (await _vacuums(admin, schema))[0] == before:
             await anyio.sleep(0.05)
-    assert (await _vacuums(admin, schema))[1] == 0
 
 
 async def test_a_worker_that_claimed_little_leaves_it_to_autovacuum(
