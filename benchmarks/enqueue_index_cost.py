@@ -1,5 +1,6 @@
-"""What the dashboard's index (migration 14: unique_key, partial) costs the enqueue, measured
-alone; --variant adds GIN indexes on the arguments, to show what they would cost.
+"""What the dashboard's index (migrations 14 and 15: a partial hash index on unique_key) costs
+the enqueue, measured alone; --variant btree puts migration 14's btree in its place, and
+gin-args and gin-both add GIN indexes on the arguments, to show what they would cost.
 
 Two schemas on one server: one without the index, one with it, each pre-filled with the
 same --fill jobs (as benchmarks/dashboard_pages makes them), so the indexes are not empty.
@@ -36,25 +37,31 @@ BEFORE, AFTER = "enqcost_without", "enqcost_with"
 # The "with" side's indexes besides migration 14's, to compare designs.
 VARIANTS = {
     "migration": [],
+    # Migration 14's index, before 15 made it a hash index: a btree holding the whole key.
+    "btree": [
+        "DROP INDEX {schema}.jobs_unique_key_idx",
+        "CREATE INDEX jobs_unique_key_idx ON {schema}.jobs (unique_key)"
+        " WHERE unique_key IS NOT NULL",
+    ],
     "gin-args": ["CREATE INDEX jobs_args_idx ON {schema}.jobs USING gin (args jsonb_path_ops)"],
     "gin-both": [
         "CREATE INDEX jobs_args_idx ON {schema}.jobs USING gin (args jsonb_path_ops)",
         "CREATE INDEX jobs_kwargs_idx ON {schema}.jobs USING gin (kwargs jsonb_path_ops)",
     ],
 }
-_MIGRATION_14 = ("jobs_unique_key_idx",)
+_KEY_INDEXES = ("jobs_unique_key_idx",)
 
 
 async def _schema(
     app: asyncjobs.App, conn: asyncpg.Connection, variant: str | None, fill: int
 ) -> None:
-    """variant None: without migration 14's index."""
+    """variant None: without the unique_key index."""
     await conn.execute(f'DROP SCHEMA IF EXISTS "{app.schema}" CASCADE')
     await app.migrate()
-    # Migration 14 undone (or changed) by hand: the client checks that every migration is
+    # The index dropped (or changed) by hand: the client checks that every migration is
     # applied.
     changes = (
-        [f"DROP INDEX {{schema}}.{index}" for index in _MIGRATION_14]
+        [f"DROP INDEX {{schema}}.{index}" for index in _KEY_INDEXES]
         if variant is None
         else VARIANTS[variant]
     )
