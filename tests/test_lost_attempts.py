@@ -67,12 +67,7 @@ async def test_a_claimed_attempt_lost_with_its_worker_is_reported_once_by_its_ta
     (alive,) = [proc for proc in procs if proc.pid != holder]
     port = ports[procs.index(alive)]
     survivor = next(wid for wid, pid in pids.items() if pid == alive.pid)
-    # Paused so that the survivor claims the job only once the dead worker's sessions have
-    # surely ended (see the last-attempt test below for the moment in between).
-    await client.pause_queue("default")
     dead.send_signal(signal.SIGKILL)
-    await anyio.sleep(1.0)
-    await client.resume_queue("default")
     assert await client.wait(job_id, timeout=30) == "slept"
 
     events = _events(hooks_file, job_id)
@@ -141,23 +136,16 @@ async def test_a_last_attempt_lost_with_its_worker_is_reported_once_as_the_job_f
     from tests.worker_app import kill_worker
 
     hooks_file = tmp_path / "hooks.jsonl"
-    dead = _spawn(spawn_worker, hooks_file)
-    await workers_up(client, 1)
-    # Its only attempt takes its worker down; the next worker to claim it fails it.
+    procs = [_spawn(spawn_worker, hooks_file), _spawn(spawn_worker, hooks_file)]
+    await workers_up(client, 2)
+    # Its only attempt takes its worker down; the other worker claims it next, and fails it.
     job_id = await client.enqueue(kill_worker.options(max_attempts=1))
-    with anyio.fail_after(30):
-        while dead.poll() is None:
-            await anyio.sleep(0.02)
-    # Started once the dead worker's sessions have surely ended. (A peer that claims the
-    # job while the dead worker's lease session outlives its claim session by a moment
-    # takes it for alive, and nobody reports the attempt: see the README, Monitoring.)
-    await anyio.sleep(1.0)
-    alive = _spawn(spawn_worker, hooks_file)
     job = await until(client, job_id, lambda j: j.state == "failed")
     assert job.error is not None and "worker lost during attempt 1 of 1" in job.error["message"]
     with anyio.fail_after(10):
         while not _events(hooks_file, job_id):
             await anyio.sleep(0.02)
+    (alive,) = [proc for proc in procs if proc.poll() is None]
     alive.terminate()
     assert alive.wait(10) == 0
 
