@@ -246,6 +246,35 @@ async def test_a_job_taken_between_its_dead_worker_s_sessions_ending_is_reported
     assert lost["error_type"] == "WorkerLost" and 0 < lost["duration"] < 30
 
 
+async def test_a_takeover_stopped_before_its_dead_worker_is_found_gone_still_reports_once(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """The new attempt is cancelled while it waits for the dying worker: the question of
+    who reports the old one outlives it."""
+    hooks_file = tmp_path / "hooks.jsonl"
+    dying, dead_id, job_id = await _frozen_between_sessions(
+        client, spawn_worker, admin, hooks_file, max_attempts=3
+    )
+    peer = _spawn(spawn_worker, hooks_file)
+    await until(client, job_id, lambda j: j.state == "processing" and j.attempt == 2)
+    assert await client.cancel(job_id)
+    with anyio.fail_after(10):
+        while not _events(hooks_file, job_id):
+            await anyio.sleep(0.02)
+    dying.send_signal(signal.SIGKILL)
+    with anyio.fail_after(10):
+        while len(_events(hooks_file, job_id)) < 2:
+            await anyio.sleep(0.02)
+    await anyio.sleep(0.3)  # a second report, if any, would be written by now
+    peer.terminate()
+    assert peer.wait(10) == 0
+
+    events = _events(hooks_file, job_id)
+    assert [(e["attempt"], e["outcome"]) for e in events] == [(2, "cancelled"), (1, "lost")]
+    assert events[1]["worker_id"] == str(dead_id) and events[1]["pid"] == peer.pid
+    assert (await client.get(job_id)).state == "cancelled"
+
+
 @pytest.mark.parametrize("peers", [1, 2])
 async def test_a_last_attempt_failed_between_its_dead_worker_s_sessions_ending_is_reported_once(
     client: asyncjobs.Client,
