@@ -75,9 +75,12 @@ class Takeovers:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Until cancelled: hold the waits of `report_if_gone`."""
-        async with anyio.create_task_group() as self._reports:
-            task_status.started()
-            await anyio.sleep_forever()
+        try:
+            async with anyio.create_task_group() as self._reports:
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            self._reports = None
 
     async def wait(
         self,
@@ -109,7 +112,12 @@ class Takeovers:
         attempt (then it reported it itself); `entry`, `attempt`: the job's queue row and
         an attempt number later than `lost`'s, for the ask. In the background."""
         if self._reports is None:
-            logger.warning("job %s: cannot wait to report its lost attempt", lost.job_id)
+            logger.warning(
+                "job %s: this worker stops, so attempt %s is reported only if worker %s lives",
+                lost.job_id,
+                lost.attempt,
+                lost.worker_id,
+            )
             return
         self._reports.start_soon(self._report_if_gone, lost, entry, attempt)
 
@@ -118,8 +126,9 @@ class Takeovers:
             self._report(lost)
 
     def _report(self, lost: JobRun) -> None:
-        # Found lost only now: its upper bound runs until now.
-        lost.duration = max(0.0, time.time() - lost.started_at)
+        if lost.duration is not None:
+            # Found lost only now: its upper bound runs until now.
+            lost.duration = max(0.0, time.time() - lost.started_at)
         self._on_lost([lost])
 
     async def _stopped(self, job_id: int, entry: int, attempt: int, previous: uuid.UUID) -> bool:
