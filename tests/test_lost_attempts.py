@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import uuid
 from pathlib import Path
 from typing import Any
 
 import anyio
 import asyncpg
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import asyncjobs
@@ -65,12 +67,7 @@ async def test_a_claimed_attempt_lost_with_its_worker_is_reported_once_by_its_ta
     (alive,) = [proc for proc in procs if proc.pid != holder]
     port = ports[procs.index(alive)]
     survivor = next(wid for wid, pid in pids.items() if pid == alive.pid)
-    # Paused so that the survivor claims the job only once the dead worker's sessions have
-    # surely ended (see the last-attempt test below for the moment in between).
-    await client.pause_queue("default")
     dead.send_signal(signal.SIGKILL)
-    await anyio.sleep(1.0)
-    await client.resume_queue("default")
     assert await client.wait(job_id, timeout=30) == "slept"
 
     events = _events(hooks_file, job_id)
@@ -139,23 +136,16 @@ async def test_a_last_attempt_lost_with_its_worker_is_reported_once_as_the_job_f
     from tests.worker_app import kill_worker
 
     hooks_file = tmp_path / "hooks.jsonl"
-    dead = _spawn(spawn_worker, hooks_file)
-    await workers_up(client, 1)
-    # Its only attempt takes its worker down; the next worker to claim it fails it.
+    procs = [_spawn(spawn_worker, hooks_file), _spawn(spawn_worker, hooks_file)]
+    await workers_up(client, 2)
+    # Its only attempt takes its worker down; the other worker claims it next, and fails it.
     job_id = await client.enqueue(kill_worker.options(max_attempts=1))
-    with anyio.fail_after(30):
-        while dead.poll() is None:
-            await anyio.sleep(0.02)
-    # Started once the dead worker's sessions have surely ended. (A peer that claims the
-    # job while the dead worker's lease session outlives its claim session by a moment
-    # takes it for alive, and nobody reports the attempt: see the README, Monitoring.)
-    await anyio.sleep(1.0)
-    alive = _spawn(spawn_worker, hooks_file)
     job = await until(client, job_id, lambda j: j.state == "failed")
     assert job.error is not None and "worker lost during attempt 1 of 1" in job.error["message"]
     with anyio.fail_after(10):
         while not _events(hooks_file, job_id):
             await anyio.sleep(0.02)
+    (alive,) = [proc for proc in procs if proc.poll() is None]
     alive.terminate()
     assert alive.wait(10) == 0
 
@@ -189,4 +179,164 @@ async def test_an_attempt_whose_live_worker_lost_its_claim_is_reported_by_that_w
 
     events = _events(hooks_file, job_id)
     assert [(e["attempt"], e["outcome"]) for e in events] == [(1, "lost"), (2, "succeeded")]
+    assert events[0]["pid"] == old.pid and events[0]["reported_by"] is None
+
+
+async def _frozen_between_sessions(
+    client: asyncjobs.Client,
+    spawn_worker: Spawn,
+    admin: asyncpg.Connection,
+    hooks_file: Path,
+    *,
+    max_attempts: int,
+) -> tuple[Any, uuid.UUID, int]:
+    """A worker runs a claimed job and dies in the moment between its sessions' ends: its
+    process is frozen (SIGSTOP: it notices nothing and answers nobody) and its claim session
+    terminated, so the job's row is back while its lease session still holds its key.
+    Returns (that process, its worker id, the job's id)."""
+    from tests.test_takeover import _terminate_claim
+    from tests.worker_app import sleep
+
+    dying = _spawn(spawn_worker, hooks_file, "--hand-off-after", "8")
+    await workers_up(client, 1)
+    job_id = await client.enqueue(sleep.options(max_attempts=max_attempts), 2.0)
+    job = await until(client, job_id, lambda j: j.state == "processing")
+    dying.send_signal(signal.SIGSTOP)
+    await _terminate_claim(admin, client.app.schema)
+    assert job.worker_id is not None
+    return dying, job.worker_id, job_id
+
+
+@pytest.mark.parametrize("peers", [1, 2])
+async def test_a_job_taken_between_its_dead_worker_s_sessions_ending_is_reported_once(
+    client: asyncjobs.Client,
+    spawn_worker: Spawn,
+    admin: asyncpg.Connection,
+    tmp_path: Path,
+    peers: int,
+) -> None:
+    """The peer that takes the job over takes the dead worker for alive (its key is held):
+    it reports the attempt once its handshake finds that worker gone."""
+    hooks_file = tmp_path / "hooks.jsonl"
+    dying, dead_id, job_id = await _frozen_between_sessions(
+        client, spawn_worker, admin, hooks_file, max_attempts=3
+    )
+    procs = [_spawn(spawn_worker, hooks_file) for _ in range(peers)]
+    job = await until(client, job_id, lambda j: j.state == "processing" and j.attempt == 2)
+    # Taken over from a worker it took for alive: the new attempt waits for it.
+    stopping_on = await admin.fetchval(
+        f'SELECT stopping_on FROM "{client.app.schema}".jobs WHERE id = $1', job_id
+    )
+    assert stopping_on == dead_id
+    await anyio.sleep(0.3)
+    assert _events(hooks_file, job_id) == []
+    dying.send_signal(signal.SIGKILL)
+    assert await client.wait(job_id, timeout=30) == "slept"
+    taker = next(w for w in await client.workers() if w.id == job.worker_id)
+    await anyio.sleep(0.3)  # a second report, if any, would be written by now
+    for proc in procs:
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+    events = _events(hooks_file, job_id)
+    assert [(e["attempt"], e["outcome"]) for e in events] == [(1, "lost"), (2, "succeeded")]
+    lost = events[0]
+    assert lost["worker_id"] == str(dead_id) and lost["reported_by"] == str(taker.id)
+    assert lost["pid"] == taker.pid and lost["retry_in"] == 0.0
+    assert lost["error_type"] == "WorkerLost" and 0 < lost["duration"] < 30
+
+
+async def test_a_takeover_stopped_before_its_dead_worker_is_found_gone_still_reports_once(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """The new attempt is cancelled while it waits for the dying worker: the question of
+    who reports the old one outlives it."""
+    hooks_file = tmp_path / "hooks.jsonl"
+    dying, dead_id, job_id = await _frozen_between_sessions(
+        client, spawn_worker, admin, hooks_file, max_attempts=3
+    )
+    peer = _spawn(spawn_worker, hooks_file)
+    await until(client, job_id, lambda j: j.state == "processing" and j.attempt == 2)
+    assert await client.cancel(job_id)
+    with anyio.fail_after(10):
+        while not _events(hooks_file, job_id):
+            await anyio.sleep(0.02)
+    dying.send_signal(signal.SIGKILL)
+    with anyio.fail_after(10):
+        while len(_events(hooks_file, job_id)) < 2:
+            await anyio.sleep(0.02)
+    await anyio.sleep(0.3)  # a second report, if any, would be written by now
+    peer.terminate()
+    assert peer.wait(10) == 0
+
+    events = _events(hooks_file, job_id)
+    assert [(e["attempt"], e["outcome"]) for e in events] == [(2, "cancelled"), (1, "lost")]
+    assert events[1]["worker_id"] == str(dead_id) and events[1]["pid"] == peer.pid
+    assert (await client.get(job_id)).state == "cancelled"
+
+
+@pytest.mark.parametrize("peers", [1, 2])
+async def test_a_last_attempt_failed_between_its_dead_worker_s_sessions_ending_is_reported_once(
+    client: asyncjobs.Client,
+    spawn_worker: Spawn,
+    admin: asyncpg.Connection,
+    tmp_path: Path,
+    peers: int,
+) -> None:
+    """The peer that fails the job (its last attempt was lost) takes the dead worker for
+    alive: it reports the attempt once that worker is found gone."""
+    hooks_file = tmp_path / "hooks.jsonl"
+    dying, dead_id, job_id = await _frozen_between_sessions(
+        client, spawn_worker, admin, hooks_file, max_attempts=1
+    )
+    procs = [_spawn(spawn_worker, hooks_file) for _ in range(peers)]
+    job = await until(client, job_id, lambda j: j.state == "failed")
+    assert job.error is not None and "worker lost during attempt 1 of 1" in job.error["message"]
+    await anyio.sleep(0.3)
+    assert _events(hooks_file, job_id) == []
+    dying.send_signal(signal.SIGKILL)
+    with anyio.fail_after(10):
+        while not _events(hooks_file, job_id):
+            await anyio.sleep(0.02)
+    await anyio.sleep(0.3)  # a second report, if any, would be written by now
+    pids = {proc.pid for proc in procs}
+    for proc in procs:
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+    events = _events(hooks_file, job_id)
+    assert [(e["attempt"], e["outcome"]) for e in events] == [(1, "lost")]
+    assert events[0]["worker_id"] == str(dead_id) and events[0]["pid"] in pids
+    assert events[0]["retry_in"] is None and events[0]["error_type"] == "WorkerLost"
+
+
+async def test_a_last_attempt_whose_live_worker_lost_its_claim_is_reported_by_that_worker_only(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, tmp_path: Path
+) -> None:
+    from tests.test_takeover import _terminate_claim
+    from tests.worker_app import sleep
+
+    hooks_file = tmp_path / "hooks.jsonl"
+    claimed = ("--concurrency", "1", "--hand-off-after", "8")
+    old = _spawn(spawn_worker, hooks_file, *claimed)
+    await workers_up(client, 1)
+    job_id = await client.enqueue(sleep.options(max_attempts=1), 3.0)
+    await until(client, job_id, lambda j: j.state == "processing")
+    new = _spawn(spawn_worker, hooks_file, *claimed)
+    await workers_up(client, 2)
+    await anyio.sleep(0.3)
+    # The old worker lives on: it stops the job and reports the attempt itself; the new
+    # one, which fails the job (its last attempt), must not report it again.
+    await _terminate_claim(admin, client.app.schema)
+    await until(client, job_id, lambda j: j.state == "failed")
+    with anyio.fail_after(10):
+        while not _events(hooks_file, job_id):
+            await anyio.sleep(0.02)
+    await anyio.sleep(0.5)
+    for proc in (old, new):
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+    events = _events(hooks_file, job_id)
+    assert [(e["attempt"], e["outcome"]) for e in events] == [(1, "lost")]
     assert events[0]["pid"] == old.pid and events[0]["reported_by"] is None

@@ -243,3 +243,72 @@ async def test_without_an_sdk_tracing_stores_nothing_and_jobs_run(
         f'SELECT trace_context FROM "{app.schema}".jobs WHERE id = $1', job_id
     )
     assert stored is None
+
+
+@pytest.mark.parametrize("parent", [False, True])
+async def test_an_attempt_lost_with_its_worker_gets_its_span_from_the_worker_that_reports_it(
+    app: asyncjobs.App,
+    traced: tuple[TracerProvider, InMemorySpanExporter],
+    spawn_worker: Spawn,
+    parent: bool,
+) -> None:
+    """Its worker (a subprocess) is SIGKILLed mid-attempt; this process's worker takes the
+    job over and reports the attempt, with its span: from the attempt's start until then,
+    linked to (or the child of) the enqueue's span, with the error WorkerLost."""
+    provider, exporter = traced
+    Tracing(provider, parent=parent).install(app)
+
+    @app.task(name="sleep", max_attempts=3)  # as in tests/worker_app.py, run by both
+    async def sleep(seconds: float) -> str:
+        return "slept"
+
+    async with app.client() as client:
+        with provider.get_tracer("tests").start_as_current_span("POST /orders"):
+            job_id = await client.enqueue(sleep, 30.0)
+        dead = spawn_worker("--hand-off-after", "8")
+        job = await until(client, job_id, lambda j: j.state == "processing")
+        assert job.started_at is not None and job.worker_id is not None
+        dead.send_signal(signal.SIGKILL)
+        async with app.worker() as worker:
+            assert await client.wait(job_id, timeout=30) == "slept"
+            await until(client, job_id, lambda _: len(exporter.get_finished_spans()) >= 3)
+    spans = list(exporter.get_finished_spans())
+    sent = _one(spans, "send default")
+    processed = {
+        (s.attributes or {})["asyncjobs.attempt"]: s for s in spans if s.name == "process default"
+    }
+    assert sorted(processed) == [1, 2]
+    lost = processed[1]
+    assert lost.kind is SpanKind.CONSUMER
+    assert dict(lost.attributes or {}) == {
+        "messaging.system": "asyncjobs",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": "default",
+        "messaging.message.id": str(job_id),
+        "messaging.client.id": str(job.worker_id),
+        "asyncjobs.task": "sleep",
+        "asyncjobs.attempt": 1,
+        "asyncjobs.outcome": "lost",
+        "asyncjobs.reported_by": str(worker.id),
+        "error.type": "WorkerLost",
+    }
+    assert lost.status.status_code is StatusCode.ERROR
+    assert lost.status.description == "the worker running attempt 1 was lost"
+    (event,) = lost.events
+    assert event.name == "exception"
+    assert dict(event.attributes or {}) == {
+        "exception.type": "WorkerLost",
+        "exception.message": "the worker running attempt 1 was lost",
+    }
+    # From the attempt's start (the server's clock, on this machine) until it was found.
+    assert lost.start_time is not None and lost.end_time is not None
+    assert abs(lost.start_time / 1e9 - job.started_at.timestamp()) < 1.0
+    assert lost.start_time < lost.end_time <= processed[2].end_time  # type: ignore[operator]
+    assert [link.context.span_id for link in lost.links] == [sent.context.span_id]
+    if parent:
+        assert lost.parent is not None and lost.parent.span_id == sent.context.span_id
+    else:
+        assert lost.parent is None and lost.context.trace_id != sent.context.trace_id
+    assert (processed[2].attributes or {})["asyncjobs.outcome"] == "succeeded"
+    assert "asyncjobs.reported_by" not in (processed[2].attributes or {})

@@ -234,8 +234,11 @@ SELECT id, job_id FROM {schema}.claim_jobs($1::text[], $2::int);
 -- since it was due (`waited`, seconds on the server's clock), for hooks and metrics.
 -- `lost`: the job's last attempt was still 'processing' and its worker is gone (died, its
 -- key free): nobody else will report that attempt's end, so this worker does (the hooks'
--- outcome 'lost'), with that worker's id and the seconds since the attempt started
--- (`lost_after`). A worker still alive reports its own (its claim was lost).
+-- outcome 'lost'), with that worker's id (`lost_worker`) and the seconds since the attempt
+-- started (`lost_after`), both given whenever that attempt was still 'processing'. A
+-- worker still alive reports its own (its claim was lost). One whose key is still held
+-- may be dying instead (its sessions end one by one, the claim's first): it is then
+-- `taken_from` too, and the handshake's answer says who reports (see worker/takeover.py).
 --
 -- Returns the started jobs, or one row of NULLs when none started.
 WITH outcome AS (
@@ -292,7 +295,8 @@ WITH outcome AS (
                          WHERE lw.id = o.worker_id
                            AND (lw.lease_key IS NULL OR NOT pg_try_advisory_xact_lock(
                                     hashtext('{schema}.workers'), lw.lease_key)))) AS lost,
-                   o.worker_id AS was_worker, o.started_at AS was_started
+                   CASE WHEN o.state = 'processing' THEN o.worker_id END AS was_worker,
+                   CASE WHEN o.state = 'processing' THEN o.started_at END AS was_started
               FROM unnest($8::bigint[], $9::bigint[]) AS c(job_id, entry)
               JOIN {schema}.jobs AS o ON o.id = c.job_id
               LEFT JOIN {schema}.workers AS w
@@ -308,9 +312,8 @@ WITH outcome AS (
     RETURNING j.id, j.queue_entry, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
               j.timeout, j.queue, j.backoff, j.checkpoint, c.taken_from, j.trace_context,
               extract(epoch FROM now() - j.run_at)::float8 AS waited, c.lost,
-              CASE WHEN c.lost THEN c.was_worker END AS lost_worker,
-              CASE WHEN c.lost THEN extract(epoch FROM now() - c.was_started)::float8
-                   END AS lost_after
+              c.was_worker AS lost_worker,
+              extract(epoch FROM now() - c.was_started)::float8 AS lost_after
 ), notified AS (
     SELECT (SELECT count(*) FROM (
                 SELECT pg_notify('{channel_prefix}.done', string_agg(id::text, ','))
@@ -325,8 +328,9 @@ SELECT s.* FROM notified LEFT JOIN started AS s ON true;
 -- name: fail_lost_jobs
 -- A claimed job whose worker died during its last allowed attempt: it crashed the worker
 -- (or was caught in crashes) max_attempts times, so it fails instead of running again.
--- Returns the failed jobs (or one row of NULLs), each with its lost attempt as the hooks
--- report it (see start_and_finish: `lost` unless its worker is alive and reports it).
+-- Returns the failed jobs (or one row of NULLs), each with its claimed row (`entry`) and
+-- its lost attempt as the hooks report it (see start_and_finish: `lost` if its worker is
+-- gone; one whose key is still held is asked, as a takeover asks, see worker/takeover.py).
 WITH failed AS (
     UPDATE {schema}.jobs AS j
        SET state = 'failed', active_key = NULL, queue_entry = NULL, finished_at = now(),
@@ -339,7 +343,7 @@ WITH failed AS (
        AND j.state = 'processing' AND j.attempt >= j.max_attempts
        AND (j.lease IS NULL
             OR pg_try_advisory_xact_lock(hashtext('{schema}.workers'), j.lease))
-    RETURNING j.id, j.task, j.queue, j.attempt, j.max_attempts, j.trace_context,
+    RETURNING j.id, c.entry, j.task, j.queue, j.attempt, j.max_attempts, j.trace_context,
               NOT EXISTS (SELECT FROM {schema}.workers AS lw
                            WHERE lw.id = j.worker_id
                              AND (lw.lease_key IS NULL OR NOT pg_try_advisory_xact_lock(

@@ -6,7 +6,9 @@ configured, spans cost next to nothing and nothing is sent).
 Per OpenTelemetry's messaging conventions: each enqueue call makes a producer span
 `send {queue}` whose context is stored with its jobs, and each attempt of a job runs in a
 consumer span `process {queue}`, linked to that context (and its child, with
-`parent=True`). The job's own spans nest under its process span.
+`parent=True`). The job's own spans nest under its process span. An attempt lost with its
+worker gets its span from the worker that reports it (see worker/lost.py): the dead worker
+ended none.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Tracing:
         """Trace `app`'s enqueues and jobs (before its workers start)."""
         app.hooks.around_enqueue(self.send)
         app.hooks.around_job(self.process)
+        app.hooks.on_job_end(self.lost)
         return self
 
     @contextlib.asynccontextmanager
@@ -102,14 +105,41 @@ class Tracing:
         client_id = self._client_ids.get(run.worker_id)
         if client_id is None:
             client_id = self._client_ids[run.worker_id] = str(run.worker_id)
+        parent, link = self._origin(run)
+        return _Processing(self._tracer, parent, link, run, client_id)
+
+    def lost(self, run: JobRun) -> None:
+        """The consumer span of an attempt lost with its worker, made as this worker reports
+        it (`on_job_end` with `reported_by` set; nothing for any other attempt): from the
+        attempt's start until now, with the attributes of the span its worker would have
+        ended, `asyncjobs.reported_by`, and the error `WorkerLost`."""
+        if run.reported_by is None or not self._enabled():
+            return
+        parent, link = self._origin(run)
+        attributes = _attributes(run, str(run.worker_id))
+        attributes["asyncjobs.reported_by"] = str(run.reported_by)
+        span = self._tracer.start_span(
+            f"process {run.queue}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            links=(link,) if link is not None else None,
+            start_time=int(run.started_at * 1e9),
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        _end(span, run)
+
+    def _origin(self, run: JobRun) -> tuple[otel_context.Context, trace.Link | None]:
+        """An attempt span's parent context (empty, unless `parent` and the enqueue stored
+        one) and its link to the enqueue's span."""
         parent, sent = _EMPTY, None
         if run.trace_context:
             context, sent = self._read(run.trace_context)
             if self._parent and sent is not None:
                 parent = context
         # A link of its own per span: the SDK writes into the links it is given.
-        link = trace.Link(sent) if sent is not None else None
-        return _Processing(self._tracer, parent, link, run, client_id)
+        return parent, trace.Link(sent) if sent is not None else None
 
     def _read(
         self, stored: dict[str, str]
@@ -157,16 +187,7 @@ class _Processing:
             f"process {run.queue}",
             context=self._parent,
             kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": SYSTEM,
-                "messaging.operation.type": "process",
-                "messaging.operation.name": "process",
-                "messaging.destination.name": run.queue,
-                "messaging.message.id": str(run.job_id),
-                "messaging.client.id": self._client_id,
-                "asyncjobs.task": run.task,
-                "asyncjobs.attempt": run.attempt,
-            },
+            attributes=_attributes(run, self._client_id),
             links=(self._link,) if self._link is not None else None,
             record_exception=False,
             set_status_on_exception=False,
@@ -174,25 +195,40 @@ class _Processing:
         self._token = otel_context.attach(trace.set_span_in_context(span))
 
     async def __aexit__(self, *_exc: object) -> None:
-        run, span = self._run, self._span
         otel_context.detach(self._token)
-        if run.outcome is not None:
-            span.set_attribute("asyncjobs.outcome", run.outcome)
-        if run.outcome in ERRORS:
-            error = run.error or {}
-            error_type = error.get("type") or run.outcome
-            span.set_attribute("error.type", error_type)
-            span.set_status(Status(StatusCode.ERROR, error.get("message") or run.outcome))
-            if error:
-                span.add_event(
-                    "exception",
-                    {
-                        "exception.type": error_type,
-                        "exception.message": error.get("message", ""),
-                        "exception.stacktrace": error.get("traceback", ""),
-                    },
-                )
-        span.end()
+        _end(self._span, self._run)
+
+
+def _attributes(run: JobRun, client_id: str) -> dict[str, Any]:
+    """An attempt span's attributes as it starts (`client_id`: its worker's id)."""
+    return {
+        "messaging.system": SYSTEM,
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": run.queue,
+        "messaging.message.id": str(run.job_id),
+        "messaging.client.id": client_id,
+        "asyncjobs.task": run.task,
+        "asyncjobs.attempt": run.attempt,
+    }
+
+
+def _end(span: trace.Span, run: JobRun) -> None:
+    """End an attempt's span with what it ended in."""
+    if run.outcome is not None:
+        span.set_attribute("asyncjobs.outcome", run.outcome)
+    if run.outcome in ERRORS:
+        error = run.error or {}
+        error_type = error.get("type") or run.outcome
+        span.set_attribute("error.type", error_type)
+        span.set_status(Status(StatusCode.ERROR, error.get("message") or run.outcome))
+        if error:
+            event = {"exception.type": error_type, "exception.message": error.get("message", "")}
+            # None for a lost attempt: nothing was raised where it ran.
+            if error.get("traceback") is not None:
+                event["exception.stacktrace"] = error["traceback"]
+            span.add_event("exception", event)
+    span.end()
 
 
 class _Nothing:

@@ -247,8 +247,8 @@ class Fetcher:
             # every job is already done.
             await claim.start_done(joined=joined)
 
-    async def _handshake(self, job: RunningJob, previous: uuid.UUID) -> None:
-        if not await self._takeovers.wait(job.id, job.entry, job.attempt, previous):
+    async def _handshake(self, job: RunningJob, previous: uuid.UUID, lost: JobRun | None) -> None:
+        if not await self._takeovers.wait(job.id, job.entry, job.attempt, previous, lost):
             # Cancelled, requeued or deleted meanwhile: stopped before its code runs, even
             # if the message saying so has not arrived yet.
             job.cancel(CancelReason.REQUEUED)
@@ -269,11 +269,19 @@ class Fetcher:
         ]
         if len(started) < len(rows):
             failed = await self._pool.fetch(self._sql.fail_lost_jobs, job_ids, entries)
-            lost += [
-                lost_run(row, attempt=row["attempt"], gave_up=True, reported_by=self._worker_id)
-                for row in failed
-                if row["id"] is not None and row["lost"]
-            ]
+            for row in failed:
+                if row["id"] is None:
+                    continue
+                run = lost_run(
+                    row, attempt=row["attempt"], gave_up=True, reported_by=self._worker_id
+                )
+                if row["lost"]:
+                    lost.append(run)
+                elif row["lost_worker"] is not None:
+                    # Its worker holds its key: alive (it reports its attempt itself) or
+                    # dying; its answer tells which (see takeover.py). No attempt follows,
+                    # so the ask names the one after the last.
+                    self._takeovers.report_if_gone(run, row["entry"], row["attempt"] + 1)
         if lost:
             self._on_lost(lost)
         for row in started:
@@ -298,7 +306,14 @@ class Fetcher:
                 # Its last worker is alive and may still run it: the job runs once that
                 # worker has stopped it (see takeover.py). Awaited in the job's own scope,
                 # once launched: a cancel, requeue, delete or shutdown meanwhile reaches it.
-                job.before_run = functools.partial(self._handshake, job, job.taken_from)
+                # If that worker ran the attempt this start ended, its answer also says
+                # who reports that attempt: it, or (gone, not alive) this worker.
+                unsure = None
+                if not row["lost"] and row["lost_worker"] == job.taken_from:
+                    unsure = lost_run(
+                        row, attempt=job.attempt - 1, gave_up=False, reported_by=self._worker_id
+                    )
+                job.before_run = functools.partial(self._handshake, job, job.taken_from, unsure)
             claim.job_started(job)
             self._launch(job)
         if claim.lost and claim.jobs:

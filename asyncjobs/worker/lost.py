@@ -3,6 +3,9 @@ attempts, so the worker that finds them lost reports them, once. Three statement
 them, each under the guard that makes it the only one to: a start that takes a job over
 from a dead worker (`start_and_finish`), the failure of a job whose last attempt was lost
 (`fail_lost_jobs`), and the rescue of a dead worker's handed-off jobs (`rescue_worker`).
+When the first two find the attempt's worker still holding its key, it may be alive (it
+lost its claim, and reports the attempt itself) or dying (its sessions end one by one):
+the takeover's ask tells which, and the report waits for it (see takeover.py).
 """
 
 from __future__ import annotations

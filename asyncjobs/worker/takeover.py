@@ -21,18 +21,30 @@ stopped the old attempt, or is gone:
 
 Nothing is polled and nothing waits a fixed time: a blocked event loop or a stubborn
 thread on the old worker delays the takeover for exactly as long as it runs.
+
+The same answer says who reports the old attempt (lost.py). A worker that dies ends its
+sessions one by one: a peer that claims its job between the end of its claim session and
+that of its lease session finds its key held, and can't tell it from a live worker that
+lost its claim. So the report waits for the answer: `released`, and the old worker lives
+and reported its attempt itself (before answering); gone, and this worker reports it. A
+job failed because that was its last attempt asks too, with no attempt of its own to
+wait (`report_if_gone`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Callable
 
 import anyio
+import anyio.abc
 
 from ..db.connections import DATABASE_ERRORS
 from ..db.pool import Pool
 from ..db.sql import Queries
+from ..hooks import JobRun
 from ..retry import RetryDelay
 
 logger = logging.getLogger("asyncjobs.worker")
@@ -47,20 +59,87 @@ class _Wait:
 
 
 class Takeovers:
-    """The jobs of this worker waiting for their last worker to let go."""
+    """The jobs of this worker waiting for their last worker to let go, and the attempts
+    that worker ran, to report as lost if it turns out gone."""
 
-    def __init__(self, pool: Pool, sql: Queries) -> None:
+    def __init__(self, pool: Pool, sql: Queries, on_lost: Callable[[list[JobRun]], None]) -> None:
         self._pool = pool
         self._sql = sql
-        self._waits: dict[tuple[int, int], _Wait] = {}
+        self._on_lost = on_lost
+        # By job and queue row; a set, since a report's wait may share its job's row with
+        # an attempt's (report_if_gone).
+        self._waits: dict[tuple[int, int], set[_Wait]] = {}
+        self._reports: anyio.abc.TaskGroup | None = None
 
-    async def wait(self, job_id: int, entry: int, attempt: int, previous: uuid.UUID) -> bool:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Until cancelled: hold the waits of `report_if_gone`."""
+        try:
+            async with anyio.create_task_group() as self._reports:
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            self._reports = None
+
+    async def wait(
+        self,
+        job_id: int,
+        entry: int,
+        attempt: int,
+        previous: uuid.UUID,
+        lost: JobRun | None = None,
+    ) -> bool:
         """Return once the worker `previous` runs no other attempt of the job than this one
         (queue row `entry`, attempt `attempt`), or is gone: True if this attempt is still
-        the job's current one (statement `let_go`), False if it was decided elsewhere."""
-        wait = self._waits[(job_id, entry)] = _Wait()
+        the job's current one (statement `let_go`), False if it was decided elsewhere.
+
+        `lost`: the attempt `previous` ran, which the start found neither gone nor surely
+        alive: reported if `previous` turns out gone. If this attempt is stopped first,
+        `report_if_gone` takes the question over."""
+        try:
+            released = await self._stopped(job_id, entry, attempt, previous)
+        except anyio.get_cancelled_exc_class():
+            if lost is not None:
+                self.report_if_gone(lost, entry, attempt)
+            raise
+        if lost is not None and not released:
+            self._report(lost)
+        return await self._let_go(job_id, entry, attempt)
+
+    def report_if_gone(self, lost: JobRun, entry: int, attempt: int) -> None:
+        """Report `lost` once its worker is found gone, and not if it says it stopped the
+        attempt (then it reported it itself); `entry`, `attempt`: the job's queue row and
+        an attempt number later than `lost`'s, for the ask. In the background."""
+        if self._reports is None:
+            logger.warning(
+                "job %s: this worker stops, so attempt %s is reported only if worker %s lives",
+                lost.job_id,
+                lost.attempt,
+                lost.worker_id,
+            )
+            return
+        self._reports.start_soon(self._report_if_gone, lost, entry, attempt)
+
+    async def _report_if_gone(self, lost: JobRun, entry: int, attempt: int) -> None:
+        if not await self._stopped(lost.job_id, entry, attempt, lost.worker_id):
+            self._report(lost)
+
+    def _report(self, lost: JobRun) -> None:
+        if lost.duration is not None:
+            # Found lost only now: its upper bound runs until now.
+            lost.duration = max(0.0, time.time() - lost.started_at)
+        self._on_lost([lost])
+
+    async def _stopped(self, job_id: int, entry: int, attempt: int, previous: uuid.UUID) -> bool:
+        """Return once `previous` runs no other attempt of the job than `attempt` of row
+        `entry`: True if it said so (`released`), False if it is gone."""
+        key = (job_id, entry)
+        wait = _Wait()
+        waits = self._waits.setdefault(key, set())
+        waits.add(wait)
         asked = f"ask {job_id} {entry} {attempt} {previous}"
-        retry = RetryDelay()  # shared by both loops below, never reset
+        retry = RetryDelay()
         try:
             while not wait.released:
                 wait.changed = anyio.Event()
@@ -76,7 +155,13 @@ class Takeovers:
                 logger.info("job %s: waiting for worker %s to stop its attempt", job_id, previous)
                 await wait.changed.wait()
         finally:
-            del self._waits[(job_id, entry)]
+            waits.discard(wait)
+            if not waits and self._waits.get(key) is waits:
+                del self._waits[key]
+        return wait.released
+
+    async def _let_go(self, job_id: int, entry: int, attempt: int) -> bool:
+        retry = RetryDelay()
         while True:
             try:
                 current = await self._pool.fetchval(self._sql.let_go, job_id, entry, attempt)
@@ -88,12 +173,12 @@ class Takeovers:
 
     def released(self, job_id: int, entry: int) -> None:
         """The old worker says it stopped the job's attempt of that row."""
-        wait = self._waits.get((job_id, entry))
-        if wait is not None:
+        for wait in self._waits.get((job_id, entry), ()):
             wait.released = True
             wait.changed.set()
 
     def recheck(self) -> None:
         """A worker is gone, or an answer may have been missed: ask again."""
-        for wait in self._waits.values():
-            wait.changed.set()
+        for waits in self._waits.values():
+            for wait in waits:
+                wait.changed.set()

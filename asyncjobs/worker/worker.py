@@ -320,7 +320,7 @@ class Worker:
         self._pool = pool
         hooks = self.app.hooks
         self._job_hooks = hooks if hooks.on_jobs else None
-        takeovers = self._takeovers = Takeovers(pool, self.sql)
+        takeovers = self._takeovers = Takeovers(pool, self.sql, self._report_lost)
         hand_offs = self._hand_offs = HandOffs(
             lease, after=self.settings.hand_off_after, running=self.running.values
         )
@@ -369,6 +369,8 @@ class Worker:
             # Listening before the first claim, so no enqueue in between goes unheard.
             await services.start(listener.run)
             self._services = services
+            # Before the first claim: a start may leave it a lost attempt to report.
+            await services.start(takeovers.run)
             services.start_soon(lease.run)
             services.start_soon(watcher.run)
             services.start_soon(hand_offs.run)
