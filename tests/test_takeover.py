@@ -3,6 +3,7 @@ worker has stopped it (worker/takeover.py): a handshake, not a fixed wait."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -37,14 +38,18 @@ async def _terminate_claim(admin: asyncpg.Connection, schema: str) -> None:
 
 
 async def _lose_the_claim(
-    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, marks: Path
+    client: asyncjobs.Client,
+    spawn_worker: Spawn,
+    admin: asyncpg.Connection,
+    marks: Path,
+    seconds: float = 3.0,
 ) -> tuple[subprocess.Popen[str], subprocess.Popen[str], int]:
-    """A worker runs a 3 s sync job that ignores its token, a second one idles, and the
+    """A worker runs a sync job of `seconds` that ignores its token, a second one idles, and the
     first one's claim session is terminated: the worker lives on and can't interrupt the
     thread, while its row is back in the queue at once. Returns (old, new, job id)."""
     old = spawn_worker(*CLAIMED)
     await workers_up(client, 1)
-    job_id = await client.enqueue("marked", str(marks), 3.0)
+    job_id = await client.enqueue("marked", str(marks), seconds)
     await until(client, job_id, lambda j: j.state == "processing")
     new = spawn_worker(*CLAIMED)
     await workers_up(client, 2)
@@ -99,5 +104,36 @@ async def test_a_message_during_the_handshake_stops_the_waiting_attempt(
     if action == "cancel":
         assert (await client.get(job_id)).state == "cancelled"
     for proc in (old, new):
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+
+async def test_a_second_taker_waits_for_the_first_worker_not_for_the_taker_between(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """Two claims lost in a row: the old worker (alive, its thread running on) lost the job
+    to a second, which lost it in turn, while waiting, to a third. The second worker's
+    'released' (of its own attempt, which never ran) is not the old worker's: the third
+    still waits for the old attempt to end."""
+    marks = tmp_path / "marks"
+    old, new, job_id = await _lose_the_claim(client, spawn_worker, admin, marks, seconds=6.0)
+    await until(client, job_id, lambda j: j.attempt == 2)  # taken over, waiting for `old`
+    third = spawn_worker(*CLAIMED)
+    await workers_up(client, 3)
+    # Frozen, the second worker notices its lost claim only once the third has taken the
+    # job over and waits too; then its own attempt stops and it says so.
+    new.send_signal(signal.SIGSTOP)
+    try:
+        await _terminate_claim(admin, client.app.schema)
+        await until(client, job_id, lambda j: j.attempt == 3)
+        await anyio.sleep(0.3)  # the third worker asks `old`, and waits
+    finally:
+        new.send_signal(signal.SIGCONT)
+    assert await client.wait(job_id, timeout=30) == "marked"
+    runs = read_marks(marks)
+    assert [(w, a) for w, a, _, _ in runs] == [("start", 1), ("end", 1), ("start", 3), ("end", 3)]
+    assert runs[0][2] == old.pid and runs[2][2] == third.pid
+    assert runs[1][3] <= runs[2][3], "attempt 3 started before attempt 1 ended"
+    for proc in (old, new, third):
         proc.terminate()
         assert proc.wait(10) == 0

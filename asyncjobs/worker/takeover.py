@@ -51,9 +51,10 @@ logger = logging.getLogger("asyncjobs.worker")
 
 
 class _Wait:
-    __slots__ = ("changed", "released")
+    __slots__ = ("changed", "previous", "released")
 
-    def __init__(self) -> None:
+    def __init__(self, previous: uuid.UUID) -> None:
+        self.previous = str(previous)
         self.released = False
         self.changed = anyio.Event()
 
@@ -135,7 +136,7 @@ class Takeovers:
         """Return once `previous` runs no other attempt of the job than `attempt` of row
         `entry`: True if it said so (`released`), False if it is gone."""
         key = (job_id, entry)
-        wait = _Wait()
+        wait = _Wait(previous)
         waits = self._waits.setdefault(key, set())
         waits.add(wait)
         asked = f"ask {job_id} {entry} {attempt} {previous}"
@@ -171,11 +172,17 @@ class Takeovers:
                 continue
             return current is not None
 
-    def released(self, job_id: int, entry: int) -> None:
-        """The old worker says it stopped the job's attempt of that row."""
+    def released(self, job_id: int, entry: int, sender: str | None) -> None:
+        """Worker `sender` says it runs no attempt of the job's row `entry` (any more).
+
+        Only a wait for that very worker ends: another worker may say the same of the same
+        row, one that took the job over from it and lost it in turn while waiting (its own
+        attempt never ran), and the worker waited for may still run its attempt. None: the
+        message of a worker of an older version, which did not say who it was."""
         for wait in self._waits.get((job_id, entry), ()):
-            wait.released = True
-            wait.changed.set()
+            if sender is None or sender == wait.previous:
+                wait.released = True
+                wait.changed.set()
 
     def recheck(self) -> None:
         """A worker is gone, or an answer may have been missed: ask again."""

@@ -562,7 +562,7 @@ class Worker:
             for entry in job.release_to:
                 # Its code has returned (a sync job's thread too): the worker that took it
                 # over may run it now (see takeover.py).
-                self._notify(f"released {job.id} {entry}")
+                self._notify(f"released {job.id} {entry} {self.id}")
             if self._idle is not None and not self.running:
                 self._idle.set()
             if self._fetcher is not None:
@@ -679,9 +679,10 @@ class Worker:
                 self._takeovers.recheck()  # the worker a takeover waits for may be gone
             return
         if kind == "released":
-            job_id, entry = rest.split(" ")
+            # "released JOB ROW WORKER"; without WORKER from a worker of an older version.
+            job_id, entry, *sender = rest.split(" ")
             if self._takeovers is not None:
-                self._takeovers.released(int(job_id), int(entry))
+                self._takeovers.released(int(job_id), int(entry), sender[0] if sender else None)
             return
         if kind == "ask":
             self._asked(rest)
@@ -748,7 +749,7 @@ class Worker:
             # 'requeued' may come after the ask: the first reason is the one kept.)
             job.cancel(CancelReason.REQUEUED if job.entry != new else CancelReason.CLAIM_LOST)
         if not older:
-            self._notify(f"released {job_id} {entry}")
+            self._notify(f"released {job_id} {entry} {self.id}")
 
     async def _resync(self, pool: Pool) -> None:
         """After a (re)connect of the listener: act on what its messages would have said."""
