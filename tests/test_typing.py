@@ -23,6 +23,9 @@ REVEALED = {
     "R5": "Any",
     "R6": "Any",
     "R7": "int",
+    "R8": "asyncjobs.job.JobId[int]",
+    "R9": "list[str] | None",
+    "R10": "Any | None",
 }
 # The marker comment on a line of typed_wrong.py -> a piece of the error mypy must give there.
 ERRORS = {
@@ -30,6 +33,8 @@ ERRORS = {
     '"Task[[int, int], Coroutine[Any, Any, int]]", "int", "str"',
     "E2": '"int" has no attribute "upper"',
     "E3": 'Unsupported operand types for + ("None" and "int")',
+    "E4": 'No overload variant of "enqueue" of "SyncClient" matches argument types '
+    '"Task[[int, int], Coroutine[Any, Any, int]]", "str", "int"',
 }
 
 
