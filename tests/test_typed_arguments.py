@@ -259,6 +259,22 @@ async def test_typed_arguments_and_results_through_a_real_worker(
     async def add_up(a: int, b: int) -> int:
         return a + b
 
+    @app.task
+    async def each(  # noqa: PLR0917  # one of each type, as `everything`
+        when: datetime.datetime,
+        day: datetime.date,
+        hour: datetime.time,
+        ident: uuid.UUID,
+        price: decimal.Decimal,
+        color: Color,
+        size: Size,
+        point: Point,
+        order: Order,
+        days: list[datetime.date],
+        by_name: dict[str, uuid.UUID],
+    ) -> None:
+        seen.append({k: v for k, v in locals().items() if k != "seen"})
+
     async with app.worker(concurrency=2):
         job_id = await client.enqueue(
             settle, ORDER, datetime.date(2026, 12, 1), Color.RED, Point(1, 2)
@@ -266,7 +282,16 @@ async def test_typed_arguments_and_results_through_a_real_worker(
         assert await client.wait(job_id, timeout=30) == "20.50"
         summed = await client.enqueue(add_up, 2, 3)
         assert await client.wait(summed, timeout=30) == 5
-    assert seen == [(ORDER, datetime.date(2026, 12, 1), Color.RED, Point(1, 2))]
+        # Every common type through PostgreSQL's jsonb and back, each arriving as itself.
+        containers = {"days": [datetime.date(2026, 5, 6)], "by_name": {"a": ID}}
+        await client.wait(await client.enqueue(each, **VALUES, **containers), timeout=30)
+    assert seen[0] == (ORDER, datetime.date(2026, 12, 1), Color.RED, Point(1, 2))
+    assert seen[1] == {**VALUES, **containers}
+    assert {k: type(v) for k, v in seen[1].items()} == {
+        k: type(v) for k, v in {**VALUES, **containers}.items()
+    }
+    assert type(seen[1]["days"][0]) is datetime.date
+    assert type(seen[1]["by_name"]["a"]) is uuid.UUID
     # A job id is an int at run time: stored, compared and passed back as one.
     assert isinstance(job_id, int) and isinstance(job_id, asyncjobs.JobId)
     assert job_id == int(job_id) and repr(job_id) == str(int(job_id))
