@@ -156,9 +156,16 @@ STARTER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("worker_dsn", ["embedded default", "the starter's DSN"])
+@pytest.mark.parametrize(
+    ("worker_dsn", "starter_ends"),
+    [
+        ("embedded default", "exits"),
+        ("the starter's DSN", "exits"),
+        ("embedded default", "is SIGKILLed"),
+    ],
+)
 async def test_a_worker_outlives_the_process_that_started_the_server(
-    embedded: Path, worker_dsn: str
+    embedded: Path, worker_dsn: str, starter_ends: str
 ) -> None:
     starter = subprocess.Popen(
         [sys.executable, "-c", STARTER],
@@ -191,9 +198,13 @@ async def test_a_worker_outlives_the_process_that_started_the_server(
                     await anyio.sleep(0.05)
         finally:
             await conn.close()
-        starter.stdin.write("\n")
-        starter.stdin.close()
-        assert starter.wait(30) == 0
+        if starter_ends == "exits":
+            starter.stdin.write("\n")
+            starter.stdin.close()
+            assert starter.wait(30) == 0
+        else:
+            starter.kill()
+            starter.wait(30)
         await anyio.sleep(2.5)  # past the keeper's linger: the server would be stopping
         assert EmbeddedServer(embedded).running()
         # The worker still works: a job enqueued now (from a third process's app) runs.
