@@ -333,23 +333,25 @@ class Task(Generic[P, R]):
     ) -> tuple[list[Any], dict[str, Any]]:
         """The positional and keyword arguments to call `fn` with, the token put in place.
 
-        Raises TypeError when stored arguments don't fit the function (a corrupt row, or a
-        signature changed since the job was enqueued).
+        Raises TypeError when stored arguments don't fit the function (a corrupt row, a
+        signature changed since the job was enqueued, or a value that can't become its
+        parameter's type: enqueued by name, from SQL or the command line, it was not
+        checked against the annotations).
         """
         if self._pass_through and self._plain is not None and self._plain.fits(args, kwargs):
             given = list(args)
             passed = dict(kwargs)
-            if not self.arguments.plain:
+            if self._checked:
                 self.arguments.load_positional(given)
                 self.arguments.load(passed)
             if self.token_parameter is not None:
                 passed[self.token_parameter] = token
             return given, passed
         bound = self.signature.bind(*args, **kwargs)
+        if self._checked:
+            self.arguments.load(bound.arguments)  # what was given, not the defaults
         bound.apply_defaults()
         values = dict(bound.arguments)
-        if not self.arguments.plain:
-            self.arguments.load(values)
         if self.token_parameter is not None:
             values[self.token_parameter] = token
         call_args: list[Any] = []
