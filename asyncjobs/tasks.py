@@ -22,6 +22,10 @@ from .serialization import encode_arguments, faithful
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# A Task only gives its R back, so it is covariant: pyright types an async function's
+# result as `types.CoroutineType[...]`, which the client's overload for async tasks
+# (`Task[P, Coroutine[Any, Any, T]]`) then still matches, as mypy's `Coroutine` does.
+R_co = TypeVar("R_co", covariant=True)
 
 # No whitespace, '@' or ',' : queue names travel in NOTIFY payloads ("emails@<epoch>").
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
@@ -167,7 +171,7 @@ class _PlainSignature:
         return all(name in kwargs for name in self.required[given:])
 
 
-class Task(Generic[P, R]):
+class Task(Generic[P, R_co]):
     """A function registered with `@app.task`; enqueue it with `client.enqueue(task, ...)`."""
 
     def __init__(
@@ -218,10 +222,10 @@ class Task(Generic[P, R]):
         """
         return not isinstance(exc, self.fail_on) and isinstance(exc, self.retry_on)
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
         """Run the function directly, in this process (a never-set token if it takes one)."""
         call_args, call_kwargs = self.bind(args, kwargs, CancelToken())
-        result: R = self.fn(*call_args, **call_kwargs)
+        result: R_co = self.fn(*call_args, **call_kwargs)
         return result
 
     def options(
@@ -238,7 +242,7 @@ class Task(Generic[P, R]):
         on_duplicate: OnDuplicate | None = None,
         after: int | Iterable[int] | None = None,
         on_parent_failure: OnParentFailure | None = None,
-    ) -> Task[P, R]:
+    ) -> Task[P, R_co]:
         """This task with other options for the jobs enqueued through it.
 
         `await client.enqueue(send_email.options(delay=60, priority=5), "a@example.com")`
