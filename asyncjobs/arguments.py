@@ -5,9 +5,11 @@ a `Decimal` as a string, an `Enum` as its value, a dataclass or a pydantic model
 object. Each parameter gets an `ArgumentType` from its annotation: `check` refuses, at
 enqueue, a value that can't become that type, and `load` turns the stored JSON back into
 it on the worker. A parameter annotated with a plain JSON type (int, float, str, bool,
-None, list, dict, Any) needs no `load`, so a task whose parameters are all plain keeps the
-worker's fast path. Annotations this module doesn't know (a class of yours, a Protocol, a
-TypeVar) are neither checked nor converted: the value arrives as JSON made it.
+None, list, dict, Any) needs no `load`: the worker only runs its `check` (a value enqueued
+by name, from SQL or the command line, was checked by nobody), so a task whose parameters
+are all plain keeps the worker's fast path. Annotations this module doesn't know (a class
+of yours, a Protocol, a TypeVar) are neither checked nor converted: the value arrives as
+JSON made it.
 """
 
 from __future__ import annotations
@@ -386,10 +388,10 @@ class Arguments:
     @staticmethod
     def _item(name: str, kind: ArgumentType, value: Any, check: bool) -> Any:
         try:
-            if check:
+            if check or kind.load is None:
                 kind.check(value)
                 return value
-            return kind.load(value) if kind.load is not None else value
+            return kind.load(value)
         except _Unconvertible as exc:
             raise TypeError(f"argument {name!r} {exc}") from None
 
@@ -410,13 +412,16 @@ class Arguments:
             self._one(name, value, check=True)
 
     def load_positional(self, args: list[Any]) -> None:
-        """Convert positional arguments (of a plain signature) in place."""
+        """Convert positional arguments (of a plain signature) in place; TypeError naming
+        the first that can't become its parameter's type."""
         for i, (name, kind) in enumerate(self.by_position[: len(args)]):
-            if kind is not None and kind.load is not None:
+            if kind is not None:
                 args[i] = self._item(name, kind, args[i], check=False)
 
     def load(self, values: dict[str, Any]) -> None:
-        """Convert bound arguments (JSON values, or the objects themselves) in place."""
-        for name in self.loads:
+        """Convert bound arguments (JSON values, or the objects themselves) in place, and
+        check those of plain types (an isinstance each: they need no converting); TypeError
+        naming the first that can't become its parameter's type."""
+        for name in self.kinds:
             if name in values:
                 values[name] = self._one(name, values[name], check=False)

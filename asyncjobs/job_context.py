@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import validation
 from .cancel import AttemptNotCurrent, CancelToken
-from .errors import AsyncJobsError, ConfigurationError, NoCurrentJob
+from .errors import AsyncJobsError, ConfigurationError, NoCurrentJob, NotInTransaction
 from .serialization import encode_checkpoint, loads, without_nul
 
 if TYPE_CHECKING:
-    import asyncpg
-    from asyncpg.pool import PoolConnectionProxy
+    from .client.transactions import Connection
 
 # What a job reported since the last write: its latest progress (fraction, message), if
 # any, its new log lines, and its latest checkpoint (JSON; b"null" clears it) with the
@@ -185,22 +184,27 @@ class JobContext:
         attempt is the job's current one."""
         return Fence(self.job_id, self.entry, self.attempt)
 
-    async def check_fence(self, conn: asyncpg.Connection[Any] | PoolConnectionProxy[Any]) -> None:
+    async def check_fence(self, conn: Connection) -> None:
         """Raise AttemptNotCurrent unless this attempt is still the job's current one.
 
         Run it on your connection inside your transaction, before you commit what the job
         writes there: the job's row stays locked (FOR SHARE) until that transaction ends,
         so no cancel, requeue, delete or next attempt can commit in between. Keep that
         transaction short: the worker's own writes about the job wait for it too.
+
+        `conn`: what `enqueue_tx` takes (asyncpg, SQLAlchemy's AsyncConnection or
+        AsyncSession, psycopg 3, Django's connection inside `transaction.atomic()`).
+        ConfigurationError outside a transaction.
         """
+        from .client.transactions import FENCE, fetch_value
+
         if self._fence_sql is None:
             raise NoCurrentJob("check_fence needs a job run by a worker")
-        if not conn.is_in_transaction():
-            raise ConfigurationError(
-                "check_fence(conn) guards only a transaction: call it inside "
-                "`async with conn.transaction():`, before the writes it guards"
-            )
-        if not await conn.fetchval(self._fence_sql, *self.fence):
+        try:
+            current = await fetch_value(conn, self._fence_sql, self.fence, FENCE)
+        except NotInTransaction as exc:
+            raise ConfigurationError(str(exc)) from None
+        if not current:
             raise AttemptNotCurrent(
                 self.job_id,
                 self.attempt,

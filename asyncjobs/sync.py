@@ -10,14 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio.from_thread
 
 from .client.enqueue import calls_list
 from .client.transactions import enqueue_in_transaction_sync
+from .job import JobId
 from .tasks import P, Task, TaskCall
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from .client.client import Client
     from .client.transactions import SyncConnection
     from .job import Job
+
+T = TypeVar("T")
 
 
 class SyncClient:
@@ -85,27 +88,44 @@ class SyncClient:
                 self._portal, self._client, self._pid = portal, client, os.getpid()
             return self._portal, self._client
 
+    # As Client's: the id carries the task's return type (an async task's is the coroutine
+    # it makes, so that overload comes first), for `get()` here and `wait()` on a Client.
     @overload
-    def enqueue(self, task: Task[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> int: ...
+    def enqueue(
+        self, task: Task[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> JobId[T]: ...
     @overload
-    def enqueue(self, task: str, /, *args: Any, **kwargs: Any) -> int: ...
+    def enqueue(self, task: Task[P, T], /, *args: P.args, **kwargs: P.kwargs) -> JobId[T]: ...
+    @overload
+    def enqueue(self, task: str, /, *args: Any, **kwargs: Any) -> JobId[Any]: ...
 
-    def enqueue(self, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any) -> int:
+    def enqueue(self, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any) -> JobId[Any]:
         """Enqueue one job and return its id, as `Client.enqueue` does (same errors)."""
         portal, client = self._open()
-        job_id: int = portal.call(lambda: client.enqueue(task, *args, **kwargs))
+        job_id: JobId[Any] = portal.call(lambda: client.enqueue(task, *args, **kwargs))
         return job_id
 
     @overload
     def enqueue_tx(
-        self, conn: SyncConnection, task: Task[P, Any], /, *args: P.args, **kwargs: P.kwargs
-    ) -> int: ...
+        self,
+        conn: SyncConnection,
+        task: Task[P, Coroutine[Any, Any, T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> JobId[T]: ...
     @overload
-    def enqueue_tx(self, conn: SyncConnection, task: str, /, *args: Any, **kwargs: Any) -> int: ...
+    def enqueue_tx(
+        self, conn: SyncConnection, task: Task[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> JobId[T]: ...
+    @overload
+    def enqueue_tx(
+        self, conn: SyncConnection, task: str, /, *args: Any, **kwargs: Any
+    ) -> JobId[Any]: ...
 
     def enqueue_tx(
         self, conn: SyncConnection, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any
-    ) -> int:
+    ) -> JobId[Any]:
         """Enqueue on your own connection, inside your transaction, in this thread: the job
         exists (and workers hear of it) only if it commits.
 
@@ -114,13 +134,18 @@ class SyncClient:
         portal, client = self._open()
         call = portal.call(lambda: client.call_of(task, *args, **kwargs))
         (job_id,) = enqueue_in_transaction_sync(conn, client.sql, [call])
-        return job_id
+        return JobId(job_id)
 
     def enqueue_many_tx(self, conn: SyncConnection, calls: Iterable[TaskCall]) -> list[int]:
         """Many jobs in one statement on your own connection, inside your transaction."""
         batch = calls_list(calls)
         _, client = self._open()
         return enqueue_in_transaction_sync(conn, client.sql, batch)
+
+    @overload
+    def get(self, job_id: JobId[T]) -> Job[T]: ...
+    @overload
+    def get(self, job_id: int) -> Job[Any]: ...
 
     def get(self, job_id: int) -> Job[Any]:
         """The job's current state, attempts, result and errors; JobNotFound if none."""

@@ -22,6 +22,10 @@ from .serialization import encode_arguments, faithful
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# A Task only gives its R back, so it is covariant: pyright types an async function's
+# result as `types.CoroutineType[...]`, which the client's overload for async tasks
+# (`Task[P, Coroutine[Any, Any, T]]`) then still matches, as mypy's `Coroutine` does.
+R_co = TypeVar("R_co", covariant=True)
 
 # No whitespace, '@' or ',' : queue names travel in NOTIFY payloads ("emails@<epoch>").
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
@@ -167,7 +171,7 @@ class _PlainSignature:
         return all(name in kwargs for name in self.required[given:])
 
 
-class Task(Generic[P, R]):
+class Task(Generic[P, R_co]):
     """A function registered with `@app.task`; enqueue it with `client.enqueue(task, ...)`."""
 
     def __init__(
@@ -218,10 +222,10 @@ class Task(Generic[P, R]):
         """
         return not isinstance(exc, self.fail_on) and isinstance(exc, self.retry_on)
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
         """Run the function directly, in this process (a never-set token if it takes one)."""
         call_args, call_kwargs = self.bind(args, kwargs, CancelToken())
-        result: R = self.fn(*call_args, **call_kwargs)
+        result: R_co = self.fn(*call_args, **call_kwargs)
         return result
 
     def options(
@@ -238,7 +242,7 @@ class Task(Generic[P, R]):
         on_duplicate: OnDuplicate | None = None,
         after: int | Iterable[int] | None = None,
         on_parent_failure: OnParentFailure | None = None,
-    ) -> Task[P, R]:
+    ) -> Task[P, R_co]:
         """This task with other options for the jobs enqueued through it.
 
         `await client.enqueue(send_email.options(delay=60, priority=5), "a@example.com")`
@@ -333,23 +337,25 @@ class Task(Generic[P, R]):
     ) -> tuple[list[Any], dict[str, Any]]:
         """The positional and keyword arguments to call `fn` with, the token put in place.
 
-        Raises TypeError when stored arguments don't fit the function (a corrupt row, or a
-        signature changed since the job was enqueued).
+        Raises TypeError when stored arguments don't fit the function (a corrupt row, a
+        signature changed since the job was enqueued, or a value that can't become its
+        parameter's type: enqueued by name, from SQL or the command line, it was not
+        checked against the annotations).
         """
         if self._pass_through and self._plain is not None and self._plain.fits(args, kwargs):
             given = list(args)
             passed = dict(kwargs)
-            if not self.arguments.plain:
+            if self._checked:
                 self.arguments.load_positional(given)
                 self.arguments.load(passed)
             if self.token_parameter is not None:
                 passed[self.token_parameter] = token
             return given, passed
         bound = self.signature.bind(*args, **kwargs)
+        if self._checked:
+            self.arguments.load(bound.arguments)  # what was given, not the defaults
         bound.apply_defaults()
         values = dict(bound.arguments)
-        if not self.arguments.plain:
-            self.arguments.load(values)
         if self.token_parameter is not None:
             values[self.token_parameter] = token
         call_args: list[Any] = []

@@ -12,6 +12,7 @@ first used) and call it from views. Django's PostgreSQL backend must run on psyc
 
 from __future__ import annotations
 
+import anyio.from_thread
 import django
 from django.conf import settings
 from psycopg.conninfo import conninfo_to_dict
@@ -59,8 +60,9 @@ def main(dsn: str) -> None:
 
 
 if __name__ == "__main__":
-    import os
-
-    if not os.environ.get("ASYNCJOBS_DSN"):
-        raise SystemExit("set ASYNCJOBS_DSN to a PostgreSQL URL (Django needs a server)")
-    main(os.environ["ASYNCJOBS_DSN"])
+    # The app's database (the embedded server's socket, or $ASYNCJOBS_DSN) for Django too.
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(app.database()) as dsn,
+    ):
+        main(dsn)

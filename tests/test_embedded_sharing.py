@@ -24,7 +24,7 @@ import pytest
 
 import asyncjobs
 from asyncjobs.db.embedded import DATA_DIR_ENV, EmbeddedPostgresError, EmbeddedServer
-from asyncjobs.db.shared_server import database_dsn, keeper_alive
+from asyncjobs.db.shared_server import database_dsn, keeper_alive, keeper_path
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(300)
@@ -156,9 +156,16 @@ STARTER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("worker_dsn", ["embedded default", "the starter's DSN"])
+@pytest.mark.parametrize(
+    ("worker_dsn", "starter_ends"),
+    [
+        ("embedded default", "exits"),
+        ("the starter's DSN", "exits"),
+        ("embedded default", "is SIGKILLed"),
+    ],
+)
 async def test_a_worker_outlives_the_process_that_started_the_server(
-    embedded: Path, worker_dsn: str
+    embedded: Path, worker_dsn: str, starter_ends: str
 ) -> None:
     starter = subprocess.Popen(
         [sys.executable, "-c", STARTER],
@@ -191,9 +198,13 @@ async def test_a_worker_outlives_the_process_that_started_the_server(
                     await anyio.sleep(0.05)
         finally:
             await conn.close()
-        starter.stdin.write("\n")
-        starter.stdin.close()
-        assert starter.wait(30) == 0
+        if starter_ends == "exits":
+            starter.stdin.write("\n")
+            starter.stdin.close()
+            assert starter.wait(30) == 0
+        else:
+            starter.kill()
+            starter.wait(30)
         await anyio.sleep(2.5)  # past the keeper's linger: the server would be stopping
         assert EmbeddedServer(embedded).running()
         # The worker still works: a job enqueued now (from a third process's app) runs.
@@ -217,6 +228,74 @@ async def test_a_worker_outlives_the_process_that_started_the_server(
     _wait(lambda: _stopped(embedded), 30, "stopped after the worker left")
     log = (embedded / "log" / "postgres.log").read_text()
     assert "asyncjobs keeper: no process uses the server any more; stopping it" in log
+
+
+async def test_a_server_killed_under_its_users_is_started_again(embedded: Path) -> None:
+    """The postmaster SIGKILLed (the OOM killer, say) while a worker and a client use it:
+    its keeper starts it again, the worker reconnects and runs jobs, and the log says so."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "asyncjobs", "worker", "tests.worker_app:app"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        app = asyncjobs.App(name="tests.worker_app")
+        # The worker may not have recorded its task names yet.
+        async with app.client(allow_unknown_tasks=True) as client:
+            assert await client.wait(await client.enqueue("quick", 1), timeout=60) == 1
+            killed = _postmaster(embedded)
+            assert killed is not None
+            os.kill(killed, signal.SIGKILL)
+            _wait(
+                lambda: EmbeddedServer(embedded).running() and _postmaster(embedded) != killed,
+                45,
+                "started again",
+            )
+            # The client's pool and the worker's sessions reconnect to the new server.
+            with anyio.fail_after(60):
+                while True:
+                    try:
+                        job_id = await client.enqueue("quick", 2)
+                        break
+                    except asyncjobs.ConnectionFailed:
+                        await anyio.sleep(0.1)
+            assert await client.wait(job_id, timeout=60) == 2
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0, output
+    _wait(lambda: _stopped(embedded), 30, "stopped after the worker left")
+    log = (embedded / "log" / "postgres.log").read_text()
+    assert "the server exited (code -9) while processes used it; starting it" in log
+    assert "asyncjobs keeper: the server runs again" in log
+
+
+async def test_a_keeper_asked_to_stop_says_why_in_the_log(embedded: Path) -> None:
+    async with asyncjobs.App(name="project-stop").client() as client:
+        keeper = int(keeper_path(embedded).read_text())
+        os.kill(keeper, signal.SIGTERM)
+        _wait(lambda: not EmbeddedServer(embedded).running(), 30, "stopped")
+        # The pool's connection is lost (ConnectionLost); a new one can't be made, and the
+        # error says where to read why.
+        with anyio.fail_after(30):
+            while True:
+                try:
+                    await client.list_jobs()
+                except asyncjobs.ConnectionLost:
+                    continue
+                except asyncjobs.ConnectionFailed as exc:
+                    message = str(exc)
+                    break
+        assert "the embedded PostgreSQL is not running there" in message
+        assert str(embedded / "log" / "postgres.log") in message
+    _wait(lambda: _stopped(embedded), 30, "stopped")
+    log = (embedded / "log" / "postgres.log").read_text()
+    assert "asyncjobs keeper: asked to stop (SIGTERM); stopping the server" in log
 
 
 def test_two_demos_at_once_each_work_or_say_one_runs(embedded: Path) -> None:

@@ -15,7 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import asyncjobs
 from tests.helpers import Spawn, workers_up
-from tests.integrations import configure_django, psycopg_async, psycopg_sync, sqlalchemy_engine
+from tests.integrations import (
+    WAYS,
+    configure_django,
+    psycopg_async,
+    psycopg_sync,
+    sqlalchemy_engine,
+)
 from tests.worker_app import quick
 
 
@@ -26,95 +32,6 @@ class _Rollback(Exception):
 async def _count(admin: asyncpg.Connection, schema: str) -> int:
     n: int = await admin.fetchval(f'SELECT count(*) FROM "{schema}".jobs')
     return n
-
-
-# -- each library: runs `body(conn)` in a transaction on a new connection, and commits
-# (or rolls back, when `body` raises) -------------------------------------------------------
-
-
-async def _asyncpg(dsn: str, body: Callable[[Any], Awaitable[None]]) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        async with conn.transaction():
-            await body(conn)
-    finally:
-        await conn.close()
-
-
-async def _sqlalchemy_connection(dsn: str, body: Callable[[Any], Awaitable[None]]) -> None:
-    engine = sqlalchemy_engine(dsn)
-    try:
-        async with engine.begin() as conn:
-            await body(conn)
-    finally:
-        await engine.dispose()
-
-
-async def _sqlalchemy_session(dsn: str, body: Callable[[Any], Awaitable[None]]) -> None:
-    engine = sqlalchemy_engine(dsn)
-    try:
-        async with AsyncSession(engine) as session, session.begin():
-            await body(session)
-    finally:
-        await engine.dispose()
-
-
-async def _sqlalchemy_psycopg(dsn: str, body: Callable[[Any], Awaitable[None]]) -> None:
-    engine = sqlalchemy_engine(dsn, "psycopg")
-    try:
-        async with engine.begin() as conn:
-            await body(conn)
-    finally:
-        await engine.dispose()
-
-
-async def _psycopg_async(dsn: str, body: Callable[[Any], Awaitable[None]]) -> None:
-    conn = await psycopg_async(dsn)
-    try:
-        async with conn.transaction():
-            await body(conn)
-    finally:
-        await conn.close()
-
-
-async def _psycopg_sync(dsn: str, body: Callable[[Any], Awaitable[None]]) -> None:
-    # A sync connection in async code: enqueue_tx runs its round trip in a thread.
-    conn = psycopg_sync(dsn)
-    try:
-        with conn.transaction():
-            await body(conn)
-    finally:
-        conn.close()
-
-
-async def _django(dsn: str, body: Callable[[Any], Awaitable[None]]) -> None:
-    # Django's ORM is sync (and refuses to run where an event loop runs): its atomic block
-    # runs in a thread, and the enqueue goes back to the loop.
-    configure_django(dsn)
-
-    def in_thread() -> None:
-        from django.db import connection, transaction
-
-        try:
-            with transaction.atomic():
-                # From async code, the connection itself: django.db.connection would be
-                # looked up again on the event loop's thread.
-                anyio.from_thread.run(body, transaction.get_connection())
-        finally:
-            connection.close()
-
-    await anyio.to_thread.run_sync(in_thread)
-
-
-WAYS = {
-    "asyncpg": _asyncpg,
-    "sqlalchemy-connection": _sqlalchemy_connection,
-    "sqlalchemy-session": _sqlalchemy_session,
-    "sqlalchemy-psycopg": _sqlalchemy_psycopg,
-    "psycopg-async": _psycopg_async,
-    "psycopg-sync": _psycopg_sync,
-    "django": _django,
-}
 
 
 @pytest.fixture(params=sorted(WAYS))

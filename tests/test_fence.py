@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 import asyncjobs
+from tests.integrations import WAYS, psycopg_async, sqlalchemy_engine
 
 
 async def _until(
@@ -205,3 +206,93 @@ async def test_check_fence_in_the_jobs_own_transaction_holds_off_a_requeue(
     # committed, and the run after the requeue (a new attempt: entry and count start over).
     assert len(rows) == 2 and rows[1]["entry"] != first["queue_entry"]
     assert tuple(rows[0]) == (first["queue_entry"], first["attempt"], 42)
+
+
+@pytest.mark.parametrize("way", sorted(WAYS))
+async def test_check_fence_takes_the_connections_enqueue_tx_takes(
+    way: str,
+    app: asyncjobs.App,
+    client: asyncjobs.Client,
+    admin: asyncpg.Connection,
+    pg_dsn: str,
+) -> None:
+    """SQLAlchemy, psycopg and Django as asyncpg: the check runs in the caller's transaction
+    (its lock on the job's row lasts until that ends), and says when the attempt is no longer
+    current."""
+    in_transaction = WAYS[way]
+    checked = anyio.Event()
+    seen: list[object] = []
+
+    async def locks_on_jobs() -> int:
+        n: int = await admin.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE mode = 'RowShareLock' AND relation = "
+            "to_regclass($1) AND pid <> pg_backend_pid()",
+            f'"{app.schema}".jobs',
+        )
+        return n
+
+    @app.task
+    async def pay() -> None:
+        job = asyncjobs.current_job()
+
+        async def fenced(conn: Any) -> None:
+            await job.check_fence(conn)
+            # Still held after the statement: the transaction holds it until it ends.
+            seen.append(await locks_on_jobs())
+
+        await in_transaction(pg_dsn, fenced)
+        checked.set()
+        with anyio.CancelScope(shield=True):
+            with anyio.fail_after(10):
+                while not job.token.cancelled:
+                    await anyio.sleep(0.01)
+            try:
+                await in_transaction(pg_dsn, fenced)
+            except asyncjobs.AttemptNotCurrent as exc:
+                seen.append(exc.reason)  # type: ignore[attr-defined]
+
+    job_id = await client.enqueue(pay)
+    async with app.worker():
+        with anyio.fail_after(20):
+            await checked.wait()
+        await client.cancel(job_id)
+        await _until(client, job_id, lambda j: j.state is asyncjobs.JobState.CANCELLED)
+        with anyio.fail_after(20):
+            while len(seen) < 2:
+                await anyio.sleep(0.01)
+    assert seen == [1, asyncjobs.CancelReason.CANCELLED]
+
+
+async def test_check_fence_outside_a_transaction_is_refused_on_every_library(
+    app: asyncjobs.App, client: asyncjobs.Client, pg_dsn: str
+) -> None:
+    refused: list[str] = []
+
+    @app.task
+    async def pay() -> None:
+        job = asyncjobs.current_job()
+        conn = await psycopg_async(pg_dsn, autocommit=True)
+        try:
+            with pytest.raises(asyncjobs.ConfigurationError, match="autocommit") as raised:
+                await job.check_fence(conn)
+            refused.append(str(raised.value))
+        finally:
+            await conn.close()
+        engine = sqlalchemy_engine(pg_dsn)
+        try:
+            async with engine.connect() as saconn:
+                auto = await saconn.execution_options(isolation_level="AUTOCOMMIT")
+                with pytest.raises(asyncjobs.ConfigurationError, match="AUTOCOMMIT") as raised:
+                    await job.check_fence(auto)
+                refused.append(str(raised.value))
+        finally:
+            await engine.dispose()
+        with pytest.raises(asyncjobs.UnsupportedConnection, match="cannot check the fence on"):
+            await job.check_fence(object())  # type: ignore[arg-type]
+
+    job_id = await client.enqueue(pay)
+    async with app.worker():
+        await _until(client, job_id, lambda j: j.state.finished)
+    assert (await client.get(job_id)).state is asyncjobs.JobState.SUCCEEDED
+    assert len(refused) == 2
+    assert all("guard nothing: check the fence" in message for message in refused)

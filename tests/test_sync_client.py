@@ -57,6 +57,7 @@ def test_enqueue_tx_on_psycopg_commits_and_rolls_back_with_the_caller(
             _ = 1 / 0
     with pytest.raises(asyncjobs.JobNotFound):
         jobs.get(dropped)
+    assert isinstance(kept, asyncjobs.JobId)  # typed with the task's result, as enqueue's
     spawn_worker()
     assert [_wait(jobs, i).result for i in [kept, *many]] == [1, 2, 3]
 

@@ -7,6 +7,7 @@ import asyncpg
 import pytest
 
 import asyncjobs
+from asyncjobs.client.task_names import unknown_task
 from tests.helpers import Spawn, run_cli, workers_up
 
 
@@ -178,6 +179,32 @@ async def test_the_cli_checks_the_name_unless_allowed(
     anyway = await run_cli(env, "enqueue", "quik", "[1]", "--allow-unknown-task")
     assert anyway.returncode == 0, anyway.stderr
     assert (await client.get(int(anyway.stdout))).task == "quik"
+
+
+@pytest.mark.parametrize(
+    ("name", "suggested"),
+    [
+        ("myproject.tasks.send_emial", ["myproject.tasks.send_email"]),
+        ("myproject.tasks.sendmail", ["myproject.tasks.send_email"]),
+        ("myproject.task.send_email", ["myproject.tasks.send_email"]),  # the module
+        ("send_email", ["myproject.tasks.send_email"]),  # the module left out
+        ("myproject.tasks.Sync_User", ["myproject.tasks.sync_user"]),
+        # A shared module path alone makes no name close.
+        ("myproject.tasks.nothing_like_it", []),
+        ("myproject.tasks.ad", []),
+    ],
+)
+def test_close_matches_are_judged_by_the_function_name(name: str, suggested: list[str]) -> None:
+    known = [
+        f"myproject.tasks.{f}"
+        for f in ("send_email", "charge_card", "sync_user", "resize_image", "purge_thumbnails")
+    ]
+    message = str(unknown_task(name, known, "asyncjobs"))
+    if suggested:
+        assert f"did you mean {' or '.join(map(repr, suggested))}? Task names" in message
+    else:
+        assert "did you mean" not in message
+        assert f"named {name!r} (known: 'myproject.tasks.charge_card', " in message
 
 
 async def _jobs(pg_dsn: str, schema: str) -> list[asyncpg.Record]:

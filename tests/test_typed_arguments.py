@@ -236,6 +236,30 @@ def test_a_stored_value_that_no_longer_fits_fails_on_the_worker_with_its_name() 
         everything.bind(["soon", *stored[1:]], {}, asyncjobs.CancelToken())
 
 
+def test_a_plain_parameter_is_checked_on_the_worker_too() -> None:
+    """Stored arguments nobody checked (enqueued by name, from SQL or the command line): a
+    plain type is checked as the worker binds them, a typed one converted, and a value that
+    fits neither is named; a default is not checked."""
+    with pytest.raises(TypeError, match=r"argument 'b' must be int, got str \('two'\)"):
+        add.bind([1, "two"], {}, asyncjobs.CancelToken())
+    with pytest.raises(TypeError, match="argument 'b' must be int"):
+        add.bind([1], {"b": "two"}, asyncjobs.CancelToken())
+    with pytest.raises(TypeError, match="argument 'd' must be float"):
+        loose.bind([1, 2, 3, "four"], {}, asyncjobs.CancelToken())
+
+    @APP.task(name="mixed")
+    async def mixed(n: int, day: datetime.date, *, note: str = 0) -> None:  # type: ignore[assignment]
+        ...
+
+    with pytest.raises(TypeError, match="argument 'n' must be int"):
+        mixed.bind(["1", "2026-01-02"], {}, asyncjobs.CancelToken())
+    # (A keyword-only parameter: inspect's bind, the defaults applied after the check.)
+    assert mixed.bind([1, "2026-01-02"], {}, asyncjobs.CancelToken()) == (
+        [],
+        {"n": 1, "day": datetime.date(2026, 1, 2), "note": 0},
+    )
+
+
 def test_a_direct_call_passes_objects_through() -> None:
     @APP.task(name="direct")
     def direct(when: datetime.datetime, point: Point) -> tuple[datetime.datetime, Point]:
@@ -259,6 +283,22 @@ async def test_typed_arguments_and_results_through_a_real_worker(
     async def add_up(a: int, b: int) -> int:
         return a + b
 
+    @app.task
+    async def each(  # noqa: PLR0917  # one of each type, as `everything`
+        when: datetime.datetime,
+        day: datetime.date,
+        hour: datetime.time,
+        ident: uuid.UUID,
+        price: decimal.Decimal,
+        color: Color,
+        size: Size,
+        point: Point,
+        order: Order,
+        days: list[datetime.date],
+        by_name: dict[str, uuid.UUID],
+    ) -> None:
+        seen.append({k: v for k, v in locals().items() if k != "seen"})
+
     async with app.worker(concurrency=2):
         job_id = await client.enqueue(
             settle, ORDER, datetime.date(2026, 12, 1), Color.RED, Point(1, 2)
@@ -266,7 +306,16 @@ async def test_typed_arguments_and_results_through_a_real_worker(
         assert await client.wait(job_id, timeout=30) == "20.50"
         summed = await client.enqueue(add_up, 2, 3)
         assert await client.wait(summed, timeout=30) == 5
-    assert seen == [(ORDER, datetime.date(2026, 12, 1), Color.RED, Point(1, 2))]
+        # Every common type through PostgreSQL's jsonb and back, each arriving as itself.
+        containers = {"days": [datetime.date(2026, 5, 6)], "by_name": {"a": ID}}
+        await client.wait(await client.enqueue(each, **VALUES, **containers), timeout=30)
+    assert seen[0] == (ORDER, datetime.date(2026, 12, 1), Color.RED, Point(1, 2))
+    assert seen[1] == {**VALUES, **containers}
+    assert {k: type(v) for k, v in seen[1].items()} == {
+        k: type(v) for k, v in {**VALUES, **containers}.items()
+    }
+    assert type(seen[1]["days"][0]) is datetime.date
+    assert type(seen[1]["by_name"]["a"]) is uuid.UUID
     # A job id is an int at run time: stored, compared and passed back as one.
     assert isinstance(job_id, int) and isinstance(job_id, asyncjobs.JobId)
     assert job_id == int(job_id) and repr(job_id) == str(int(job_id))
@@ -298,3 +347,27 @@ async def test_a_result_comes_back_as_the_type_the_task_returns(
     async with other.client() as plain:
         assert await plain.wait(priced, timeout=5) == "0.20"
         assert (await plain.get(planned)).result == {"x": 1, "y": 2, "at": "2026-12-24"}
+
+
+async def test_a_wrong_type_enqueued_from_sql_fails_at_once_naming_it(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: Any, schema: str
+) -> None:
+    """The SQL enqueue (as `asyncjobs enqueue` without --app, or a client without the task)
+    can't check a value against the function: the worker does, and fails the job at once,
+    with no retry, instead of running it into a TypeError three times."""
+
+    @app.task(name="adder", max_attempts=3)
+    async def adder(a: int, b: int) -> int:
+        return a + b
+
+    async with app.worker():
+        job_id = await admin.fetchval(
+            f"""SELECT "{schema}".enqueue('adder', args => '[1, "two"]')"""
+        )
+        with pytest.raises(asyncjobs.JobFailed) as failed:
+            await client.wait(job_id, timeout=30)
+        right = await admin.fetchval(f"""SELECT "{schema}".enqueue('adder', args => '[1, 2]')""")
+        assert await client.wait(right, timeout=30) == 3
+    assert "argument 'b' must be int, got str ('two')" in str(failed.value)
+    job = await client.get(job_id)
+    assert (job.state, job.attempt) == (asyncjobs.JobState.FAILED, 1)

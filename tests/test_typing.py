@@ -1,8 +1,10 @@
-"""The typed API, checked by mypy itself: tests/typing/typed_ok.py must pass with the types
-it reveals, and tests/typing/typed_wrong.py must fail with the errors expected of it."""
+"""The typed API, checked by mypy itself, and by pyright: tests/typing/typed_ok.py must pass
+with the types it reveals, and tests/typing/typed_wrong.py must fail with the errors
+expected of it."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -23,6 +25,9 @@ REVEALED = {
     "R5": "Any",
     "R6": "Any",
     "R7": "int",
+    "R8": "asyncjobs.job.JobId[int]",
+    "R9": "list[str] | None",
+    "R10": "Any | None",
 }
 # The marker comment on a line of typed_wrong.py -> a piece of the error mypy must give there.
 ERRORS = {
@@ -30,6 +35,8 @@ ERRORS = {
     '"Task[[int, int], Coroutine[Any, Any, int]]", "int", "str"',
     "E2": '"int" has no attribute "upper"',
     "E3": 'Unsupported operand types for + ("None" and "int")',
+    "E4": 'No overload variant of "enqueue" of "SyncClient" matches argument types '
+    '"Task[[int, int], Coroutine[Any, Any, int]]", "str", "int"',
 }
 
 
@@ -104,3 +111,53 @@ def test_wrong_calls_fail_the_type_check_with_the_expected_errors(
         assert any(ERRORS[marker] in m for m in messages), (marker, output)
     # Nothing else is wrong there: each error is one the file means to make.
     assert {n for n, m in output if m.startswith("error:")} == set(markers)
+
+
+# pyright says the same of each marked line, in its own words; `stored: int = job_id` is
+# narrowed to the JobId it was given (R6), where mypy keeps the declared int.
+PYRIGHT_REVEALED = {
+    **{marker: revealed.replace("asyncjobs.job.", "") for marker, revealed in REVEALED.items()},
+    "R6": "int",
+}
+
+
+def test_pyright_agrees(tmp_path: Path) -> None:
+    """pyright types an async function's result as `types.CoroutineType`: a Task must still
+    match the client's overload for async tasks, and give `wait()` the function's result."""
+    pytest.importorskip("pyright")
+    config = tmp_path / "pyrightconfig.json"
+    config.write_text(json.dumps({"pythonVersion": "3.11", "typeCheckingMode": "standard"}))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyright",
+            "--outputjson",
+            "--pythonpath",
+            sys.executable,
+            "--project",
+            str(config),
+            str(OK),
+            str(WRONG),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=HERE.parent,
+    )
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    found: dict[Path, list[tuple[int, str, str]]] = {OK: [], WRONG: []}
+    for item in json.loads(done.stdout)["generalDiagnostics"]:
+        line = item["range"]["start"]["line"] + 1
+        found[Path(item["file"])].append((line, item["severity"], item["message"]))
+    assert [d for d in found[OK] if d[1] == "error"] == []
+    revealed = {
+        line: re.sub(r'^Type of ".*" is "(.*)"$', r"\1", message, flags=re.S)
+        for line, severity, message in found[OK]
+        if severity == "information"
+    }
+    for number, marker in _markers(OK).items():
+        assert revealed.get(number) == PYRIGHT_REVEALED[marker], (marker, revealed.get(number))
+    errors = {line for line, severity, _ in found[WRONG] if severity == "error"}
+    assert errors == set(_markers(WRONG)), found[WRONG]

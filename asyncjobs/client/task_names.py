@@ -82,23 +82,43 @@ def _recorded(row: asyncpg.Record) -> JobOptions:
         return JobOptions()
 
 
+def close_matches(name: str, known: Iterable[str], n: int = 3) -> list[str]:
+    """Up to `n` known names that `name` may be a misspelling of, the closest first.
+
+    Compared by their function names (what follows the last dot), case aside: names of one
+    module share a long prefix, which alone would make difflib find any of them close
+    ('myproject.tasks.charge_card' for 'myproject.tasks.nothing_like_it'). The whole names
+    break ties, so a typo in the module is found too (the same function name)."""
+    function = _function(name)
+    scored = []
+    for candidate in set(known):
+        alike = difflib.SequenceMatcher(None, function, _function(candidate)).ratio()
+        if alike >= _CLOSE:
+            whole = difflib.SequenceMatcher(None, name.lower(), candidate.lower()).ratio()
+            scored.append((-alike, -whole, candidate))
+    return [candidate for _, _, candidate in sorted(scored)[:n]]
+
+
+_CLOSE = 0.6  # difflib's own default cutoff
+
+
+def _function(name: str) -> str:
+    return name.rpartition(".")[2].lower()
+
+
 def unknown_task(name: str, known: Iterable[str], schema: str) -> UnknownTaskError:
     """The error for an enqueue of a name no worker has had, with the closest known names."""
     candidates = sorted(set(known))
-    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
-    if not close:
-        # 'send_email' for 'app.tasks.send_email': the module left out or changed.
-        tail = name.rpartition(".")[2]
-        close = [c for c in candidates if c.rpartition(".")[2] == tail][:3]
+    close = close_matches(name, candidates)
     if close:
         hint = "; did you mean " + " or ".join(repr(c) for c in close) + "?"
     elif candidates:
         hint = f" (known: {', '.join(repr(c) for c in candidates[:10])}"
-        hint += ", ...)" if len(candidates) > 10 else ")"
+        hint += ", ...)." if len(candidates) > 10 else ")."
     else:
-        hint = " (no worker has run on it yet)"
+        hint = " (no worker has run on it yet)."
     return UnknownTaskError(
-        f"no worker on schema {schema!r} has ever had a task named {name!r}{hint}. Task "
+        f"no worker on schema {schema!r} has ever had a task named {name!r}{hint} Task "
         "names are 'module.function' (the function's __module__ and __qualname__) unless "
         "the task was given name=. To enqueue it anyway (its workers are not deployed "
         "yet), use app.client(allow_unknown_tasks=True), or `asyncjobs enqueue "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import anyio
 import asyncpg
@@ -56,6 +56,20 @@ SYNC_ACCEPTED = (
 )
 
 
+class Use(NamedTuple):
+    """What a statement on the caller's connection is for, as its refusals say it: `doing`
+    it, and `what` would go wrong outside a transaction."""
+
+    doing: str
+    what: str
+
+
+ENQUEUE = Use("enqueue", "the job would be committed at once")
+"""`enqueue_tx`: the job must commit (or roll back) with the caller's work."""
+FENCE = Use("check the fence", "its lock would end with the statement and guard nothing")
+"""`current_job().check_fence(conn)`: the job's row stays locked until the caller's commit."""
+
+
 def _from(conn: object, package: str) -> bool:
     module = type(conn).__module__
     return module == package or module.startswith(package + ".")
@@ -72,25 +86,28 @@ def is_sync(conn: object) -> bool:
     return False
 
 
-async def fetch_value(conn: Connection, sql: str, parameters: Sequence[Any]) -> Any:
+async def fetch_value(
+    conn: Connection, sql: str, parameters: Sequence[Any], use: Use = ENQUEUE
+) -> Any:
     """Run `sql` on the caller's connection, in its transaction; the first column of the
     first row. UnsupportedConnection for an object that isn't one, NotInTransaction for a
-    connection that would commit the statement on its own."""
+    connection that would commit the statement on its own (the message says why that is
+    wrong for `use`)."""
     if isinstance(conn, (asyncpg.Connection, PoolConnectionProxy)):
         if not conn.is_in_transaction():
+            hint = " (or use client.enqueue() to enqueue on its own)" if use == ENQUEUE else ""
             raise NotInTransaction(
-                "this asyncpg connection is not in a transaction, so the job would be "
-                "committed at once: enqueue inside `async with conn.transaction():` (or use "
-                "client.enqueue() to enqueue on its own)"
+                f"this asyncpg connection is not in a transaction, so {use.what}: "
+                f"{use.doing} inside `async with conn.transaction():`{hint}"
             )
         return await conn.fetchval(sql, *parameters)
     if _from(conn, "sqlalchemy"):
-        return await _fetch_sqlalchemy(conn, sql, parameters)
+        return await _fetch_sqlalchemy(conn, sql, parameters, use)
     if _from(conn, "psycopg"):
         import psycopg
 
         if isinstance(conn, psycopg.AsyncConnection):
-            _check_psycopg_transaction(conn)
+            _check_psycopg_transaction(conn, use)
             async with _raw_cursors().AsyncRawCursor(conn) as cursor:
                 await cursor.execute(sql, parameters)
                 row = await cursor.fetchone()
@@ -104,30 +121,32 @@ async def fetch_value(conn: Connection, sql: str, parameters: Sequence[Any]) -> 
         )
     if is_sync(conn):
         # A sync connection in async code: its round trip runs in a thread, not on the loop.
-        return await anyio.to_thread.run_sync(fetch_value_sync, conn, sql, parameters)
-    raise UnsupportedConnection(f"cannot enqueue on {_shown(conn)}: pass {ACCEPTED}")
+        return await anyio.to_thread.run_sync(fetch_value_sync, conn, sql, parameters, use)
+    raise UnsupportedConnection(f"cannot {use.doing} on {_shown(conn)}: pass {ACCEPTED}")
 
 
-def fetch_value_sync(conn: SyncConnection, sql: str, parameters: Sequence[Any]) -> Any:
+def fetch_value_sync(
+    conn: SyncConnection, sql: str, parameters: Sequence[Any], use: Use = ENQUEUE
+) -> Any:
     """`fetch_value` for the sync connections: psycopg's Connection and Django's."""
-    raw = _sync_connection(conn)
+    raw = _sync_connection(conn, use)
     with _raw_cursors().RawCursor(raw) as cursor:
         cursor.execute(sql, parameters)
         row = cursor.fetchone()
     return None if row is None else row[0]
 
 
-def _sync_connection(conn: SyncConnection) -> psycopg.Connection[Any]:
+def _sync_connection(conn: SyncConnection, use: Use = ENQUEUE) -> psycopg.Connection[Any]:
     """The psycopg connection of `conn` (psycopg's or Django's), in a transaction; else
     UnsupportedConnection or NotInTransaction."""
     import psycopg
 
     raw: object = conn
     if _from(conn, "django"):
-        raw = _django_connection(conn)
+        raw = _django_connection(conn, use)
     if not isinstance(raw, psycopg.Connection):
-        raise UnsupportedConnection(f"cannot enqueue on {_shown(conn)}: pass {SYNC_ACCEPTED}")
-    _check_psycopg_transaction(raw)
+        raise UnsupportedConnection(f"cannot {use.doing} on {_shown(conn)}: pass {SYNC_ACCEPTED}")
+    _check_psycopg_transaction(raw, use)
     return raw
 
 
@@ -144,29 +163,29 @@ def _raw_cursors() -> ModuleType:
 
 
 def _check_psycopg_transaction(
-    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], use: Use
 ) -> None:
     from psycopg.pq import TransactionStatus
 
     # Without autocommit psycopg begins a transaction itself, to be committed by the caller.
     if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
         raise NotInTransaction(
-            "this psycopg connection is in autocommit mode and not in a transaction, so the "
-            "job would be committed at once: enqueue inside `with conn.transaction():`"
+            "this psycopg connection is in autocommit mode and not in a transaction, so "
+            f"{use.what}: {use.doing} inside `with conn.transaction():`"
         )
 
 
-def _django_connection(conn: BaseDatabaseWrapper) -> object:
+def _django_connection(conn: BaseDatabaseWrapper, use: Use) -> object:
     """The psycopg connection under Django's, once it is known to be in a transaction."""
     if getattr(conn, "vendor", None) != "postgresql":
         raise UnsupportedConnection(
-            f"cannot enqueue on Django's {getattr(conn, 'vendor', '?')!r} database "
+            f"cannot {use.doing} on Django's {getattr(conn, 'vendor', '?')!r} database "
             f"{getattr(conn, 'alias', '?')!r}: asyncjobs needs PostgreSQL"
         )
     if not conn.in_atomic_block:
         raise NotInTransaction(
             f"Django's database {conn.alias!r} is not in a transaction (it autocommits), so "
-            "the job would be committed at once: enqueue inside `with transaction.atomic():`"
+            f"{use.what}: {use.doing} inside `with transaction.atomic():`"
         )
     raw = conn.connection
     if raw is None:
@@ -181,7 +200,7 @@ def _django_connection(conn: BaseDatabaseWrapper) -> object:
     return raw
 
 
-async def _fetch_sqlalchemy(conn: object, sql: str, parameters: Sequence[Any]) -> Any:
+async def _fetch_sqlalchemy(conn: object, sql: str, parameters: Sequence[Any], use: Use) -> Any:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
     if isinstance(conn, AsyncSession):
@@ -189,14 +208,14 @@ async def _fetch_sqlalchemy(conn: object, sql: str, parameters: Sequence[Any]) -
         conn = await conn.connection()
     if not isinstance(conn, AsyncConnection):
         raise UnsupportedConnection(
-            f"cannot enqueue on {_shown(conn)}: pass {ACCEPTED} (for a sync SQLAlchemy "
+            f"cannot {use.doing} on {_shown(conn)}: pass {ACCEPTED} (for a sync SQLAlchemy "
             "session use asyncjobs.sync with its psycopg connection)"
         )
     options = conn.sync_connection.get_execution_options() if conn.sync_connection else {}
     if options.get("isolation_level") == "AUTOCOMMIT":
         raise NotInTransaction(
-            "this SQLAlchemy connection runs with isolation_level='AUTOCOMMIT', so the job "
-            "would be committed at once: enqueue on a connection in a transaction"
+            "this SQLAlchemy connection runs with isolation_level='AUTOCOMMIT', so "
+            f"{use.what}: {use.doing} in a transaction, on a connection without AUTOCOMMIT"
         )
     driver = conn.dialect.driver
     if driver == "asyncpg":
@@ -210,9 +229,9 @@ async def _fetch_sqlalchemy(conn: object, sql: str, parameters: Sequence[Any]) -
             # transaction it knows of.
             await conn.begin()
         raw = await conn.get_raw_connection()
-        return await fetch_value(raw.driver_connection, sql, parameters)
+        return await fetch_value(raw.driver_connection, sql, parameters, use)
     raise UnsupportedConnection(
-        f"cannot enqueue on an SQLAlchemy connection with driver {driver!r}: use "
+        f"cannot {use.doing} on an SQLAlchemy connection with driver {driver!r}: use "
         "postgresql+asyncpg:// or postgresql+psycopg://"
     )
 

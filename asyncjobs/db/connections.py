@@ -140,11 +140,13 @@ def _failure(dsn: str, exc: BaseException) -> Exception:
         permanent = False
         from .shared_server import embedded_data_dir
 
-        if embedded_data_dir(dsn) is not None:
+        data_dir = embedded_data_dir(dsn)
+        if data_dir is not None:
             hint = (
-                "the embedded PostgreSQL is not running there (it was stopped or killed "
-                "while this process used it); the next asyncjobs process to start starts it "
-                "again, or set ASYNCJOBS_DSN to a server of your own"
+                "the embedded PostgreSQL is not running there: if it stopped while processes "
+                "used it, its keeper is starting it again, else the next asyncjobs process to "
+                f"start does (why it stopped: {data_dir / 'log' / 'postgres.log'}); or set "
+                "ASYNCJOBS_DSN to a server of your own"
             )
         else:
             hint = (

@@ -678,6 +678,12 @@ class EmbeddedServer:
                     proc.kill()
                     proc.wait()
 
+    def wait(self) -> int | None:
+        """Block until the server this object started exits; its exit code. None at once if
+        it runs none (not started, stopped, or attached to another process's)."""
+        proc = self._proc
+        return None if proc is None else proc.wait()
+
     async def astart(self) -> None:
         """`start()` without blocking the event loop."""
         try:

@@ -34,3 +34,13 @@ async def main() -> None:
         stored: int = job_id  # a job id is an int
         reveal_type(await client.wait(stored))  # R6
         reveal_type(await client.wait(asyncjobs.JobId[int](stored)))  # R7
+
+
+def sync_producer() -> None:
+    with app.sync_client() as jobs:
+        job_id = jobs.enqueue(add, 1, 2)
+        reveal_type(job_id)  # R8
+        reveal_type(jobs.get(job_id).result)  # R4
+        crunched = jobs.enqueue(crunch, 3)
+        reveal_type(jobs.get(crunched).result)  # R9
+        reveal_type(jobs.get(jobs.enqueue("app.add", 1, 2)).result)  # R10

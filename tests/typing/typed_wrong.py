@@ -20,3 +20,9 @@ async def main() -> None:
         print((await client.wait(job_id)).upper())  # E2
         job = await client.get(job_id)
         print(job.result + 1)  # E3
+
+
+def sync_producer() -> None:
+    with app.sync_client() as jobs:
+        jobs.enqueue(add, "one", 2)  # E4
+        print(jobs.get(jobs.enqueue(add, 1, 2)).result + 1)  # E3
