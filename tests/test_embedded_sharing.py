@@ -135,8 +135,11 @@ async def test_starting_the_server_does_not_stall_the_event_loop(embedded: Path)
         async with asyncjobs.App(name="project-loop").client():
             took = time.monotonic() - started
         tg.cancel_scope.cancel()
-    assert took > 0.3, f"the server started in {took:.2f} s: nothing to show"
-    assert max(gaps) < took / 2, f"the loop stalled {max(gaps):.2f} s of {took:.2f} s"
+    # A start on the loop would show as one gap as long as the start; 0.1 s allows for a
+    # loaded machine's scheduling when the start is quick (seen: 0.27 s).
+    assert took > 0.15, f"the server started in {took:.2f} s: nothing to show"
+    limit = max(took / 2, 0.1)
+    assert max(gaps) < limit, f"the loop stalled {max(gaps):.2f} s of {took:.2f} s"
 
 
 STARTER = textwrap.dedent(

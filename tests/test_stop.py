@@ -236,7 +236,7 @@ async def test_an_outcome_refused_for_any_reason_fails_alone(
     await refuse_results(admin, schema, """NEW.result = '"refuse me"'""", "54000")
     worker = spawn_worker("--concurrency", "4")
     await workers_up(client, 1)
-    bad = await client.enqueue("quick", "refuse me")
+    bad = await client.enqueue("echo", "refuse me")
     good = [await client.enqueue("quick", i) for i in range(5)]
     assert [await client.wait(i, timeout=20) for i in good] == list(range(5))
     with pytest.raises(asyncjobs.JobFailed, match="outcome could not be stored"):
@@ -260,7 +260,7 @@ async def test_an_attempt_whose_every_outcome_is_refused_runs_again(
     )
     worker = spawn_worker()
     await workers_up(client, 1)
-    bad = await client.enqueue("quick", "refuse always")
+    bad = await client.enqueue("echo", "refuse always")
     await until(client, bad, lambda j: j.state == "processing")
     await anyio.sleep(0.5)
     worker.send_signal(signal.SIGTERM)
@@ -283,7 +283,7 @@ async def test_a_forced_stop_gives_up_on_outcomes_that_cannot_be_written(
     await refuse_results(admin, schema, """NEW.result = '"disk full"'""", "53100")
     worker = spawn_worker()
     await workers_up(client, 1)
-    job_id = await client.enqueue("quick", "disk full")
+    job_id = await client.enqueue("echo", "disk full")
     await refused(admin, schema, 2)  # its outcome is being retried
     worker.send_signal(signal.SIGTERM)
     await anyio.sleep(0.5)

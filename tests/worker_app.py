@@ -26,6 +26,11 @@ async def quick(x: int) -> int:
     return x
 
 
+@app.task(name="echo")
+async def echo(text: str) -> str:
+    return text
+
+
 @app.task(name="kill_worker", max_attempts=3)
 async def kill_worker() -> None:
     # A poison job: it takes its whole worker down, every time.
