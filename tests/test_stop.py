@@ -275,6 +275,34 @@ async def test_an_attempt_whose_every_outcome_is_refused_runs_again(
     assert {e["type"] for e in job.errors} == {"WorkerLost"}, job
 
 
+async def test_a_start_refused_for_one_job_fails_that_job_alone(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, schema: str
+) -> None:
+    """PostgreSQL refuses one claimed job's start (a trigger here; a value written by plain
+    SQL can do the same). Before, its whole claim rolled back, and every claim after took
+    it again with the jobs queued behind it: none of them ever started."""
+    await refuse_results(
+        admin, schema, """OLD.args = '[-7]' AND NEW.state = 'processing'""", "23514"
+    )
+    worker = spawn_worker("--concurrency", "4")
+    await workers_up(client, 1)
+    # Paused, so that one claim takes the refused job and the others together.
+    await client.pause_queue("default")
+    bad = await client.enqueue("quick", -7)
+    good = [await client.enqueue("quick", i) for i in range(5)]
+    await client.resume_queue("default")
+    assert [await client.wait(i, timeout=20) for i in good] == list(range(5))
+    with pytest.raises(asyncjobs.JobFailed, match="PostgreSQL refused to start this job"):
+        await client.wait(bad, timeout=20)
+    job = await client.get(bad)
+    assert (job.attempt, [e["type"] for e in job.errors]) == (0, ["StartRefused"]), job
+    assert await client.wait(await client.enqueue("quick", 7), timeout=20) == 7
+    worker.send_signal(signal.SIGTERM)
+    code, output = await exited(worker, 15)
+    assert code == 0, output
+    assert "Traceback" not in output
+
+
 async def test_a_forced_stop_gives_up_on_outcomes_that_cannot_be_written(
     client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, schema: str
 ) -> None:

@@ -353,6 +353,34 @@ WITH failed AS (
 )
 SELECT f.* FROM notified LEFT JOIN failed AS f ON true;
 
+-- name: fail_unstartable_jobs
+-- Claimed jobs ($1, under queue rows $2) whose start PostgreSQL refused even alone ($3: what
+-- it said, per job): a trigger of yours, or a value written by plain SQL that the start
+-- can't handle. Each fails without running, guarded by its claimed row as the start is,
+-- rather than coming back to be claimed and refused forever, holding up the jobs claimed
+-- with it. The attempt it could not start is not counted. Returns how many failed.
+WITH failed AS (
+    UPDATE {schema}.jobs AS j
+       SET state = 'failed', active_key = NULL, queue_entry = NULL, lease = NULL,
+           finished_at = now(),
+           error = e.error, errors = j.errors || e.error
+      FROM (SELECT c.job_id, c.entry,
+                   jsonb_build_object('type', 'StartRefused', 'message', c.message,
+                                      'traceback', NULL, 'attempt', o.attempt + 1,
+                                      'at', now()) AS error
+              FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS c(job_id, entry, message)
+              JOIN {schema}.jobs AS o ON o.id = c.job_id) AS e
+     WHERE j.id = e.job_id AND j.queue_entry = e.entry
+       AND (j.state IN ('queued', 'scheduled')
+            OR (j.state = 'processing'
+                AND (j.lease IS NULL
+                     OR pg_try_advisory_xact_lock(hashtext('{schema}.workers'), j.lease))))
+    RETURNING j.id
+)
+SELECT count(*) FROM (
+    SELECT pg_notify('{channel_prefix}.done', string_agg(id::text, ','))
+      FROM failed HAVING count(*) > 0) AS n;
+
 -- name: report_progress
 -- Parameters: $1 job_ids, $2 entries, $3 attempts, $4 progress, $5 messages, $6 lines,
 -- $7 log_lines, $8 checkpoints.
