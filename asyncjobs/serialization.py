@@ -24,6 +24,12 @@ NUL_HINT = (
 )
 
 
+class UnreadableJson(str):
+    """A stored JSON value orjson can't read, as its text: a number beyond a float's range
+    or nesting deeper than 1024, which only plain SQL (or the SQL function `enqueue`) can
+    write. Read this way, such a row fails its own job instead of every read around it."""
+
+
 def storable(encoded: bytes) -> bool:
     """Whether PostgreSQL can store this JSON (no string in it holds a NUL character)."""
     return b"u0000" not in encoded or _NUL.search(encoded) is None

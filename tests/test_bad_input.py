@@ -144,6 +144,8 @@ CLIENT_CASES: list[Case] = [
             ("run_at", LATE, ("too far",)),
             ("run_at", datetime.datetime(9500, 1, 1, tzinfo=UTC), ("too far",)),
             ("run_at", "2030-01-01", ("datetime",)),
+            # asyncpg would store it as -infinity, which PostgreSQL can't subtract from now().
+            ("run_at", datetime.datetime.min.replace(tzinfo=UTC), ("too far in the past",)),
             ("unique_key", "", ("unique_key", "empty")),
             ("unique_key", NUL, ("unique_key", "NUL")),
             ("unique_key", SURROGATE, ("unique_key", "surrogate")),
@@ -349,6 +351,54 @@ async def test_odd_rows_never_break_listings_or_get(
         for extra in ([], ["--json"]):
             done = await _invoke(["jobs", "show", str(one), *dsn_options, *extra])
             assert done.exit_code == 0, (one, done.output, done.exception)
+
+
+async def test_rows_the_sql_function_and_plain_sql_made_odd_break_no_worker_or_listing(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, caplog: Any
+) -> None:
+    """The SQL function `enqueue` takes any jsonb, and plain SQL any time. Before: a number
+    beyond a float's range crashed the worker that claimed it (its claim's other jobs left
+    'processing'); a run_at of -infinity failed every start of its claim, for good; either
+    infinity broke client.queues() and the queue depth metrics for the whole schema."""
+
+    @app.task(name="echo")
+    async def echo(x: Any) -> Any:
+        return x
+
+    schema = app.schema
+
+    async def sql_enqueue(args: str) -> int:
+        job_id: int = await admin.fetchval(
+            f"SELECT \"{schema}\".enqueue('echo', $1::jsonb, allow_unknown_task => true)", args
+        )
+        return job_id
+
+    unreadable = await sql_enqueue("[1e400]")
+    early, late = await sql_enqueue("[1]"), await sql_enqueue("[2]")
+    for job_id, when in ((early, "-infinity"), (late, "infinity")):
+        await admin.execute(
+            f"""UPDATE "{schema}".jobs SET run_at = '{when}',
+                       state = CASE WHEN '{when}' = 'infinity' THEN 'scheduled' ELSE state END
+                 WHERE id = $1;
+                UPDATE "{schema}".queue SET run_at = '{when}' WHERE job_id = $1""".replace(
+                "$1", str(job_id)
+            )
+        )
+    (default,) = await client.queues()
+    assert (default.queued, default.scheduled) == (2, 1)
+    assert default.oldest_wait is not None and default.oldest_wait > 3e10  # since year 1
+    depth = await client.pool.fetch(client.sql.queue_stats)
+    assert sorted((r["state"], r["jobs"]) for r in depth) == [("queued", 2), ("scheduled", 1)]
+    async with app.worker():
+        assert await client.wait(early, timeout=15) == 1
+        with pytest.raises(asyncjobs.JobFailed, match="stored JSON can't be read") as failed:
+            await client.wait(unreadable, timeout=15)
+        assert "1000000000" in str(failed.value)
+        assert await client.wait(await client.enqueue(echo, 3), timeout=15) == 3
+    assert (await client.get(late)).state == "scheduled"
+    assert (await client.get(unreadable)).attempt == 1  # failed at once, no retry
+    # The idle fetcher's sleep until the next due row: infinity counts as year 9999.
+    assert not [r for r in caplog.records if r.name == "asyncjobs.fetcher"], caplog.text
 
 
 # -- the command line ---------------------------------------------------------------------

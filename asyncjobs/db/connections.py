@@ -13,6 +13,7 @@ import asyncpg
 import orjson
 
 from ..errors import ConfigurationError, ConnectionFailed
+from ..serialization import UnreadableJson
 
 DSN_ENV = "ASYNCJOBS_DSN"
 
@@ -63,7 +64,11 @@ def _encode_jsonb(value: Any) -> bytes:
 
 
 def _decode_jsonb(data: bytes) -> Any:
-    return orjson.loads(data[1:])
+    try:
+        return orjson.loads(data[1:])
+    except orjson.JSONDecodeError:
+        # Raised here, it would fail the whole statement (a worker's start of a batch).
+        return UnreadableJson(bytes(data[1:]).decode())
 
 
 async def setup_connection(conn: asyncpg.Connection) -> None:

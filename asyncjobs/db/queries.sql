@@ -307,7 +307,10 @@ WITH outcome AS (
                      OR pg_try_advisory_xact_lock(hashtext('{schema}.workers'), j.lease))))
     RETURNING j.id, j.queue_entry, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
               j.timeout, j.queue, j.backoff, j.checkpoint, c.taken_from, j.trace_context,
-              extract(epoch FROM now() - j.run_at)::float8 AS waited, c.lost,
+              -- (-infinity, written by plain SQL, would make the subtraction fail, and
+              -- with it every start of the batch.)
+              CASE WHEN isfinite(j.run_at) THEN extract(epoch FROM now() - j.run_at)::float8
+                   ELSE 0 END AS waited, c.lost,
               CASE WHEN c.lost THEN c.was_worker END AS lost_worker,
               CASE WHEN c.lost THEN extract(epoch FROM now() - c.was_started)::float8
                    END AS lost_after
@@ -431,8 +434,9 @@ SELECT {schema}.attempt_is_current($1, $2, $3);
 
 -- name: next_due
 -- Seconds until the next queue row of these queues is due, for an idle fetcher's sleep.
--- One scalar filter per queue, so each uses the queue index.
-SELECT extract(epoch FROM min(due.run_at) - now())
+-- One scalar filter per queue, so each uses the queue index. (A run_at of infinity, which
+-- only plain SQL writes, can't be subtracted from: it counts as year 9999.)
+SELECT extract(epoch FROM least(min(due.run_at), '9999-12-31 23:59:59+00') - now())
   FROM unnest($1::text[]) AS q(name),
        LATERAL (SELECT min(run_at) AS run_at FROM {schema}.queue
                  WHERE queue = q.name AND run_at > now()) AS due;
@@ -567,8 +571,12 @@ SELECT n.queue AS name, coalesce(a.queued, 0) AS queued,
        coalesce(a.scheduled, 0) AS scheduled, coalesce(a.awaiting, 0) AS awaiting,
        coalesce(a.processing, 0) AS processing, p.queue IS NOT NULL AS paused,
        p.paused_at,
+       -- (A run_at of -infinity, which only plain SQL writes, counts as year 1: now() can't
+       -- be subtracted from it, and one such row must not break the listing.)
        CASE WHEN a.oldest_due IS NOT NULL
-            THEN greatest(extract(epoch FROM now() - a.oldest_due)::float8, 0) END AS oldest_wait,
+            THEN greatest(extract(epoch FROM now() - greatest(a.oldest_due,
+                                                              '0001-01-01 00:00:00+00'))::float8,
+                          0) END AS oldest_wait,
        coalesce(s.workers, 0) AS workers
   FROM names AS n
   LEFT JOIN active AS a ON a.queue = n.queue
@@ -878,7 +886,9 @@ SELECT queue,
             WHEN run_at <= now() THEN 'queued'
             ELSE 'scheduled' END AS state,
        count(*) AS jobs,
-       extract(epoch FROM now() - min(run_at))::float8 AS oldest
+       -- (Infinite times, which only plain SQL writes, can't be subtracted: clamped.)
+       extract(epoch FROM now() - least(greatest(min(run_at), '0001-01-01 00:00:00+00'),
+                                        '9999-12-31 23:59:59+00'))::float8 AS oldest
   FROM {schema}.unfinished_jobs
  GROUP BY 1, 2
  ORDER BY 1, 2;

@@ -13,7 +13,7 @@ from ..cancel import Cancel, CancelReason, Interrupted
 from ..errors import ConfigurationError, SerializationError, UnknownTaskError
 from ..job_context import enter, leave
 from ..retry import Backoff, Retry
-from ..serialization import encode_result
+from ..serialization import UnreadableJson, encode_result
 from .attempt import Outcome, RunningJob, error_record, hook_outcome
 
 if TYPE_CHECKING:
@@ -58,6 +58,13 @@ class JobRunner:
                 None,
             )
         try:
+            for stored in (job.args, job.kwargs):
+                if isinstance(stored, UnreadableJson):
+                    shown = stored if len(stored) <= 100 else stored[:100] + "..."
+                    raise TypeError(
+                        f"their stored JSON can't be read ({shown}): a number beyond a "
+                        "float's range, or nesting deeper than 1024"
+                    )
             if not isinstance(job.args, list) or not isinstance(job.kwargs, dict):
                 raise TypeError("stored arguments are not a JSON list and object")
             call_args, call_kwargs = task.bind(job.args, job.kwargs, job.token)
