@@ -303,6 +303,29 @@ async def test_a_start_refused_for_one_job_fails_that_job_alone(
     assert "Traceback" not in output
 
 
+async def test_an_outcome_held_up_by_a_lock_timeout_is_written_once_the_row_is_free(
+    client: asyncjobs.Client,
+    spawn_worker: Spawn,
+    admin: asyncpg.Connection,
+    schema: str,
+    pg_dsn: str,
+) -> None:
+    """A lock_timeout (set for the role or the database; here in the worker's DSN) that runs
+    out while another session holds the job's row blames the lock, not the outcome. Taken
+    for a refusal, the attempt's success was thrown away and the job ran a second time."""
+    separator = "&" if "?" in pg_dsn else "?"
+    spawn_worker(env={"ASYNCJOBS_DSN": f"{pg_dsn}{separator}lock_timeout=100"})
+    await workers_up(client, 1)
+    job_id = await client.enqueue("sleep", 0.5)
+    await until(client, job_id, lambda j: j.state == "processing")
+    async with admin.transaction():
+        await admin.execute(f'SELECT FROM "{schema}".jobs WHERE id = $1 FOR UPDATE', job_id)
+        await anyio.sleep(2.5)  # the attempt ends meanwhile; its outcome waits for the row
+    assert await client.wait(job_id, timeout=20) == "slept"
+    job = await client.get(job_id)
+    assert (job.attempt, job.errors) == (1, []), job
+
+
 async def test_a_forced_stop_gives_up_on_outcomes_that_cannot_be_written(
     client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, schema: str
 ) -> None:

@@ -102,6 +102,9 @@ def server_settings(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 # resources (disk full, out of memory, too many connections), operator intervention
 # (shutdown, restart, query cancelled), system errors. The same write may succeed later.
 _SERVER_TROUBLE = frozenset({"08", "40", "53", "57", "58"})
+# And lock_not_available: a lock_timeout (set for the role or the database, say) ran out
+# while someone else held the row; it comes free.
+_PASSING = frozenset({"55P03"})
 
 
 def connection_problem(exc: BaseException) -> bool:
@@ -109,7 +112,8 @@ def connection_problem(exc: BaseException) -> bool:
     rather than what was written: anything else (a value too long, a constraint, a
     trigger of yours) would fail the same way forever, so that data must be set apart."""
     if isinstance(exc, asyncpg.PostgresError):
-        return (exc.sqlstate or "")[:2] in _SERVER_TROUBLE
+        sqlstate = exc.sqlstate or ""
+        return sqlstate[:2] in _SERVER_TROUBLE or sqlstate in _PASSING
     return isinstance(exc, DATABASE_ERRORS)
 
 
