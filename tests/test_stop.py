@@ -170,6 +170,9 @@ async def test_a_forced_stop_never_hands_back_a_sync_job_whose_thread_still_runs
     assert first.returncode == 0, output
     assert took < 4, output  # the thread had about 7 s to go
     assert "Traceback" not in output
+    # Said as it is: not "returned to the queue; the attempt is not counted".
+    assert f"job {job_id} marked attempt 1/5: its thread still runs after " in output, output
+    assert "returned to the queue" not in output, output
     # Its claim rolled back with the process: the other worker runs it, this attempt lost.
     job = await until(client, job_id, lambda j: j.attempt == 2)
     assert job.state == "processing" and job.worker_id not in (None, now.worker_id)

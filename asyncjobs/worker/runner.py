@@ -38,9 +38,9 @@ class JobRunner:
         """Run one attempt of `job` and say what to record; never raises for the job's sake."""
         started = time.perf_counter()
         outcome = await self._attempt(job)
-        # Checked here so that the hot path formats nothing below INFO; a final failure is a
-        # WARNING and is logged even then.
-        if outcome.kind == "failed" or logger.isEnabledFor(logging.INFO):
+        # Checked here so that the hot path formats nothing below INFO; a final failure and
+        # a thread left running are WARNINGs, logged even then.
+        if outcome.kind in ("failed", "abandon") or logger.isEnabledFor(logging.INFO):
             log_attempt(job, outcome, time.perf_counter() - started)
         return outcome
 
@@ -276,6 +276,15 @@ def log_attempt(job: RunningJob, outcome: Outcome, seconds: float) -> None:
     elif outcome.kind == "cancelled":
         logger.info(
             "%s: cancelled by the job itself after %.3fs%s", head, seconds, error, extra=extra
+        )
+    elif outcome.kind == "abandon":
+        # Not handed back: its code still runs, and must not run twice at once.
+        logger.warning(
+            "%s: its thread still runs after %.3fs and a forced stop does not wait for it; "
+            "the job runs again once this process has exited (this attempt counts as lost)",
+            head,
+            seconds,
+            extra=extra,
         )
     else:
         what, why = _STOPPED.get(job.reason, ("stopped", f": {job.reason}"))  # type: ignore[arg-type]
