@@ -278,6 +278,30 @@ async def test_an_attempt_whose_every_outcome_is_refused_runs_again(
     assert {e["type"] for e in job.errors} == {"WorkerLost"}, job
 
 
+async def test_a_progress_report_refused_for_any_reason_is_dropped_alone(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, schema: str
+) -> None:
+    """Class 54, as for a report too big for jsonb: the refused report is dropped, and the
+    lines reported after it (and the other jobs' reports) are written, not held behind it."""
+    await refuse_results(
+        admin,
+        schema,
+        """OLD.args = '[7, 0.1]' AND NEW.log::text LIKE '%"step 1 done"%'""",
+        "54000",
+    )
+    worker = spawn_worker()
+    await workers_up(client, 1)
+    bad = await client.enqueue("progressing", 7, 0.1)
+    good = await client.enqueue("progressing", 5, 0.1)
+    assert [await client.wait(i, timeout=20) for i in (bad, good)] == ["done", "done"]
+    lines = {i: [line["message"] for line in (await client.get(i)).log] for i in (bad, good)}
+    assert "step 1 done" not in lines[bad] and "step 6 done" in lines[bad], lines
+    assert lines[good] == [f"step {i} done" for i in range(5)], lines
+    worker.send_signal(signal.SIGTERM)
+    code, output = await exited(worker, 15)
+    assert code == 0, output
+
+
 async def test_a_start_refused_for_one_job_fails_that_job_alone(
     client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, schema: str
 ) -> None:
