@@ -99,6 +99,20 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
+# A job's arguments, as JSON, are refused past this (as a result is, worker/runner.py): a
+# job row is no place for bulk data, and PostgreSQL refuses a jsonb value over 256 MB.
+MAX_ARGUMENTS_BYTES = 64 * 1024 * 1024
+
+
+def arguments_too_big(task: str, size: int) -> SerializationError:
+    """The error for arguments of `task` that are `size` bytes of JSON (over the limit)."""
+    return SerializationError(
+        f"the arguments of task {task!r} are {size} bytes of JSON, over the limit of "
+        f"{MAX_ARGUMENTS_BYTES}; nothing was stored: keep large data elsewhere (a file, "
+        "object storage, a table of yours) and pass a reference to it"
+    )
+
+
 def encode_arguments(
     task: str, args: Sequence[Any], kwargs: Mapping[str, Any]
 ) -> tuple[bytes, bytes]:

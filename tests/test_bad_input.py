@@ -25,6 +25,7 @@ HUGE = 2**70
 NUL = "a\x00b"
 SURROGATE = "a\udc80b"
 NAIVE = datetime.datetime(2030, 1, 1)
+MIB64 = 64 * 2**20
 LATE = datetime.datetime(9999, 12, 31, 23, tzinfo=datetime.timezone(-datetime.timedelta(hours=5)))
 
 
@@ -117,6 +118,19 @@ CLIENT_CASES: list[Case] = [
     ("nan in a batch", lambda c, t, j: c.enqueue_many([t.call(1), t.call(NAN)]), ("NaN",)),
     ("enqueue_many(None)", lambda c, t, j: c.enqueue_many(None), ("enqueue_many",)),
     ("enqueue_many(call)", lambda c, t, j: c.enqueue_many(t.call(1)), ("enqueue_many",)),
+    # PostgreSQL refuses a jsonb value over 256 MB (a raw ProgramLimitExceededError before).
+    ("add(64 MiB string)", lambda c, t, j: c.enqueue(t, "x" * MIB64), ("bytes", "over the limit")),
+    (
+        "add by name(64 MiB)",
+        lambda c, t, j: c.enqueue("add", 1, b="x" * MIB64),
+        ("over the limit",),
+    ),
+    (
+        "enqueue_many(9 x 60 MiB)",
+        # One message carries a batch: past 1 GB the server drops the connection.
+        lambda c, t, j: c.enqueue_many([t.call("x" * 60 * 2**20)] * 9),
+        ("smaller batches",),
+    ),
     # options
     *[
         (f"options({name}={value!r})", lambda c, t, j, n=name, v=value: t.options(**{n: v}), words)
@@ -216,6 +230,11 @@ CLIENT_CASES: list[Case] = [
         ("kwargs",),
     ),
     ("schedules.add(task=5)", lambda c, t, j: c.schedules.add("s", 5, "* * * * *"), ("task",)),
+    (
+        "schedules.add(64 MiB args)",
+        lambda c, t, j: c.schedules.add("s", t, "* * * * *", args=["x" * MIB64]),
+        ("over the limit",),
+    ),
     ("schedules.list('yes')", lambda c, t, j: c.schedules.list("yes"), ("declared",)),  # type: ignore[arg-type]
 ]
 
