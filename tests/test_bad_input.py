@@ -266,6 +266,13 @@ APP_CASES: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
     ("task(name=5)", lambda dsn: asyncjobs.App(dsn).task(name=5)(print), ("task name",)),  # type: ignore[arg-type]
     ("task(priority=True)", lambda dsn: asyncjobs.App(dsn).task(priority=True), ("priority",)),
     ("task(timeout=nan)", lambda dsn: asyncjobs.App(dsn).task(timeout=NAN), ("timeout",)),
+    ("worker(queues=5)", lambda dsn: asyncjobs.App(dsn).worker(queues=5), ("queues",)),  # type: ignore[arg-type]
+    ("worker(prune='no')", lambda dsn: asyncjobs.App(dsn).worker(prune="no"), ("prune",)),  # type: ignore[arg-type]
+    (
+        "sync_client(allow_unknown_tasks='yes')",
+        lambda dsn: asyncjobs.App(dsn).sync_client(allow_unknown_tasks="yes"),  # type: ignore[arg-type]
+        ("allow_unknown_tasks",),
+    ),
     *[
         (
             f"Retention({name}={value!r})",
