@@ -16,7 +16,7 @@ from cronsim import CronSim, CronSimError
 
 from . import validation
 from .errors import ArgumentsMismatch, ConfigurationError
-from .serialization import dumps, loads
+from .serialization import MAX_ARGUMENTS_BYTES, arguments_too_big, dumps, loads
 from .tasks import JobOptions, Task, TaskCall
 
 Missed = Literal["once", "skip"]
@@ -146,6 +146,9 @@ def define(
         queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout
     )
     call = configured.call(*args, **(kwargs or {}))
+    size = len(call.args) + len(call.kwargs)
+    if size > MAX_ARGUMENTS_BYTES:  # every tick's job would be refused
+        raise arguments_too_big(call.task, size)
     # Tick jobs are due when their tick is: a delay or run_at has no meaning here.
     options = dataclasses.replace(call.options, delay=None, run_at=None)
     periodic = Periodic(

@@ -24,6 +24,12 @@ NUL_HINT = (
 )
 
 
+class UnreadableJson(str):
+    """A stored JSON value orjson can't read, as its text: a number beyond a float's range
+    or nesting deeper than 1024, which only plain SQL (or the SQL function `enqueue`) can
+    write. Read this way, such a row fails its own job instead of every read around it."""
+
+
 def storable(encoded: bytes) -> bool:
     """Whether PostgreSQL can store this JSON (no string in it holds a NUL character)."""
     return b"u0000" not in encoded or _NUL.search(encoded) is None
@@ -91,6 +97,20 @@ def dumps(value: Any) -> bytes:
 def loads(data: bytes | str) -> Any:
     """Decode one JSON value."""
     return orjson.loads(data)
+
+
+# A job's arguments, as JSON, are refused past this (as a result is, worker/runner.py): a
+# job row is no place for bulk data, and PostgreSQL refuses a jsonb value over 256 MB.
+MAX_ARGUMENTS_BYTES = 64 * 1024 * 1024
+
+
+def arguments_too_big(task: str, size: int) -> SerializationError:
+    """The error for arguments of `task` that are `size` bytes of JSON (over the limit)."""
+    return SerializationError(
+        f"the arguments of task {task!r} are {size} bytes of JSON, over the limit of "
+        f"{MAX_ARGUMENTS_BYTES}; nothing was stored: keep large data elsewhere (a file, "
+        "object storage, a table of yours) and pass a reference to it"
+    )
 
 
 def encode_arguments(

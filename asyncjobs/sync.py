@@ -18,6 +18,7 @@ import anyio.from_thread
 
 from .client.enqueue import calls_list
 from .client.transactions import enqueue_in_transaction_sync
+from .errors import ConfigurationError
 from .job import JobId
 from .tasks import P, Task, TaskCall
 
@@ -43,6 +44,10 @@ class SyncClient:
     """
 
     def __init__(self, app: App, *, allow_unknown_tasks: bool = False) -> None:
+        if not isinstance(allow_unknown_tasks, bool):  # as Client would, at the first call
+            raise ConfigurationError(
+                f"allow_unknown_tasks must be True or False, got {allow_unknown_tasks!r}"
+            )
         self.app = app
         self._allow_unknown_tasks = allow_unknown_tasks
         self._lock = threading.Lock()

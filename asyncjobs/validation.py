@@ -21,6 +21,9 @@ INT64 = 2**63
 # PostgreSQL stores timestamps up to year 294276, Python's datetime only up to 9999: a later
 # run_at could be written but never read back. The margin keeps now() + delay in range too.
 LATEST = datetime.datetime(9000, 1, 1, tzinfo=datetime.UTC)
+# A run_at in the past means "now"; one this far back is a mistake, and asyncpg would store
+# datetime.min as -infinity, a time PostgreSQL can't subtract from now().
+EARLIEST = datetime.datetime(1900, 1, 1, tzinfo=datetime.UTC)
 # A delay longer than this is a mistake (seconds given as milliseconds, say), not a plan.
 MAX_DELAY = 100 * 365.25 * 86400.0
 MAX_NAME = 200
@@ -107,7 +110,7 @@ def storable_text_problem(value: str) -> str | None:
 
 
 def aware_datetime(name: str, value: object) -> datetime.datetime:
-    """A time-zone-aware datetime before LATEST."""
+    """A time-zone-aware datetime from EARLIEST to before LATEST."""
     if not isinstance(value, datetime.datetime):
         raise ConfigurationError(f"{name} must be a datetime, got {value!r}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -122,5 +125,14 @@ def aware_datetime(name: str, value: object) -> datetime.datetime:
     if late:
         raise ConfigurationError(
             f"{name} {value.isoformat()} is too far in the future: use a time before {LATEST.year}"
+        )
+    try:
+        early = value < EARLIEST
+    except OverflowError:  # near year 1 with an offset that pushes it before
+        early = True
+    if early:
+        raise ConfigurationError(
+            f"{name} {value.isoformat()} is too far in the past: use a time after "
+            f"{EARLIEST.year} (a time in the past runs the job now)"
         )
     return value

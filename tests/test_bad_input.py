@@ -25,6 +25,7 @@ HUGE = 2**70
 NUL = "a\x00b"
 SURROGATE = "a\udc80b"
 NAIVE = datetime.datetime(2030, 1, 1)
+MIB64 = 64 * 2**20
 LATE = datetime.datetime(9999, 12, 31, 23, tzinfo=datetime.timezone(-datetime.timedelta(hours=5)))
 
 
@@ -117,6 +118,19 @@ CLIENT_CASES: list[Case] = [
     ("nan in a batch", lambda c, t, j: c.enqueue_many([t.call(1), t.call(NAN)]), ("NaN",)),
     ("enqueue_many(None)", lambda c, t, j: c.enqueue_many(None), ("enqueue_many",)),
     ("enqueue_many(call)", lambda c, t, j: c.enqueue_many(t.call(1)), ("enqueue_many",)),
+    # PostgreSQL refuses a jsonb value over 256 MB (a raw ProgramLimitExceededError before).
+    ("add(64 MiB string)", lambda c, t, j: c.enqueue(t, "x" * MIB64), ("bytes", "over the limit")),
+    (
+        "add by name(64 MiB)",
+        lambda c, t, j: c.enqueue("add", 1, b="x" * MIB64),
+        ("over the limit",),
+    ),
+    (
+        "enqueue_many(9 x 60 MiB)",
+        # One message carries a batch: past 1 GB the server drops the connection.
+        lambda c, t, j: c.enqueue_many([t.call("x" * 60 * 2**20)] * 9),
+        ("smaller batches",),
+    ),
     # options
     *[
         (f"options({name}={value!r})", lambda c, t, j, n=name, v=value: t.options(**{n: v}), words)
@@ -144,6 +158,8 @@ CLIENT_CASES: list[Case] = [
             ("run_at", LATE, ("too far",)),
             ("run_at", datetime.datetime(9500, 1, 1, tzinfo=UTC), ("too far",)),
             ("run_at", "2030-01-01", ("datetime",)),
+            # asyncpg would store it as -infinity, which PostgreSQL can't subtract from now().
+            ("run_at", datetime.datetime.min.replace(tzinfo=UTC), ("too far in the past",)),
             ("unique_key", "", ("unique_key", "empty")),
             ("unique_key", NUL, ("unique_key", "NUL")),
             ("unique_key", SURROGATE, ("unique_key", "surrogate")),
@@ -214,6 +230,11 @@ CLIENT_CASES: list[Case] = [
         ("kwargs",),
     ),
     ("schedules.add(task=5)", lambda c, t, j: c.schedules.add("s", 5, "* * * * *"), ("task",)),
+    (
+        "schedules.add(64 MiB args)",
+        lambda c, t, j: c.schedules.add("s", t, "* * * * *", args=["x" * MIB64]),
+        ("over the limit",),
+    ),
     ("schedules.list('yes')", lambda c, t, j: c.schedules.list("yes"), ("declared",)),  # type: ignore[arg-type]
 ]
 
@@ -245,6 +266,13 @@ APP_CASES: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
     ("task(name=5)", lambda dsn: asyncjobs.App(dsn).task(name=5)(print), ("task name",)),  # type: ignore[arg-type]
     ("task(priority=True)", lambda dsn: asyncjobs.App(dsn).task(priority=True), ("priority",)),
     ("task(timeout=nan)", lambda dsn: asyncjobs.App(dsn).task(timeout=NAN), ("timeout",)),
+    ("worker(queues=5)", lambda dsn: asyncjobs.App(dsn).worker(queues=5), ("queues",)),  # type: ignore[arg-type]
+    ("worker(prune='no')", lambda dsn: asyncjobs.App(dsn).worker(prune="no"), ("prune",)),  # type: ignore[arg-type]
+    (
+        "sync_client(allow_unknown_tasks='yes')",
+        lambda dsn: asyncjobs.App(dsn).sync_client(allow_unknown_tasks="yes"),  # type: ignore[arg-type]
+        ("allow_unknown_tasks",),
+    ),
     *[
         (
             f"Retention({name}={value!r})",
@@ -349,6 +377,54 @@ async def test_odd_rows_never_break_listings_or_get(
         for extra in ([], ["--json"]):
             done = await _invoke(["jobs", "show", str(one), *dsn_options, *extra])
             assert done.exit_code == 0, (one, done.output, done.exception)
+
+
+async def test_rows_the_sql_function_and_plain_sql_made_odd_break_no_worker_or_listing(
+    app: asyncjobs.App, client: asyncjobs.Client, admin: asyncpg.Connection, caplog: Any
+) -> None:
+    """The SQL function `enqueue` takes any jsonb, and plain SQL any time. Before: a number
+    beyond a float's range crashed the worker that claimed it (its claim's other jobs left
+    'processing'); a run_at of -infinity failed every start of its claim, for good; either
+    infinity broke client.queues() and the queue depth metrics for the whole schema."""
+
+    @app.task(name="echo")
+    async def echo(x: Any) -> Any:
+        return x
+
+    schema = app.schema
+
+    async def sql_enqueue(args: str) -> int:
+        job_id: int = await admin.fetchval(
+            f"SELECT \"{schema}\".enqueue('echo', $1::jsonb, allow_unknown_task => true)", args
+        )
+        return job_id
+
+    unreadable = await sql_enqueue("[1e400]")
+    early, late = await sql_enqueue("[1]"), await sql_enqueue("[2]")
+    for job_id, when in ((early, "-infinity"), (late, "infinity")):
+        await admin.execute(
+            f"""UPDATE "{schema}".jobs SET run_at = '{when}',
+                       state = CASE WHEN '{when}' = 'infinity' THEN 'scheduled' ELSE state END
+                 WHERE id = $1;
+                UPDATE "{schema}".queue SET run_at = '{when}' WHERE job_id = $1""".replace(
+                "$1", str(job_id)
+            )
+        )
+    (default,) = await client.queues()
+    assert (default.queued, default.scheduled) == (2, 1)
+    assert default.oldest_wait is not None and default.oldest_wait > 3e10  # since year 1
+    depth = await client.pool.fetch(client.sql.queue_stats)
+    assert sorted((r["state"], r["jobs"]) for r in depth) == [("queued", 2), ("scheduled", 1)]
+    async with app.worker():
+        assert await client.wait(early, timeout=15) == 1
+        with pytest.raises(asyncjobs.JobFailed, match="stored JSON can't be read") as failed:
+            await client.wait(unreadable, timeout=15)
+        assert "1000000000" in str(failed.value)
+        assert await client.wait(await client.enqueue(echo, 3), timeout=15) == 3
+    assert (await client.get(late)).state == "scheduled"
+    assert (await client.get(unreadable)).attempt == 1  # failed at once, no retry
+    # The idle fetcher's sleep until the next due row: infinity counts as year 9999.
+    assert not [r for r in caplog.records if r.name == "asyncjobs.fetcher"], caplog.text
 
 
 # -- the command line ---------------------------------------------------------------------

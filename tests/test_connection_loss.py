@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import asyncpg
@@ -148,3 +149,75 @@ async def test_an_enqueue_whose_answer_is_lost_was_stored_and_a_keyed_retry_is_s
         assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".jobs') == 2
         # And the pool carries on.
         assert [j.args for j in await client.list_jobs()] == [[42], [1]]
+
+
+async def _listening(client: asyncjobs.Client, job_id: int) -> None:
+    """A short wait: its listening connection is open, and the job read once."""
+    with pytest.raises(asyncjobs.WaitTimeout):
+        await client.wait(job_id, timeout=0.2)
+
+
+# (warm-up, the call cut mid-statement, whether it writes). The warm-up runs the same
+# statement first, uncut, on the connection the call then takes from the pool: a statement
+# new to a connection is prepared first, and the proxy would lose that answer instead.
+CUT_CALLS: dict[str, tuple[Any, Any, bool]] = {
+    "workers": (lambda c, j: c.workers(), lambda c, j: c.workers(), False),
+    "wait": (_listening, lambda c, j: c.wait(j, timeout=10), False),
+    "schedules.get": (
+        lambda c, j: c.schedules.get("kept"),
+        lambda c, j: c.schedules.get("kept"),
+        False,
+    ),
+    "schedules.list": (lambda c, j: c.schedules.list(), lambda c, j: c.schedules.list(), False),
+    "schedules.add": (
+        lambda c, j: c.schedules.add("one", "charge", "* * * * *", args=[1]),
+        lambda c, j: c.schedules.add("two", "charge", "* * * * *", args=[2]),
+        True,
+    ),
+    "schedules.update": (
+        lambda c, j: c.schedules.update("kept", cron="*/2 * * * *"),
+        lambda c, j: c.schedules.update("kept", cron="*/3 * * * *"),
+        True,
+    ),
+    "schedules.pause": (
+        lambda c, j: c.schedules.pause("kept"),
+        lambda c, j: c.schedules.pause("kept"),
+        True,
+    ),
+    "schedules.resume": (
+        lambda c, j: c.schedules.pause("kept"),
+        lambda c, j: c.schedules.resume("kept"),
+        True,
+    ),
+    "schedules.trigger": (
+        lambda c, j: c.schedules.trigger("kept"),
+        lambda c, j: c.schedules.trigger("kept"),
+        True,
+    ),
+    "schedules.remove": (
+        lambda c, j: c.schedules.add("one", "charge", "* * * * *", args=[1]),
+        lambda c, j: c.schedules.remove("kept"),
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", CUT_CALLS)
+async def test_every_client_call_cut_mid_statement_raises_connection_lost(
+    proxy: _Proxy, schema: str, name: str
+) -> None:
+    """Not only enqueue: reads, wait and the schedules' calls raised raw asyncpg errors."""
+    warm, cut, writes = CUT_CALLS[name]
+    app, charge = _app(proxy.dsn, schema)
+    async with app.client() as client:
+        job_id = await client.enqueue(charge, 1)
+        await client.schedules.add("kept", charge, "* * * * *", args=[1])
+        await warm(client, job_id)
+        proxy.lose_answer = True
+        with pytest.raises(asyncjobs.ConnectionLost) as lost:
+            await cut(client, job_id)
+        assert proxy.cut.is_set()
+        assert lost.value.maybe_stored is writes
+        assert "the connection to PostgreSQL was lost while" in str(lost.value)
+        proxy.lose_answer = False
+        assert (await client.get(job_id)).args == [1]  # and the client carries on

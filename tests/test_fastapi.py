@@ -5,6 +5,11 @@ Driven through the real lifespan (asgi-lifespan) and real HTTP handling (httpx A
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +23,7 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel
 
 import asyncjobs
+from tests.helpers import Output
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,3 +151,46 @@ async def test_the_example_app(example: ModuleType, client: asyncjobs.Client) ->
 
         assert (await http.get("/jobs/999999")).status_code == 404
         assert (await http.post("/jobs/999999/cancel")).status_code == 404
+
+
+async def test_uvicorn_with_the_example_log_config_shows_each_attempt(
+    pg_dsn: str, schema: str
+) -> None:
+    """uvicorn's own logging config covers only its loggers: without one that names
+    `asyncjobs` (examples/logging.json, see README "Logging") no asyncjobs line appears."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uvicorn = [sys.executable, "-m", "uvicorn", "examples.fastapi_app:api"]
+    server = subprocess.Popen(
+        [*uvicorn, "--port", str(port), "--log-config", "examples/logging.json"],
+        cwd=ROOT,
+        env={**os.environ, "ASYNCJOBS_DSN": pg_dsn, "ASYNCJOBS_SCHEMA": schema},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert server.stdout is not None
+    output = Output(server.stdout)
+    lines: list[str] = []
+
+    async def line_with(text: str) -> str:
+        with anyio.fail_after(30):
+            while not (line := await anyio.to_thread.run_sync(output.readline)) or text not in line:
+                assert line, "".join(lines)
+                lines.append(line)
+        lines.append(line)
+        return line
+
+    try:
+        await line_with("Application startup complete")
+        assert any(" INFO asyncjobs.worker: worker " in line for line in lines), lines
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            signup = {"email": "ada@example.com", "name": "Ada"}
+            job_id = (await http.post("/signup", json=signup)).json()["job_id"]
+        line = await line_with(f"job {job_id} examples.tasks.send_welcome_email attempt 1/5:")
+        assert "INFO asyncjobs.worker:" in line and ": succeeded in " in line, line
+    finally:
+        server.send_signal(signal.SIGINT)
+        await anyio.to_thread.run_sync(server.wait, 30)
+        output.read()

@@ -170,6 +170,9 @@ async def test_a_forced_stop_never_hands_back_a_sync_job_whose_thread_still_runs
     assert first.returncode == 0, output
     assert took < 4, output  # the thread had about 7 s to go
     assert "Traceback" not in output
+    # Said as it is: not "returned to the queue; the attempt is not counted".
+    assert f"job {job_id} marked attempt 1/5: its thread still runs after " in output, output
+    assert "returned to the queue" not in output, output
     # Its claim rolled back with the process: the other worker runs it, this attempt lost.
     job = await until(client, job_id, lambda j: j.attempt == 2)
     assert job.state == "processing" and job.worker_id not in (None, now.worker_id)
@@ -273,6 +276,81 @@ async def test_an_attempt_whose_every_outcome_is_refused_runs_again(
     job = await until(client, bad, lambda j: j.state in ("succeeded", "failed"))
     assert job.attempt >= 2, job
     assert {e["type"] for e in job.errors} == {"WorkerLost"}, job
+
+
+async def test_a_progress_report_refused_for_any_reason_is_dropped_alone(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, schema: str
+) -> None:
+    """Class 54, as for a report too big for jsonb: the refused report is dropped, and the
+    lines reported after it (and the other jobs' reports) are written, not held behind it."""
+    await refuse_results(
+        admin,
+        schema,
+        """OLD.args = '[7, 0.1]' AND NEW.log::text LIKE '%"step 1 done"%'""",
+        "54000",
+    )
+    worker = spawn_worker()
+    await workers_up(client, 1)
+    bad = await client.enqueue("progressing", 7, 0.1)
+    good = await client.enqueue("progressing", 5, 0.1)
+    assert [await client.wait(i, timeout=20) for i in (bad, good)] == ["done", "done"]
+    lines = {i: [line["message"] for line in (await client.get(i)).log] for i in (bad, good)}
+    assert "step 1 done" not in lines[bad] and "step 6 done" in lines[bad], lines
+    assert lines[good] == [f"step {i} done" for i in range(5)], lines
+    worker.send_signal(signal.SIGTERM)
+    code, output = await exited(worker, 15)
+    assert code == 0, output
+
+
+async def test_a_start_refused_for_one_job_fails_that_job_alone(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, schema: str
+) -> None:
+    """PostgreSQL refuses one claimed job's start (a trigger here; a value written by plain
+    SQL can do the same). Before, its whole claim rolled back, and every claim after took
+    it again with the jobs queued behind it: none of them ever started."""
+    await refuse_results(
+        admin, schema, """OLD.args = '[-7]' AND NEW.state = 'processing'""", "23514"
+    )
+    worker = spawn_worker("--concurrency", "4")
+    await workers_up(client, 1)
+    # Paused, so that one claim takes the refused job and the others together.
+    await client.pause_queue("default")
+    bad = await client.enqueue("quick", -7)
+    good = [await client.enqueue("quick", i) for i in range(5)]
+    await client.resume_queue("default")
+    assert [await client.wait(i, timeout=20) for i in good] == list(range(5))
+    with pytest.raises(asyncjobs.JobFailed, match="PostgreSQL refused to start this job"):
+        await client.wait(bad, timeout=20)
+    job = await client.get(bad)
+    assert (job.attempt, [e["type"] for e in job.errors]) == (0, ["StartRefused"]), job
+    assert await client.wait(await client.enqueue("quick", 7), timeout=20) == 7
+    worker.send_signal(signal.SIGTERM)
+    code, output = await exited(worker, 15)
+    assert code == 0, output
+    assert "Traceback" not in output
+
+
+async def test_an_outcome_held_up_by_a_lock_timeout_is_written_once_the_row_is_free(
+    client: asyncjobs.Client,
+    spawn_worker: Spawn,
+    admin: asyncpg.Connection,
+    schema: str,
+    pg_dsn: str,
+) -> None:
+    """A lock_timeout (set for the role or the database; here in the worker's DSN) that runs
+    out while another session holds the job's row blames the lock, not the outcome. Taken
+    for a refusal, the attempt's success was thrown away and the job ran a second time."""
+    separator = "&" if "?" in pg_dsn else "?"
+    spawn_worker(env={"ASYNCJOBS_DSN": f"{pg_dsn}{separator}lock_timeout=100"})
+    await workers_up(client, 1)
+    job_id = await client.enqueue("sleep", 0.5)
+    await until(client, job_id, lambda j: j.state == "processing")
+    async with admin.transaction():
+        await admin.execute(f'SELECT FROM "{schema}".jobs WHERE id = $1 FOR UPDATE', job_id)
+        await anyio.sleep(2.5)  # the attempt ends meanwhile; its outcome waits for the row
+    assert await client.wait(job_id, timeout=20) == "slept"
+    job = await client.get(job_id)
+    assert (job.attempt, job.errors) == (1, []), job
 
 
 async def test_a_forced_stop_gives_up_on_outcomes_that_cannot_be_written(

@@ -8,7 +8,7 @@ import functools
 import logging
 import math
 import uuid
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Coroutine, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -18,13 +18,11 @@ import asyncpg
 from .. import validation
 from ..db.connections import connect
 from ..db.migrations import check, migrate
-from ..db.pool import Pool, PoolClosed, open_pool
+from ..db.pool import Pool, open_pool
 from ..db.sql import Channels, Queries
 from ..errors import (
-    AsyncJobsError,
     ConfigurationError,
     ConnectionFailed,
-    ConnectionLost,
     DuplicateJob,
     JobCancelled,
     JobFailed,
@@ -34,6 +32,7 @@ from ..errors import (
 from ..job import Job, JobId, JobState, QueueInfo, WorkerInfo
 from ..retry import RetryDelay
 from ..tasks import JobOptions, P, Task, TaskCall, validate_queue, validate_task_name
+from .connection_loss import lost_connection
 from .enqueue import calls_list, enqueue_calls, enqueue_with_hooks, task_call
 from .schedules import Schedules
 from .task_names import KnownTaskNames
@@ -136,7 +135,7 @@ class Client:
         ConnectionLost (`maybe_stored` True) if the connection broke on the way: the job may
         exist; a `unique_key` makes a retry safe. ConnectionFailed: nothing was stored."""
         call = await self.call_of(task, *args, **kwargs)
-        with _lost_connection(f"enqueueing a job of task {call.task!r}", writes=True):
+        with lost_connection(f"enqueueing a job of task {call.task!r}", writes=True):
             (job_id,) = await self._store(self.pool, [call])
         return JobId(job_id)
 
@@ -150,7 +149,7 @@ class Client:
         call = task_call(self.app.tasks, task, args, kwargs)
         if not isinstance(task, str) or task in self.app.tasks:
             return call
-        with _lost_connection(f"reading the known task names for {task!r}", writes=False):
+        with lost_connection(f"reading the known task names for {task!r}", writes=False):
             if not self.allow_unknown_tasks:
                 await self._task_names.check(self.pool, self.sql, task, self.app.tasks)
             options = await self._task_names.options(self.pool, self.sql, task)
@@ -162,7 +161,7 @@ class Client:
         (unless `allow_unknown_tasks`); a Task object needs no check."""
         validate_task_name(name)
         if name not in self.app.tasks:
-            with _lost_connection(f"reading the known task names for {name!r}", writes=False):
+            with lost_connection(f"reading the known task names for {name!r}", writes=False):
                 await self._task_names.check(self.pool, self.sql, name, self.app.tasks)
 
     async def task_options(self, name: str) -> JobOptions | None:
@@ -173,7 +172,7 @@ class Client:
         own = self.app.tasks.get(name)
         if own is not None:
             return own.defaults
-        with _lost_connection(f"reading the known task names for {name!r}", writes=False):
+        with lost_connection(f"reading the known task names for {name!r}", writes=False):
             return await self._task_names.options(self.pool, self.sql, name)
 
     @overload
@@ -212,7 +211,7 @@ class Client:
         """Enqueue many jobs in one round trip: `enqueue_many(t.call(1), t.call(2))`.
         All or none are stored; ConnectionLost as for `enqueue`."""
         batch = calls_list(calls)
-        with _lost_connection(f"enqueueing {len(batch)} jobs", writes=True):
+        with lost_connection(f"enqueueing {len(batch)} jobs", writes=True):
             return await self._store(self.pool, batch)
 
     async def enqueue_many_tx(self, conn: Connection, calls: Iterable[TaskCall]) -> list[int]:
@@ -239,7 +238,7 @@ class Client:
     async def get(self, job_id: int) -> Job[Any]:
         """The job's current state, attempts, result and errors; JobNotFound if none."""
         validation.job_id(job_id)
-        with _lost_connection(f"reading job {job_id}", writes=False):
+        with lost_connection(f"reading job {job_id}", writes=False):
             row = await self.pool.fetchrow(self.sql.get_job, job_id)
         if row is None:
             raise JobNotFound(f"no job {job_id}: it never existed or was deleted")
@@ -251,20 +250,22 @@ class Client:
         """The newest jobs, optionally of one state."""
         state_name = _state(state).value if state is not None else None
         validation.integer("limit", limit, 0, validation.INT64)
-        with _lost_connection("listing jobs", writes=False):
+        with lost_connection("listing jobs", writes=False):
             rows = await self.pool.fetch(self.sql.list_jobs, state_name, limit)
         return [Job.from_row(row) for row in rows]
 
     async def workers(self) -> list[WorkerInfo]:
         """Every worker process that is running (or died less than a minute ago)."""
-        return [WorkerInfo.from_row(row) for row in await self.pool.fetch(self.sql.list_workers)]
+        with lost_connection("listing workers", writes=False):
+            rows = await self.pool.fetch(self.sql.list_workers)
+        return [WorkerInfo.from_row(row) for row in rows]
 
     # -- control --------------------------------------------------------------------
 
     async def cancel(self, job_id: int) -> bool:
         """Cancel a job; a running attempt stops at once. False if it had already finished."""
         validation.job_id(job_id)
-        with _lost_connection(f"cancelling job {job_id}", writes=True):
+        with lost_connection(f"cancelling job {job_id}", writes=True):
             old = self._found(job_id, await self.pool.fetchval(self.sql.cancel_job, job_id))
         return not JobState(old).finished
 
@@ -278,12 +279,13 @@ class Client:
                 f"keep_checkpoint must be True or False, got {keep_checkpoint!r}"
             )
         try:
-            with _lost_connection(f"requeueing job {job_id}", writes=True):
+            with lost_connection(f"requeueing job {job_id}", writes=True):
                 old = await self.pool.fetchval(self.sql.requeue_job, job_id, keep_checkpoint)
                 self._found(job_id, old)
         except asyncpg.UniqueViolationError:
             # Its unique key is taken by another active job since it finished.
-            row = await self.pool.fetchrow(self.sql.active_job_with_key, job_id)
+            with lost_connection(f"reading what holds job {job_id}'s unique key", writes=False):
+                row = await self.pool.fetchrow(self.sql.active_job_with_key, job_id)
             if row is None:
                 raise
             raise DuplicateJob(row["task"], row["unique_key"], row["id"], row["state"]) from None
@@ -293,7 +295,7 @@ class Client:
         """Delete a job and its record; a running attempt stops at once.
         Returns True (JobNotFound if there is no such job)."""
         validation.job_id(job_id)
-        with _lost_connection(f"deleting job {job_id}", writes=True):
+        with lost_connection(f"deleting job {job_id}", writes=True):
             self._found(job_id, await self.pool.fetchval(self.sql.delete_job, job_id))
         return True
 
@@ -309,7 +311,7 @@ class Client:
         (attempt not counted) and exits.
         """
         seconds = validation.seconds("grace", grace)
-        with _lost_connection("stopping workers", writes=True):
+        with lost_connection("stopping workers", writes=True):
             stopped: int = await self.pool.fetchval(self.sql.stop_workers, seconds)
         return stopped
 
@@ -323,7 +325,7 @@ class Client:
             raise ConfigurationError(
                 f"a worker id is a UUID (as workers() lists it), got {worker_id!r}"
             ) from None
-        with _lost_connection(f"stopping worker {ident}", writes=True):
+        with lost_connection(f"stopping worker {ident}", writes=True):
             stopped: int = await self.pool.fetchval(self.sql.stop_worker, ident, seconds)
         return stopped == 1
 
@@ -334,7 +336,7 @@ class Client:
         running ones finish). Stored, so workers started later honour it too.
         Returns False if it was paused already."""
         validate_queue(name)
-        with _lost_connection(f"pausing queue {name!r}", writes=True):
+        with lost_connection(f"pausing queue {name!r}", writes=True):
             added: bool = await self.pool.fetchval(self.sql.pause_queue, name)
         return added
 
@@ -342,14 +344,14 @@ class Client:
         """Resume a paused queue: every worker of it is woken at once.
         Returns False if it was not paused."""
         validate_queue(name)
-        with _lost_connection(f"resuming queue {name!r}", writes=True):
+        with lost_connection(f"resuming queue {name!r}", writes=True):
             removed: bool = await self.pool.fetchval(self.sql.resume_queue, name)
         return removed
 
     async def queues(self) -> list[QueueInfo]:
         """Every queue with unfinished jobs, paused, or served by a worker: its depth by
         state, running count, whether it is paused, its oldest due job's wait."""
-        with _lost_connection("listing queues", writes=False):
+        with lost_connection("listing queues", writes=False):
             rows = await self.pool.fetch(self.sql.list_queues)
         return [QueueInfo.from_row(row) for row in rows]
 
@@ -405,10 +407,12 @@ class Client:
         return dataclasses.replace(job, result=result)
 
     async def _get_waited(self, job_id: int) -> Job[Any]:
-        row = await self.pool.fetchrow(self.sql.get_job, job_id)
+        with lost_connection(f"waiting for job {job_id}", writes=False):
+            row = await self.pool.fetchrow(self.sql.get_job, job_id)
+            issued = row is not None or await self.pool.fetchval(self.sql.job_id_issued, job_id)
         if row is not None:
             return Job.from_row(row)
-        if not await self.pool.fetchval(self.sql.job_id_issued, job_id):
+        if not issued:
             raise JobNotFound(f"no job {job_id}: no job with this id was ever enqueued")
         retention = self.app.retention
         kept = f" (this app keeps {retention.describe()})" if retention is not None else ""
@@ -462,42 +466,3 @@ def _state(state: JobState | str) -> JobState:
     except ValueError:
         names = ", ".join(s.value for s in JobState)
         raise ConfigurationError(f"unknown job state {state!r}: use one of {names}") from None
-
-
-def _lost(exc: BaseException) -> bool:
-    """Whether `exc` says the connection broke mid-statement (not that a statement was
-    refused, nor that the client was closed)."""
-    if isinstance(exc, (AsyncJobsError, PoolClosed)):
-        return False
-    if isinstance(exc, asyncpg.PostgresConnectionError):  # class 08, and asyncpg's own
-        return True
-    if isinstance(exc, asyncpg.PostgresError):
-        # FATAL: the server ended the session (a shutdown, a terminated backend).
-        return getattr(exc, "severity_en", None) in ("FATAL", "PANIC")
-    return isinstance(
-        exc, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError)
-    )
-
-
-@contextlib.contextmanager
-def _lost_connection(doing: str, *, writes: bool) -> Iterator[None]:
-    """Turn a connection that broke while `doing` into ConnectionLost. After a write, it
-    may have committed before the answer was lost: the caller can't know, and is told so."""
-    try:
-        yield
-    except Exception as exc:
-        if not _lost(exc):
-            raise
-        if writes:
-            outcome = (
-                "it may or may not have been done; check before retrying (an enqueue retried "
-                "blindly may make a duplicate job: enqueue with a unique_key to make retries "
-                "safe)"
-            )
-        else:
-            outcome = "nothing was changed; retry"
-        raise ConnectionLost(
-            f"the connection to PostgreSQL was lost while {doing} "
-            f"({type(exc).__name__}: {exc}); {outcome}",
-            maybe_stored=writes,
-        ) from exc

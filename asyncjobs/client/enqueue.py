@@ -15,7 +15,13 @@ from ..db.sql import Queries
 from ..errors import ConfigurationError, DuplicateJob, JobNotFound, SerializationError
 from ..hooks import Around, Enqueueing, Hooks, call_each
 from ..retry import Backoff
-from ..serialization import dumps, encode_arguments, loads
+from ..serialization import (
+    MAX_ARGUMENTS_BYTES,
+    arguments_too_big,
+    dumps,
+    encode_arguments,
+    loads,
+)
 from ..tasks import JobOptions, Task, TaskCall, validate_task_name
 
 if TYPE_CHECKING:
@@ -75,6 +81,10 @@ def enqueue_statement(
         return sql.enqueue, parameters
     return sql.enqueue_unique_or_after, parameters
 
+
+# A batch's arguments travel in one message, which PostgreSQL refuses past 1 GB (it drops
+# the connection, so the caller could not even tell that nothing was stored).
+MAX_BATCH_ARGUMENTS_BYTES = 512 * 1024 * 1024
 
 # Between the JSON values of a batch's arguments: the ASCII record separator, as in RFC 7464.
 # JSON text never holds it unescaped, so it can't be part of a value.
@@ -140,6 +150,9 @@ def enqueue_parameters(
         raise SerializationError(
             "a call's arguments are not JSON text: make calls with task.call(...)"
         )
+    size = len(args) + (0 if kwargs is None else len(kwargs))
+    if size > MAX_ARGUMENTS_BYTES:
+        _refuse_big(calls, size)
     plain = Enqueue(
         options_rows=None if len(firsts) == 1 else rows,
         args=args.decode(),
@@ -163,6 +176,21 @@ def enqueue_parameters(
         parents=[_id_array(o.after) for o in options],
         on_parent_failures=[o.on_parent_failure if o.after else None for o in options],
     )
+
+
+def _refuse_big(calls: Sequence[TaskCall], size: int) -> None:
+    """Raise SerializationError for a call whose arguments are over MAX_ARGUMENTS_BYTES of
+    JSON, or for a batch (of `size` bytes in all) over MAX_BATCH_ARGUMENTS_BYTES."""
+    for call in calls:
+        own = len(call.args) + len(call.kwargs)
+        if own > MAX_ARGUMENTS_BYTES:
+            raise arguments_too_big(call.task, own)
+    if size > MAX_BATCH_ARGUMENTS_BYTES:
+        raise SerializationError(
+            f"the {len(calls)} calls' arguments are {size} bytes of JSON in all, over the "
+            f"{MAX_BATCH_ARGUMENTS_BYTES} one statement carries; nothing was enqueued: "
+            "enqueue them in smaller batches"
+        )
 
 
 def _backoff_json(backoff: Backoff | None) -> str | None:

@@ -3,16 +3,20 @@ recurring jobs; and what a starting worker does to store the schedules declared 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import asyncpg
 
 from ..db.sql import Queries
 from ..errors import ConfigurationError, ScheduleConflict, ScheduleNotFound, UnknownTaskError
 from ..retry import Backoff
 from ..schedule import Periodic, Schedule, define, next_run, validate_name
 from ..tasks import JobOptions, Task
+from .connection_loss import lost_connection
 
 if TYPE_CHECKING:
     from ..db.migrations import Connection
@@ -71,9 +75,10 @@ class Schedules:
         if not isinstance(paused, bool):
             raise ConfigurationError(f"paused must be True or False, got {paused!r}")
         first = periodic.next_after(_now())
-        row = await self._client.pool.fetchrow(
-            self._sql.insert_schedule, *periodic.row(), False, paused, first
-        )
+        with lost_connection(f"adding schedule {name!r}", writes=True):
+            row = await self._client.pool.fetchrow(
+                self._sql.insert_schedule, *periodic.row(), False, paused, first
+            )
         if row is None:
             raise ScheduleConflict(
                 f"a schedule named {name!r} exists: change it with update(), or remove it first"
@@ -100,7 +105,7 @@ class Schedules:
         New arguments are checked against the task, which this client's app must have.
         Raises ScheduleConflict for a schedule declared in code (change the code).
         """
-        async with self._client.pool.acquire() as conn, conn.transaction():
+        async with self._writing(f"updating schedule {name!r}") as conn:
             current = _declared_refused(await self._locked(conn, name), "update")
             periodic = define(
                 name,
@@ -123,20 +128,20 @@ class Schedules:
     async def remove(self, name: str) -> None:
         """Delete a schedule added at run time. Jobs it already enqueued are not touched.
         Raises ScheduleConflict for one declared in code (remove the declaration)."""
-        async with self._client.pool.acquire() as conn, conn.transaction():
+        async with self._writing(f"removing schedule {name!r}") as conn:
             _declared_refused(await self._locked(conn, name), "remove")
             await conn.fetch(self._sql.delete_schedules, [name])
 
     async def pause(self, name: str) -> Schedule:
         """Stop a schedule's ticks until `resume()`; a worker restart keeps it paused."""
-        async with self._client.pool.acquire() as conn, conn.transaction():
+        async with self._writing(f"pausing schedule {name!r}") as conn:
             await self._locked(conn, name)
             row = await conn.fetchrow(self._sql.pause_schedule, name, True, None)
         return Schedule.from_row(row)
 
     async def resume(self, name: str) -> Schedule:
         """Tick again, from the first tick after now: ticks that fell while paused don't run."""
-        async with self._client.pool.acquire() as conn, conn.transaction():
+        async with self._writing(f"resuming schedule {name!r}") as conn:
             current = await self._locked(conn, name)
             if not current.paused:
                 return current
@@ -147,7 +152,7 @@ class Schedules:
     async def trigger(self, name: str) -> int:
         """Enqueue the schedule's job now, outside its ticks (which go on as before);
         return the job's id. Works on paused schedules too."""
-        async with self._client.pool.acquire() as conn, conn.transaction():
+        async with self._writing(f"triggering schedule {name!r}") as conn:
             current = await self._locked(conn, name)
             (job_id,) = await self._client.enqueue_many_tx(conn, [current.call()])
         return job_id
@@ -155,7 +160,8 @@ class Schedules:
     async def get(self, name: str) -> Schedule:
         """One schedule; ScheduleNotFound if there is none of that name."""
         validate_name(name)
-        row = await self._client.pool.fetchrow(self._sql.get_schedule, name)
+        with lost_connection(f"reading schedule {name!r}", writes=False):
+            row = await self._client.pool.fetchrow(self._sql.get_schedule, name)
         if row is None:
             raise _not_found(name)
         return Schedule.from_row(row)
@@ -165,8 +171,17 @@ class Schedules:
         time (False) if asked."""
         if declared is not None and not isinstance(declared, bool):
             raise ConfigurationError(f"declared must be True, False or None, got {declared!r}")
-        rows = await self._client.pool.fetch(self._sql.list_schedules, declared)
+        with lost_connection("listing schedules", writes=False):
+            rows = await self._client.pool.fetch(self._sql.list_schedules, declared)
         return [Schedule.from_row(row) for row in rows]
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, doing: str) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection in a transaction, for a change of schedules: a connection
+        that breaks meanwhile raises ConnectionLost (the change may have committed)."""
+        with lost_connection(doing, writes=True):
+            async with self._client.pool.acquire() as conn, conn.transaction():
+                yield conn
 
     async def _locked(self, conn: Connection, name: str) -> Schedule:
         validate_name(name)

@@ -13,6 +13,7 @@ import asyncpg
 import orjson
 
 from ..errors import ConfigurationError, ConnectionFailed
+from ..serialization import UnreadableJson
 
 DSN_ENV = "ASYNCJOBS_DSN"
 
@@ -63,7 +64,11 @@ def _encode_jsonb(value: Any) -> bytes:
 
 
 def _decode_jsonb(data: bytes) -> Any:
-    return orjson.loads(data[1:])
+    try:
+        return orjson.loads(data[1:])
+    except orjson.JSONDecodeError:
+        # Raised here, it would fail the whole statement (a worker's start of a batch).
+        return UnreadableJson(bytes(data[1:]).decode())
 
 
 async def setup_connection(conn: asyncpg.Connection) -> None:
@@ -97,6 +102,9 @@ def server_settings(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 # resources (disk full, out of memory, too many connections), operator intervention
 # (shutdown, restart, query cancelled), system errors. The same write may succeed later.
 _SERVER_TROUBLE = frozenset({"08", "40", "53", "57", "58"})
+# And lock_not_available: a lock_timeout (set for the role or the database, say) ran out
+# while someone else held the row; it comes free.
+_PASSING = frozenset({"55P03"})
 
 
 def connection_problem(exc: BaseException) -> bool:
@@ -104,7 +112,8 @@ def connection_problem(exc: BaseException) -> bool:
     rather than what was written: anything else (a value too long, a constraint, a
     trigger of yours) would fail the same way forever, so that data must be set apart."""
     if isinstance(exc, asyncpg.PostgresError):
-        return (exc.sqlstate or "")[:2] in _SERVER_TROUBLE
+        sqlstate = exc.sqlstate or ""
+        return sqlstate[:2] in _SERVER_TROUBLE or sqlstate in _PASSING
     return isinstance(exc, DATABASE_ERRORS)
 
 

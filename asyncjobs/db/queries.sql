@@ -311,7 +311,10 @@ WITH outcome AS (
                      OR pg_try_advisory_xact_lock(hashtext('{schema}.workers'), j.lease))))
     RETURNING j.id, j.queue_entry, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
               j.timeout, j.queue, j.backoff, j.checkpoint, c.taken_from, j.trace_context,
-              extract(epoch FROM now() - j.run_at)::float8 AS waited, c.lost,
+              -- (-infinity, written by plain SQL, would make the subtraction fail, and
+              -- with it every start of the batch.)
+              CASE WHEN isfinite(j.run_at) THEN extract(epoch FROM now() - j.run_at)::float8
+                   ELSE 0 END AS waited, c.lost,
               c.was_worker AS lost_worker,
               extract(epoch FROM now() - c.was_started)::float8 AS lost_after
 ), notified AS (
@@ -356,6 +359,34 @@ WITH failed AS (
           FROM failed HAVING count(*) > 0) AS n
 )
 SELECT f.* FROM notified LEFT JOIN failed AS f ON true;
+
+-- name: fail_unstartable_jobs
+-- Claimed jobs ($1, under queue rows $2) whose start PostgreSQL refused even alone ($3: what
+-- it said, per job): a trigger of yours, or a value written by plain SQL that the start
+-- can't handle. Each fails without running, guarded by its claimed row as the start is,
+-- rather than coming back to be claimed and refused forever, holding up the jobs claimed
+-- with it. The attempt it could not start is not counted. Returns how many failed.
+WITH failed AS (
+    UPDATE {schema}.jobs AS j
+       SET state = 'failed', active_key = NULL, queue_entry = NULL, lease = NULL,
+           finished_at = now(),
+           error = e.error, errors = j.errors || e.error
+      FROM (SELECT c.job_id, c.entry,
+                   jsonb_build_object('type', 'StartRefused', 'message', c.message,
+                                      'traceback', NULL, 'attempt', o.attempt + 1,
+                                      'at', now()) AS error
+              FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS c(job_id, entry, message)
+              JOIN {schema}.jobs AS o ON o.id = c.job_id) AS e
+     WHERE j.id = e.job_id AND j.queue_entry = e.entry
+       AND (j.state IN ('queued', 'scheduled')
+            OR (j.state = 'processing'
+                AND (j.lease IS NULL
+                     OR pg_try_advisory_xact_lock(hashtext('{schema}.workers'), j.lease))))
+    RETURNING j.id
+)
+SELECT count(*) FROM (
+    SELECT pg_notify('{channel_prefix}.done', string_agg(id::text, ','))
+      FROM failed HAVING count(*) > 0) AS n;
 
 -- name: report_progress
 -- Parameters: $1 job_ids, $2 entries, $3 attempts, $4 progress, $5 messages, $6 lines,
@@ -407,8 +438,9 @@ SELECT {schema}.attempt_is_current($1, $2, $3);
 
 -- name: next_due
 -- Seconds until the next queue row of these queues is due, for an idle fetcher's sleep.
--- One scalar filter per queue, so each uses the queue index.
-SELECT extract(epoch FROM min(due.run_at) - now())
+-- One scalar filter per queue, so each uses the queue index. (A run_at of infinity, which
+-- only plain SQL writes, can't be subtracted from: it counts as year 9999.)
+SELECT extract(epoch FROM least(min(due.run_at), '9999-12-31 23:59:59+00') - now())
   FROM unnest($1::text[]) AS q(name),
        LATERAL (SELECT min(run_at) AS run_at FROM {schema}.queue
                  WHERE queue = q.name AND run_at > now()) AS due;
@@ -546,8 +578,12 @@ SELECT n.queue AS name, coalesce(a.queued, 0) AS queued,
        coalesce(a.scheduled, 0) AS scheduled, coalesce(a.awaiting, 0) AS awaiting,
        coalesce(a.processing, 0) AS processing, p.queue IS NOT NULL AS paused,
        p.paused_at,
+       -- (A run_at of -infinity, which only plain SQL writes, counts as year 1: now() can't
+       -- be subtracted from it, and one such row must not break the listing.)
        CASE WHEN a.oldest_due IS NOT NULL
-            THEN greatest(extract(epoch FROM now() - a.oldest_due)::float8, 0) END AS oldest_wait,
+            THEN greatest(extract(epoch FROM now() - greatest(a.oldest_due,
+                                                              '0001-01-01 00:00:00+00'))::float8,
+                          0) END AS oldest_wait,
        coalesce(s.workers, 0) AS workers
   FROM names AS n
   LEFT JOIN active AS a ON a.queue = n.queue
@@ -857,7 +893,9 @@ SELECT queue,
             WHEN run_at <= now() THEN 'queued'
             ELSE 'scheduled' END AS state,
        count(*) AS jobs,
-       extract(epoch FROM now() - min(run_at))::float8 AS oldest
+       -- (Infinite times, which only plain SQL writes, can't be subtracted: clamped.)
+       extract(epoch FROM now() - least(greatest(min(run_at), '0001-01-01 00:00:00+00'),
+                                        '9999-12-31 23:59:59+00'))::float8 AS oldest
   FROM {schema}.unfinished_jobs
  GROUP BY 1, 2
  ORDER BY 1, 2;

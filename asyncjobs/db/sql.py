@@ -39,6 +39,7 @@ class Queries:
     claim: str
     start_and_finish: str
     fail_lost_jobs: str
+    fail_unstartable_jobs: str
     report_progress: str
     attempt_is_current: str
     next_due: str

@@ -382,8 +382,9 @@ class Claim:
         await self._settle_if_done()
 
     def must_roll_back(self) -> None:
-        """A job's outcome can't be stored: end by rolling back, so that its row comes back
-        and the job runs again (see Recorder._isolate). Nothing joins the claim now."""
+        """A job's outcome (or the failure of a job whose start was refused) can't be
+        stored: end by rolling back, so that its row comes back and the job runs again (see
+        Recorder._isolate, Fetcher._fail_unstartable). Nothing joins the claim now."""
         self._roll_back = True
 
     async def end_if_parked(self) -> None:

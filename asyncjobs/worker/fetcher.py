@@ -28,7 +28,7 @@ from ..retry import RetryDelay
 from .attempt import RunningJob
 from .claims import Claim, ClaimConnections
 from .lost import lost_run
-from .recorder import Expected, Recorder
+from .recorder import Expected, Recorder, Refused
 from .takeover import Takeovers
 
 logger = logging.getLogger("asyncjobs.fetcher")
@@ -247,6 +247,33 @@ class Fetcher:
             # every job is already done.
             await claim.start_done(joined=joined)
 
+    async def _fail_unstartable(self, claim: Claim, refused: list[Refused]) -> None:
+        """Fail the claimed jobs whose start PostgreSQL refused even alone: claimed again,
+        they would be refused again, forever. If their failure can't be stored either, the
+        claim rolls back once its other jobs are done, and they come back to the queue."""
+        messages = []
+        for job_id, _, exc in refused:
+            logger.error("job %s: PostgreSQL refused its start, so it fails: %s", job_id, exc)
+            messages.append(
+                f"PostgreSQL refused to start this job ({type(exc).__name__}: {exc}); it did "
+                "not run. A trigger, a constraint or a value written by plain SQL is the usual "
+                "cause"
+            )
+        try:
+            await self._pool.fetchval(
+                self._sql.fail_unstartable_jobs,
+                [job_id for job_id, _, _ in refused],
+                [entry for _, entry, _ in refused],
+                messages,
+            )
+        except DATABASE_ERRORS as exc:
+            logger.error(
+                "jobs %s: their failure can't be stored either (%s); they go back to the queue",
+                [job_id for job_id, _, _ in refused],
+                exc,
+            )
+            claim.must_roll_back()
+
     async def _handshake(self, job: RunningJob, previous: uuid.UUID, lost: JobRun | None) -> None:
         if not await self._takeovers.wait(job.id, job.entry, job.attempt, previous, lost):
             # Cancelled, requeued or deleted meanwhile: stopped before its code runs, even
@@ -260,7 +287,9 @@ class Fetcher:
         """Start the claimed rows' jobs (through the recorder) and launch them."""
         job_ids = [row["job_id"] for row in rows]
         entries = [row["id"] for row in rows]
-        started = await self._recorder.start(expected, job_ids, entries)
+        started, refused = await self._recorder.start(expected, job_ids, entries)
+        if refused:
+            await self._fail_unstartable(claim, refused)
         # Attempts whose worker died: this worker reports them (see lost.py).
         lost = [
             lost_run(row, attempt=row["attempt"] - 1, gave_up=False, reported_by=self._worker_id)

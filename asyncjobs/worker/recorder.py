@@ -41,15 +41,20 @@ RECORDER_SETTINGS = {"enable_seqscan": "off", "plan_cache_mode": "force_generic_
 COALESCE_WAIT = 0.005
 
 
+# A claimed job whose start PostgreSQL refused even alone: (job id, queue entry, the error).
+Refused = tuple[int, int, BaseException]
+
+
 class _Start:
     """A claim's request to start its jobs, answered by the next write."""
 
-    __slots__ = ("done", "entries", "error", "job_ids", "rows")
+    __slots__ = ("done", "entries", "error", "job_ids", "refused", "rows")
 
     def __init__(self, job_ids: list[int], entries: list[int]) -> None:
         self.job_ids = job_ids
         self.entries = entries
         self.rows: list[asyncpg.Record] = []
+        self.refused: list[Refused] = []
         self.error: BaseException | None = None
         self.done = anyio.Event()
 
@@ -156,11 +161,12 @@ class Recorder:
 
     async def start(
         self, expected: Expected, job_ids: list[int], entries: list[int]
-    ) -> list[asyncpg.Record]:
+    ) -> tuple[list[asyncpg.Record], list[Refused]]:
         """Start the jobs of these claimed queue rows with the next write, using the claim's
         `expected`; return the rows of those that started (see the statement for which
-        don't). Raises what the write raised; the caller shields it, so a started job is
-        never lost to a cancellation."""
+        don't), and those whose start PostgreSQL refused, each tried alone (the caller fails
+        them). Raises what the write raised when the connection or the server is to blame;
+        the caller shields it, so a started job is never lost to a cancellation."""
         expected.use()
         request = _Start(job_ids, entries)
         self._starts.append(request)
@@ -173,7 +179,7 @@ class Recorder:
         await request.done.wait()
         if request.error is not None:
             raise request.error
-        return request.rows
+        return request.rows, request.refused
 
     def submit(self, job: RunningJob, outcome: Outcome) -> None:
         """Queue an outcome for writing; the claim ends once all its jobs are settled."""
@@ -245,9 +251,14 @@ class Recorder:
             try:
                 await self._execute(written, starts)
             except DATABASE_ERRORS as exc:
+                if starts and not connection_problem(exc):
+                    # As for outcomes (below): one job's start must not hold up the others
+                    # of its claim (and of the claims after it, which would claim it again).
+                    await self._isolate_starts(starts)
                 for request in starts:
-                    request.error = exc
-                    request.done.set()
+                    if not request.done.is_set():
+                        request.error = exc
+                        request.done.set()
                 if written and not connection_problem(exc):
                     # Not the connection: something in the batch. The others must not
                     # wait behind it forever, so each goes alone, and one refused alone
@@ -257,6 +268,8 @@ class Recorder:
                         *(await self._isolate(written)),
                         *(item for item in outcomes if id(item) not in alone),
                     ]
+                if not outcomes and all(request.error is None for request in starts):
+                    return  # only starts, each answered alone: nothing to write again
                 delay = self._retry.next()
                 self._retry_at = anyio.current_time() + delay
                 logger.warning("cannot write outcomes (retrying in %.2fs): %s", delay, exc)
@@ -273,6 +286,25 @@ class Recorder:
             self._in_flight.pop(batch, None)
             self._unsettled -= 1
             self._wake.set()
+
+    async def _isolate_starts(self, starts: list[_Start]) -> None:
+        """Write a refused batch's starts one job at a time: each request learns which of
+        its jobs started and which PostgreSQL refused. The connection or the server failing
+        meanwhile leaves the requests not yet answered to fail as the batch did."""
+        for request in starts:
+            rows: list[asyncpg.Record] = []
+            for job_id, entry in zip(request.job_ids, request.entries, strict=True):
+                alone = _Start([job_id], [entry])
+                try:
+                    await self._execute([], [alone])
+                except DATABASE_ERRORS as exc:
+                    if connection_problem(exc):
+                        return
+                    request.refused.append((job_id, entry, exc))
+                else:
+                    rows.extend(alone.rows)
+            request.rows = rows
+            request.done.set()
 
     async def _isolate(
         self, batch: list[tuple[RunningJob, Outcome]]

@@ -13,7 +13,7 @@ from ..cancel import Cancel, CancelReason, Interrupted
 from ..errors import ConfigurationError, SerializationError, UnknownTaskError
 from ..job_context import enter, leave
 from ..retry import Backoff, Retry
-from ..serialization import encode_result
+from ..serialization import UnreadableJson, encode_result
 from .attempt import Outcome, RunningJob, error_record, hook_outcome
 
 if TYPE_CHECKING:
@@ -38,9 +38,9 @@ class JobRunner:
         """Run one attempt of `job` and say what to record; never raises for the job's sake."""
         started = time.perf_counter()
         outcome = await self._attempt(job)
-        # Checked here so that the hot path formats nothing below INFO; a final failure is a
-        # WARNING and is logged even then.
-        if outcome.kind == "failed" or logger.isEnabledFor(logging.INFO):
+        # Checked here so that the hot path formats nothing below INFO; a final failure and
+        # a thread left running are WARNINGs, logged even then.
+        if outcome.kind in ("failed", "abandon") or logger.isEnabledFor(logging.INFO):
             log_attempt(job, outcome, time.perf_counter() - started)
         return outcome
 
@@ -58,6 +58,13 @@ class JobRunner:
                 None,
             )
         try:
+            for stored in (job.args, job.kwargs):
+                if isinstance(stored, UnreadableJson):
+                    shown = stored if len(stored) <= 100 else stored[:100] + "..."
+                    raise TypeError(
+                        f"their stored JSON can't be read ({shown}): a number beyond a "
+                        "float's range, or nesting deeper than 1024"
+                    )
             if not isinstance(job.args, list) or not isinstance(job.kwargs, dict):
                 raise TypeError("stored arguments are not a JSON list and object")
             call_args, call_kwargs = task.bind(job.args, job.kwargs, job.token)
@@ -269,6 +276,15 @@ def log_attempt(job: RunningJob, outcome: Outcome, seconds: float) -> None:
     elif outcome.kind == "cancelled":
         logger.info(
             "%s: cancelled by the job itself after %.3fs%s", head, seconds, error, extra=extra
+        )
+    elif outcome.kind == "abandon":
+        # Not handed back: its code still runs, and must not run twice at once.
+        logger.warning(
+            "%s: its thread still runs after %.3fs and a forced stop does not wait for it; "
+            "the job runs again once this process has exited (this attempt counts as lost)",
+            head,
+            seconds,
+            extra=extra,
         )
     else:
         what, why = _STOPPED.get(job.reason, ("stopped", f": {job.reason}"))  # type: ignore[arg-type]

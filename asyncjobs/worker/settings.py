@@ -62,10 +62,14 @@ class WorkerSettings:
             raise ConfigurationError(
                 f"queues must be a list of names, got the string {self.queues!r}"
             )
+        if self.queues is not None and not isinstance(self.queues, Sequence):
+            raise ConfigurationError(f"queues must be a list of names, got {self.queues!r}")
         if self.queues is not None:
             if not self.queues:
                 raise ConfigurationError("queues must name at least one queue")
             self._set("queues", tuple(validate_queue(q) for q in self.queues))
+        if not isinstance(self.prune, bool):
+            raise ConfigurationError(f"prune must be True or False, got {self.prune!r}")
         if self.retention is not None and not isinstance(self.retention, Retention):
             raise ConfigurationError(
                 f"retention must be an asyncjobs.Retention(...) or None, got {self.retention!r}"
