@@ -625,9 +625,11 @@ CREATE TABLE {schema}.task_names (
 -- the task's (as its workers last recorded it), else asyncjobs' default. The checks are the
 -- client's, with the same words: a task no worker has had (allow_unknown_task => true to
 -- enqueue it anyway), a bad queue name, max_attempts < 1, a timeout or delay that is not a
--- finite number of seconds, delay and run_at together, args not a JSON array, kwargs not an
--- object, a unique key that is empty or too long. With unique_key, a task's active job with
--- that key is returned instead (on_duplicate => 'raise': refused as the client refuses it).
+-- finite number of seconds, delay and run_at together, a run_at before 1900 or from 9000,
+-- args not a JSON array, kwargs not an object, a number in them beyond a float's range (a
+-- worker could not read it), a unique key that is empty or too long. With unique_key, a
+-- task's active job with that key is returned instead (on_duplicate => 'raise': refused as
+-- the client refuses it). Replaced by migration 16 (the run_at range, the numbers).
 CREATE FUNCTION {schema}.enqueue(
     task text,
     args jsonb DEFAULT '[]',
@@ -715,6 +717,13 @@ BEGIN
             RAISE EXCEPTION 'pass delay or run_at, not both'
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
+        -- As the client's: -infinity (or year 1) is a mistake, not "now", and PostgreSQL
+        -- can't subtract -infinity from now().
+        IF enqueue.run_at < '1900-01-01 00:00:00+00' THEN
+            RAISE EXCEPTION 'run_at % is too far in the past: use a time after 1900 (a time '
+                            'in the past runs the job now)', enqueue.run_at
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
         IF NOT isfinite(enqueue.run_at) OR enqueue.run_at >= '9000-01-01 00:00:00+00' THEN
             RAISE EXCEPTION 'run_at % is too far in the future: use a time before 9000',
                             enqueue.run_at
@@ -729,6 +738,17 @@ BEGIN
     IF jsonb_typeof(coalesce(enqueue.kwargs, '{}')) <> 'object' THEN
         RAISE EXCEPTION 'kwargs must be a JSON object (the keyword arguments), got %',
                         enqueue.kwargs
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- jsonb holds any number; a worker reads JSON into floats, whose range ends near
+    -- 1.8e308, and a job it can't read fails unrun. (Integers past 64 bits arrive as floats:
+    -- jsonb can't tell 1e19 written as an integer from one written as a float.)
+    IF jsonb_path_exists(jsonb_build_array(enqueue.args, enqueue.kwargs),
+                         'lax $.** ? (@.type() == "number" && '
+                         '(@ > 1.7976931348623157e308 || @ < -1.7976931348623157e308))') THEN
+        RAISE EXCEPTION 'args and kwargs must hold numbers within a float''s range (about '
+                        '1.8e308), got %', left(jsonb_build_array(enqueue.args,
+                                                                  enqueue.kwargs)::text, 200)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF enqueue.unique_key IS NOT NULL
@@ -799,9 +819,9 @@ CREATE VIEW {schema}.unfinished_jobs AS
       FROM {schema}.jobs AS j
      WHERE j.id IN (SELECT job_id FROM {schema}.job_parents) AND j.state = 'awaiting';
 
--- This file is migrations 1-15.
+-- This file is migrations 1-16.
 INSERT INTO {schema}.migrations (version, name)
 VALUES (1, 'initial'), (2, 'queue_order'), (3, 'lifecycle'), (4, 'unique_and_continuations'),
        (5, 'schedules'), (6, 'lean_enqueue'), (7, 'liveness'), (8, 'checkpoints'),
        (9, 'notify_enqueue'), (10, 'queue_pause'), (11, 'trace_context'), (12, 'sql_enqueue'),
-       (13, 'lost_attempts'), (14, 'dashboard_lookups'), (15, 'unique_key_hash');
+       (13, 'lost_attempts'), (14, 'dashboard_lookups'), (15, 'unique_key_hash'), (16, 'sql_enqueue_checks');
