@@ -192,6 +192,16 @@ async def test_invalid_queue_names_are_refused_clearly(
             await call(name)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("name", ["''", "NULL", "repeat('q', 65)", "'has space'"])
+async def test_the_sql_functions_refuse_invalid_queue_names_clearly(
+    client: asyncjobs.Client, admin: asyncpg.Connection, schema: str, name: str
+) -> None:
+    for function in ("pause_queue", "resume_queue"):
+        with pytest.raises(asyncpg.InvalidParameterValueError, match="invalid queue name"):
+            await admin.fetchval(f'SELECT "{schema}".{function}({name})')
+    assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".paused_queues') == 0
+
+
 async def test_cli_queues_list_pause_resume(client: asyncjobs.Client, env: dict[str, str]) -> None:
     from tests.worker_app import quick
 

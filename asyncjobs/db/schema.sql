@@ -312,6 +312,12 @@ LANGUAGE plpgsql AS $$
 DECLARE
     added boolean;
 BEGIN
+    -- The client's check, in its words (migration 16): '' was paused, NULL a raw error.
+    IF queue_name IS NULL OR queue_name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
+        RAISE EXCEPTION 'invalid queue name %: use 1-64 letters, digits, ''_'', ''.'', '':'' or ''-''',
+                        quote_nullable(left(queue_name, 80))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     INSERT INTO {schema}.paused_queues (queue) VALUES (queue_name)
         ON CONFLICT (queue) DO NOTHING;
     added := FOUND;
@@ -326,6 +332,11 @@ END $$;
 CREATE FUNCTION {schema}.resume_queue(queue_name text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF queue_name IS NULL OR queue_name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
+        RAISE EXCEPTION 'invalid queue name %: use 1-64 letters, digits, ''_'', ''.'', '':'' or ''-''',
+                        quote_nullable(left(queue_name, 80))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     DELETE FROM {schema}.paused_queues WHERE queue = queue_name;
     IF NOT FOUND THEN
         RETURN false;
@@ -824,4 +835,5 @@ INSERT INTO {schema}.migrations (version, name)
 VALUES (1, 'initial'), (2, 'queue_order'), (3, 'lifecycle'), (4, 'unique_and_continuations'),
        (5, 'schedules'), (6, 'lean_enqueue'), (7, 'liveness'), (8, 'checkpoints'),
        (9, 'notify_enqueue'), (10, 'queue_pause'), (11, 'trace_context'), (12, 'sql_enqueue'),
-       (13, 'lost_attempts'), (14, 'dashboard_lookups'), (15, 'unique_key_hash'), (16, 'sql_enqueue_checks');
+       (13, 'lost_attempts'), (14, 'dashboard_lookups'), (15, 'unique_key_hash'),
+       (16, 'sql_function_checks');

@@ -1,7 +1,8 @@
--- enqueue(): two more of the client's checks (see schema.sql for the whole list). A run_at
--- before 1900 is refused (-infinity was stored, and every start of its claim, listing and
--- queue count then failed on it); a number in args or kwargs beyond a float's range too
--- (a worker could not read the job, which then failed unrun).
+-- The public SQL functions refuse what the client refuses, in its words (see schema.sql):
+-- enqueue() a run_at before 1900 (-infinity was stored, and every start of its claim, listing
+-- and queue count then failed on it) and a number in args or kwargs beyond a float's range
+-- (a worker could not read the job, which then failed unrun); pause_queue() and
+-- resume_queue() a bad queue name ('' was paused; NULL and long names gave raw errors).
 CREATE OR REPLACE FUNCTION {schema}.enqueue(
     task text,
     args jsonb DEFAULT '[]',
@@ -161,4 +162,41 @@ BEGIN
     VALUES (entry, new_id, job_queue, stored.priority, due);
     PERFORM {schema}.notify_enqueue(job_queue, due);
     RETURN new_id;
+END $$;
+
+CREATE OR REPLACE FUNCTION {schema}.pause_queue(queue_name text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    added boolean;
+BEGIN
+    -- The client's check, in its words (migration 16): '' was paused, NULL a raw error.
+    IF queue_name IS NULL OR queue_name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
+        RAISE EXCEPTION 'invalid queue name %: use 1-64 letters, digits, ''_'', ''.'', '':'' or ''-''',
+                        quote_nullable(left(queue_name, 80))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO {schema}.paused_queues (queue) VALUES (queue_name)
+        ON CONFLICT (queue) DO NOTHING;
+    added := FOUND;
+    -- Waits for claims already running; later ones wait for this commit.
+    PERFORM pg_advisory_xact_lock(hashtext('{schema}.paused_queues'), 0);
+    PERFORM pg_notify('{channel_prefix}.control', 'paused ' || queue_name);
+    RETURN added;
+END $$;
+
+CREATE OR REPLACE FUNCTION {schema}.resume_queue(queue_name text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF queue_name IS NULL OR queue_name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
+        RAISE EXCEPTION 'invalid queue name %: use 1-64 letters, digits, ''_'', ''.'', '':'' or ''-''',
+                        quote_nullable(left(queue_name, 80))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    DELETE FROM {schema}.paused_queues WHERE queue = queue_name;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM pg_notify('{channel_prefix}.control', 'resumed ' || queue_name);
+    PERFORM pg_notify('{channel_prefix}.enqueue', queue_name);
+    RETURN true;
 END $$;
