@@ -156,7 +156,15 @@ async def test_invalid_options_are_usage_errors(env: dict[str, str]) -> None:
         (["enqueue", "quick", '{"x": 1}'], "must be a JSON array"),
         (["enqueue", "quick", "[1]", "--priority", str(2**40)], "priority"),
         (["enqueue", "", "[1]"], "invalid task name '': it is empty"),
-        (["enqueue", "nope", "[]", "--app", "examples.tasks:app"], "has no task named 'nope'"),
+        (["enqueue", "nope", "[]", "--app", "examples.tasks:app"], "has no task named 'nope' ("),
+        (
+            ["enqueue", "examples.tasks.ad", "[1]", "--app", "examples.tasks:app"],
+            "no task named 'examples.tasks.ad'; did you mean 'examples.tasks.add'?",
+        ),
+        (
+            ["schedules", "add", "s", "quik", "* * * * *", "[1]", "--app", _APP],
+            "no task named 'quik'; did you mean 'quick'?",
+        ),
         (
             ["enqueue", "examples.tasks.add", "[1]", "--app", "examples.tasks:app"],
             "missing a required argument",

@@ -15,6 +15,7 @@ import asyncpg
 import click
 
 from ..app import PROJECT_ENV, App
+from ..client.task_names import close_matches
 from ..db.connections import resolve_dsn
 from ..errors import AsyncJobsError
 
@@ -143,3 +144,13 @@ def load_app(spec: str) -> App:
     if not isinstance(obj, App):
         raise click.BadParameter(f"{spec} is a {type(obj).__name__}, not an asyncjobs.App")
     return obj
+
+
+def no_such_task(app_spec: str, task: str, app: App) -> click.BadParameter:
+    """A TASK argument naming no task of the --app: the closest names first, then all."""
+    close = close_matches(task, app.tasks)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    known = ", ".join(sorted(app.tasks)) or "none"
+    return click.BadParameter(
+        f"{app_spec} has no task named {task!r}{hint} (it has: {known})", param_hint="TASK"
+    )

@@ -27,7 +27,7 @@ from ..tasks import JobOptions, Task, TaskCall, validate_task_name
 from ..validation import INT64
 from ..worker.settings import MAX_HAND_OFF_AFTER, WorkerSettings
 from ..worker.worker import Worker
-from .common import app_options, fail, json_argument, load_app, make_app, run
+from .common import app_options, fail, json_argument, load_app, make_app, no_such_task, run
 from .schedules import schedules
 
 if TYPE_CHECKING:
@@ -452,10 +452,7 @@ def enqueue(
         defined = load_app(app_spec)
         found = defined.tasks.get(task)
         if found is None:
-            known = ", ".join(sorted(defined.tasks)) or "none"
-            raise click.BadParameter(
-                f"{app_spec} has no task named {task!r} (it has: {known})", param_hint="TASK"
-            )
+            raise no_such_task(app_spec, task, defined)
         named = found
         app = make_app(dsn, schema, like=defined)
 

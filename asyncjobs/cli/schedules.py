@@ -14,7 +14,7 @@ from ..app import App
 from ..client.client import Client
 from ..errors import AsyncJobsError
 from ..schedule import MISSED_POLICIES, Schedule, define, time_zone
-from .common import app_options, json_argument, load_app, make_app, run
+from .common import app_options, json_argument, load_app, make_app, no_such_task, run
 
 
 @click.group()
@@ -153,10 +153,7 @@ def schedules_add(
     app = _client_app(dsn, schema, app_spec)
     found = app.tasks.get(task)
     if found is None:
-        known = ", ".join(sorted(app.tasks)) or "none"
-        raise click.BadParameter(
-            f"{app_spec} has no task named {task!r} (it has: {known})", param_hint="TASK"
-        )
+        raise no_such_task(app_spec, task, app)
     positional = _json_value(args, "ARGS", list)
     keywords = _json_value(kwargs_json, "--kwargs", dict)
     given = {k: v for k, v in options.items() if v is not None}
