@@ -210,6 +210,19 @@ async def test_bulk_actions_on_a_selection_and_on_a_filter(
     assert "local: cancel 2 jobs" in caplog.text and "local: delete 4 jobs" in caplog.text
 
 
+async def test_a_bulk_action_on_more_than_the_count_shows_says_how_many_it_takes(
+    client: asyncjobs.Client, board: Dashboard
+) -> None:
+    from asyncjobs.dashboard.app import BULK_LIMIT
+    from asyncjobs.dashboard.store import COUNT_CAP
+    from tests.worker_app import quick
+
+    await client.enqueue_many(quick.call(i) for i in range(COUNT_CAP + 5))
+    async with browser(board) as http:
+        page = (await http.get("/jobs?task=quick")).text
+    assert f"up to {BULK_LIMIT:,} of the more than {COUNT_CAP} jobs matching" in page
+
+
 async def test_redact_hides_arguments_and_results(
     app: asyncjobs.App, client: asyncjobs.Client
 ) -> None:

@@ -347,6 +347,7 @@ class Dashboard:
             "states": [s.value for s in JobState],
             "matching": matching,
             "capped": matching > COUNT_CAP,
+            "bulk_limit": BULK_LIMIT,
             "searched": searched,
             "older_query": older_query,
             "next_query": next_query,
