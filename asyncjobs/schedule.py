@@ -145,7 +145,12 @@ def define(
     configured = task.options(
         queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout
     )
-    call = configured.call(*args, **(kwargs or {}))
+    try:
+        call = configured.call(*args, **(kwargs or {}))
+    except ArgumentsMismatch as exc:
+        # Task.call's words are an enqueue's; here it is the schedule that is not stored.
+        message = str(exc).replace("nothing was enqueued", "the schedule was not stored")
+        raise ArgumentsMismatch(f"schedule {name!r}: {message}") from None
     size = len(call.args) + len(call.kwargs)
     if size > MAX_ARGUMENTS_BYTES:  # every tick's job would be refused
         raise arguments_too_big(call.task, size)
