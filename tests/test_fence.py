@@ -150,13 +150,17 @@ async def test_check_fence_in_the_jobs_own_transaction_holds_off_a_requeue(
         try:
             with pytest.raises(asyncjobs.ConfigurationError, match="inside `async with conn"):
                 await job.check_fence(conn)  # outside a transaction it guards nothing
-            async with conn.transaction():
-                await job.check_fence(conn)
-                await conn.execute(
-                    f"INSERT INTO {payments} VALUES ($1, $2, $3, $4)", *job.fence, amount
-                )
-                in_transaction.set()
-                await release.wait()
+            # Shielded: the requeue commits as soon as this commits, and its message may
+            # reach the worker before this COMMIT's answer does (seen once in CI); the
+            # cancellation then waits for the block below, which must run.
+            with anyio.CancelScope(shield=True):
+                async with conn.transaction():
+                    await job.check_fence(conn)
+                    await conn.execute(
+                        f"INSERT INTO {payments} VALUES ($1, $2, $3, $4)", *job.fence, amount
+                    )
+                    in_transaction.set()
+                    await release.wait()
             if job.attempt == 1 and len(after_requeue) == 0:
                 # Interrupted by the requeue once this returns to the loop; shielded, the
                 # attempt tries again and is refused.
