@@ -49,25 +49,11 @@ def _markers(path: Path) -> dict[int, str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def mypy_output(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, list[tuple[int, str]]]:
-    cache = tmp_path_factory.mktemp("mypy-cache")
+def _check_examples(checker: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """Run type checker `checker` (a module) on the two example files; it exits 1 for the
+    errors it finds (the wrong file has them), anything else is a failure to run."""
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--show-error-codes",
-            "--no-error-summary",
-            "--hide-error-context",
-            "--no-pretty",
-            "--show-absolute-path",
-            "--cache-dir",
-            str(cache),
-            str(OK),
-            str(WRONG),
-        ],
+        [sys.executable, "-m", checker, *options, str(OK), str(WRONG)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -75,6 +61,23 @@ def mypy_output(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, list[tup
         cwd=HERE.parent,
     )
     assert done.returncode in (0, 1), done.stdout + done.stderr
+    return done
+
+
+@pytest.fixture(scope="module")
+def mypy_output(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, list[tuple[int, str]]]:
+    cache = tmp_path_factory.mktemp("mypy-cache")
+    done = _check_examples(
+        "mypy",
+        "--strict",
+        "--show-error-codes",
+        "--no-error-summary",
+        "--hide-error-context",
+        "--no-pretty",
+        "--show-absolute-path",
+        "--cache-dir",
+        str(cache),
+    )
     lines: dict[Path, list[tuple[int, str]]] = {OK: [], WRONG: []}
     for line in done.stdout.splitlines():
         match = re.match(r"(.+?):(\d+): (.*)$", line)
@@ -127,26 +130,9 @@ def test_pyright_agrees(tmp_path: Path) -> None:
     pytest.importorskip("pyright")
     config = tmp_path / "pyrightconfig.json"
     config.write_text(json.dumps({"pythonVersion": "3.11", "typeCheckingMode": "standard"}))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pyright",
-            "--outputjson",
-            "--pythonpath",
-            sys.executable,
-            "--project",
-            str(config),
-            str(OK),
-            str(WRONG),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=HERE.parent,
+    done = _check_examples(
+        "pyright", "--outputjson", "--pythonpath", sys.executable, "--project", str(config)
     )
-    assert done.returncode in (0, 1), done.stdout + done.stderr
     found: dict[Path, list[tuple[int, str, str]]] = {OK: [], WRONG: []}
     for item in json.loads(done.stdout)["generalDiagnostics"]:
         line = item["range"]["start"]["line"] + 1
