@@ -303,6 +303,18 @@ BEGIN
     PERFORM pg_advisory_unlock_shared(hashtext('{schema}.paused_queues'), 0);
 END $$;
 
+-- check_queue_name(name): raise, in the client's words, unless `name` is a queue name the
+-- client would take (migration 16: enqueue, pause_queue and resume_queue share it).
+CREATE FUNCTION {schema}.check_queue_name(queue_name text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF queue_name IS NULL OR queue_name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
+        RAISE EXCEPTION 'invalid queue name %: use 1-64 letters, digits, ''_'', ''.'', '':'' or ''-''',
+                        quote_nullable(left(queue_name, 80))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+
 -- pause_queue(queue): no worker claims from `queue` once this commits (see claim_jobs);
 -- running jobs go on. Returns whether it was running (not paused) before. Every claim, of
 -- every queue, waits from the lock until the commit: call it in a short transaction of
@@ -312,12 +324,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     added boolean;
 BEGIN
-    -- The client's check, in its words (migration 16): '' was paused, NULL a raw error.
-    IF queue_name IS NULL OR queue_name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
-        RAISE EXCEPTION 'invalid queue name %: use 1-64 letters, digits, ''_'', ''.'', '':'' or ''-''',
-                        quote_nullable(left(queue_name, 80))
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    -- (Migration 16: '' was paused, NULL a raw error.)
+    PERFORM {schema}.check_queue_name(queue_name);
     INSERT INTO {schema}.paused_queues (queue) VALUES (queue_name)
         ON CONFLICT (queue) DO NOTHING;
     added := FOUND;
@@ -332,11 +340,7 @@ END $$;
 CREATE FUNCTION {schema}.resume_queue(queue_name text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF queue_name IS NULL OR queue_name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
-        RAISE EXCEPTION 'invalid queue name %: use 1-64 letters, digits, ''_'', ''.'', '':'' or ''-''',
-                        quote_nullable(left(queue_name, 80))
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM {schema}.check_queue_name(queue_name);
     DELETE FROM {schema}.paused_queues WHERE queue = queue_name;
     IF NOT FOUND THEN
         RETURN false;
@@ -699,11 +703,7 @@ BEGIN
                          'allow_unknown_task => true.';
     END IF;
     job_queue := coalesce(enqueue.queue, known.queue, 'default');
-    IF job_queue !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
-        RAISE EXCEPTION 'invalid queue name %: use 1-64 letters, digits, ''_'', ''.'', '':'' or ''-''',
-                        quote_literal(job_queue)
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM {schema}.check_queue_name(job_queue);
     job_max_attempts := coalesce(enqueue.max_attempts, known.max_attempts, 3);
     IF job_max_attempts < 1 THEN
         RAISE EXCEPTION 'max_attempts must be an integer >= 1, got %', job_max_attempts

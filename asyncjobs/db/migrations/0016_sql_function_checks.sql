@@ -2,7 +2,18 @@
 -- enqueue() a run_at before 1900 (-infinity was stored, and every start of its claim, listing
 -- and queue count then failed on it) and a number in args or kwargs beyond a float's range
 -- (a worker could not read the job, which then failed unrun); pause_queue() and
--- resume_queue() a bad queue name ('' was paused; NULL and long names gave raw errors).
+-- resume_queue() a bad queue name ('' was paused; NULL and long names gave raw errors),
+-- through check_queue_name, which enqueue() uses too.
+CREATE FUNCTION {schema}.check_queue_name(queue_name text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF queue_name IS NULL OR queue_name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
+        RAISE EXCEPTION 'invalid queue name %: use 1-64 letters, digits, ''_'', ''.'', '':'' or ''-''',
+                        quote_nullable(left(queue_name, 80))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+
 CREATE OR REPLACE FUNCTION {schema}.enqueue(
     task text,
     args jsonb DEFAULT '[]',
@@ -61,11 +72,7 @@ BEGIN
                          'allow_unknown_task => true.';
     END IF;
     job_queue := coalesce(enqueue.queue, known.queue, 'default');
-    IF job_queue !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
-        RAISE EXCEPTION 'invalid queue name %: use 1-64 letters, digits, ''_'', ''.'', '':'' or ''-''',
-                        quote_literal(job_queue)
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM {schema}.check_queue_name(job_queue);
     job_max_attempts := coalesce(enqueue.max_attempts, known.max_attempts, 3);
     IF job_max_attempts < 1 THEN
         RAISE EXCEPTION 'max_attempts must be an integer >= 1, got %', job_max_attempts
@@ -169,12 +176,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     added boolean;
 BEGIN
-    -- The client's check, in its words (migration 16): '' was paused, NULL a raw error.
-    IF queue_name IS NULL OR queue_name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
-        RAISE EXCEPTION 'invalid queue name %: use 1-64 letters, digits, ''_'', ''.'', '':'' or ''-''',
-                        quote_nullable(left(queue_name, 80))
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    -- (Migration 16: '' was paused, NULL a raw error.)
+    PERFORM {schema}.check_queue_name(queue_name);
     INSERT INTO {schema}.paused_queues (queue) VALUES (queue_name)
         ON CONFLICT (queue) DO NOTHING;
     added := FOUND;
@@ -187,11 +190,7 @@ END $$;
 CREATE OR REPLACE FUNCTION {schema}.resume_queue(queue_name text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF queue_name IS NULL OR queue_name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
-        RAISE EXCEPTION 'invalid queue name %: use 1-64 letters, digits, ''_'', ''.'', '':'' or ''-''',
-                        quote_nullable(left(queue_name, 80))
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM {schema}.check_queue_name(queue_name);
     DELETE FROM {schema}.paused_queues WHERE queue = queue_name;
     IF NOT FOUND THEN
         RETURN false;
