@@ -172,6 +172,55 @@ async def test_each_outcome_is_named(app: asyncjobs.App) -> None:
     assert timed_out.retry_in is None
 
 
+async def test_a_thread_that_runs_on_after_its_job_was_stopped_is_not_reported_as_its_end(
+    app: asyncjobs.App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sync job ignores its token and returns (or raises) after a user cancelled, requeued
+    or deleted it: what it did is not written (the job's row was changed), so the hooks and
+    the log say the attempt was stopped, not that it succeeded or failed."""
+    import threading
+    import time
+
+    ends: list[asyncjobs.JobRun] = []
+    app.hooks.on_job_end(ends.append)
+    running = threading.Semaphore(0)
+
+    @app.task
+    def stubborn(fail: bool) -> str:
+        running.release()
+        time.sleep(0.3)
+        if fail:
+            raise ValueError("after the stop")
+        return "done anyway"
+
+    caplog.set_level(logging.INFO, logger="asyncjobs.worker")
+    async with app.client() as client, app.worker(concurrency=4):
+        ids = [await client.enqueue(stubborn, fail) for fail in (False, True, False, False)]
+        for _ in ids:
+            await anyio.to_thread.run_sync(running.acquire)
+        await client.cancel(ids[0])
+        await client.cancel(ids[1])
+        await client.delete(ids[2])
+        await client.requeue(ids[3])
+        with anyio.fail_after(10):
+            while len([run for run in ends if run.attempt == 1]) < 4:
+                await anyio.sleep(0.01)
+        assert await client.wait(ids[3], timeout=10) == "done anyway"
+        assert (await client.get(ids[0])).state == "cancelled"
+        assert (await client.get(ids[1])).state == "cancelled"
+        with pytest.raises(asyncjobs.JobNotFound):
+            await client.get(ids[2])
+    first = {run.job_id: run.outcome for run in ends if run.attempt == 1 and run.duration}
+    assert [first.get(job_id) for job_id in ids[:3]] == ["cancelled", "cancelled", "discarded"]
+    # The requeued job: its first attempt discarded, then attempt 1 again, succeeded.
+    assert sorted(run.outcome or "" for run in ends if run.job_id == ids[3]) == [
+        "discarded",
+        "succeeded",
+    ]
+    stopped = [r.getMessage() for r in caplog.records if "its thread ran on" in r.getMessage()]
+    assert len(stopped) == 4, stopped
+
+
 async def test_a_raising_hook_breaks_nothing(
     app: asyncjobs.App, caplog: pytest.LogCaptureFixture
 ) -> None:

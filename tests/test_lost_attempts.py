@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import asyncjobs
-from tests.helpers import Spawn, until, workers_up
+from tests.helpers import Spawn, read_marks, until, workers_up
 
 
 def _events(path: Path, job_id: int) -> list[dict[str, Any]]:
@@ -340,3 +340,85 @@ async def test_a_last_attempt_whose_live_worker_lost_its_claim_is_reported_by_th
     events = _events(hooks_file, job_id)
     assert [(e["attempt"], e["outcome"]) for e in events] == [(1, "lost")]
     assert events[0]["pid"] == old.pid and events[0]["reported_by"] is None
+
+
+async def test_the_middle_attempt_of_a_chained_takeover_is_reported_once_when_its_worker_dies(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """Two claims lost in a row: worker A (alive, its thread running on) lost the job to B,
+    which died while waiting for A (frozen, its claim session ended, then SIGKILL), and C
+    took the job over from A. C waits for A, but B's attempt is not A's: C reports it once
+    B is found gone. A reports its own attempt; C's runs once A has let go."""
+    from tests.test_takeover import _terminate_claim
+
+    hooks_file = tmp_path / "hooks.jsonl"
+    marks = tmp_path / "marks"
+    claimed = ("--concurrency", "1", "--hand-off-after", "8")
+    a = _spawn(spawn_worker, hooks_file, *claimed)
+    await workers_up(client, 1)
+    job_id = await client.enqueue("marked", str(marks), 5.0)
+    await until(client, job_id, lambda j: j.state == "processing")
+    b = _spawn(spawn_worker, hooks_file, *claimed)
+    await workers_up(client, 2)
+    await anyio.sleep(0.3)
+    await _terminate_claim(admin, client.app.schema)
+    job = await until(client, job_id, lambda j: j.attempt == 2)  # B waits for A
+    assert job.worker_id is not None
+    b_id = job.worker_id
+    c = _spawn(spawn_worker, hooks_file, *claimed)
+    await workers_up(client, 3)
+    b.send_signal(signal.SIGSTOP)
+    await _terminate_claim(admin, client.app.schema)
+    job = await until(client, job_id, lambda j: j.attempt == 3)  # C waits for A
+    c_id = job.worker_id
+    await anyio.sleep(0.3)
+    assert _events(hooks_file, job_id) == []  # B's key is held: dying or alive
+    b.send_signal(signal.SIGKILL)
+    with anyio.fail_after(10):
+        while not _events(hooks_file, job_id):
+            await anyio.sleep(0.02)
+    assert await client.wait(job_id, timeout=30) == "marked"
+    await anyio.sleep(0.3)  # a second report, if any, would be written by now
+    for proc in (a, c):
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+    events = _events(hooks_file, job_id)
+    assert [(e["attempt"], e["outcome"]) for e in events] == [
+        (2, "lost"),
+        (1, "lost"),
+        (3, "succeeded"),
+    ]
+    middle, first, last = events
+    assert middle["worker_id"] == str(b_id) and middle["reported_by"] == str(c_id)
+    assert middle["pid"] == c.pid and middle["error_type"] == "WorkerLost"
+    assert first["pid"] == a.pid and first["reported_by"] is None
+    assert last["pid"] == c.pid
+    runs = read_marks(marks)
+    assert [(w, n) for w, n, _, _ in runs] == [("start", 1), ("end", 1), ("start", 3), ("end", 3)]
+
+
+async def test_a_worker_that_stops_while_its_report_waits_for_an_answer_waits_a_moment(
+    client: asyncjobs.Client, spawn_worker: Spawn, admin: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """The peer that took the job over from a dying worker is stopped (SIGTERM) before that
+    worker is found gone: its attempt goes back to the queue, and the question of who
+    reports the old one is answered before the peer exits, if the answer comes soon."""
+    hooks_file = tmp_path / "hooks.jsonl"
+    dying, dead_id, job_id = await _frozen_between_sessions(
+        client, spawn_worker, admin, hooks_file, max_attempts=3
+    )
+    peer = _spawn(spawn_worker, hooks_file)
+    await until(client, job_id, lambda j: j.state == "processing" and j.attempt == 2)
+    peer.terminate()
+    # Longer than the peer's shutdown takes otherwise (tens of ms), shorter than its wait.
+    await anyio.sleep(0.3)
+    assert peer.poll() is None
+    dying.send_signal(signal.SIGKILL)
+    assert peer.wait(10) == 0
+
+    events = _events(hooks_file, job_id)
+    assert [(e["attempt"], e["outcome"]) for e in events] == [(2, "released"), (1, "lost")]
+    assert events[1]["worker_id"] == str(dead_id) and events[1]["pid"] == peer.pid
+    job = await client.get(job_id)
+    assert job.state == "queued"

@@ -331,17 +331,22 @@ class Fetcher:
                 claim=claim,
                 taken_from=row["taken_from"],
             )
+            # The attempt this start ended, if its worker holds its key: alive (it reports
+            # the attempt itself) or dying; its answer tells which (see takeover.py).
+            unsure = None
+            if not row["lost"] and row["lost_worker"] is not None:
+                unsure = lost_run(
+                    row, attempt=job.attempt - 1, gave_up=False, reported_by=self._worker_id
+                )
+                if unsure.worker_id != job.taken_from:
+                    # Not the worker this attempt waits for: one that took the job over
+                    # from it and lost it in turn while waiting (a chained takeover).
+                    self._takeovers.report_if_gone(unsure, job.entry, job.attempt)
+                    unsure = None
             if job.taken_from is not None:
                 # Its last worker is alive and may still run it: the job runs once that
                 # worker has stopped it (see takeover.py). Awaited in the job's own scope,
                 # once launched: a cancel, requeue, delete or shutdown meanwhile reaches it.
-                # If that worker ran the attempt this start ended, its answer also says
-                # who reports that attempt: it, or (gone, not alive) this worker.
-                unsure = None
-                if not row["lost"] and row["lost_worker"] == job.taken_from:
-                    unsure = lost_run(
-                        row, attempt=job.attempt - 1, gave_up=False, reported_by=self._worker_id
-                    )
                 job.before_run = functools.partial(self._handshake, job, job.taken_from, unsure)
             claim.job_started(job)
             self._launch(job)

@@ -88,10 +88,13 @@ class JobRunner:
                     result = await task.fn(*call_args, **call_kwargs)
                 else:
                     result = await self._run_in_thread(job, task, call_args, call_kwargs)
+                if job.reason in DECIDED_ELSEWHERE:
+                    return self._stopped(job, task)
                 return self._success(job, task.name, result)
         except Exception as exc:
-            if job.thread_ended or (
-                job.reason is None and not (job.scope.cancel_called and job.timeout is not None)
+            timed_out = job.scope.cancel_called and job.timeout is not None
+            if job.reason not in DECIDED_ELSEWHERE and (
+                job.thread_ended or (job.reason is None and not timed_out)
             ):
                 return self._failure(job, exc, task)
         finally:
@@ -211,6 +214,20 @@ class JobRunner:
         return task.backoff if task is not None else Backoff()
 
 
+# Stops after which nothing the attempt did is written, even if its code (a thread that
+# ran on) returned: the job's row was changed by whoever stopped it, or its claim is lost
+# (the recorder drops the outcome; another attempt may run by now). What it did is dropped,
+# and hooks and logs say so, not "succeeded".
+DECIDED_ELSEWHERE = frozenset(
+    {
+        CancelReason.CANCELLED,
+        CancelReason.REQUEUED,
+        CancelReason.DELETED,
+        CancelReason.CLAIM_LOST,
+        CancelReason.SUPERSEDED,
+    }
+)
+
 # How an attempt stopped from outside ends, in the words of whoever stopped it (the
 # outcomes `release` and `discard` are internal): what happened, and why.
 _STOPPED = {
@@ -288,4 +305,6 @@ def log_attempt(job: RunningJob, outcome: Outcome, seconds: float) -> None:
         )
     else:
         what, why = _STOPPED.get(job.reason, ("stopped", f": {job.reason}"))  # type: ignore[arg-type]
+        if job.thread_ended and outcome.kind == "discard":
+            why += "; its thread ran on to its end, and what it did is not written"
         logger.info("%s: %s after %.3fs%s", head, what, seconds, why, extra=extra)

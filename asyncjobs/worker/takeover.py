@@ -71,6 +71,9 @@ class Takeovers:
         # an attempt's (report_if_gone).
         self._waits: dict[tuple[int, int], set[_Wait]] = {}
         self._reports: anyio.abc.TaskGroup | None = None
+        # The lost attempts whose report waits for an answer (report_if_gone), by id.
+        self._unanswered: dict[int, JobRun] = {}
+        self._answered = anyio.Event()
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -123,8 +126,31 @@ class Takeovers:
         self._reports.start_soon(self._report_if_gone, lost, entry, attempt)
 
     async def _report_if_gone(self, lost: JobRun, entry: int, attempt: int) -> None:
-        if not await self._stopped(lost.job_id, entry, attempt, lost.worker_id):
-            self._report(lost)
+        self._unanswered[id(lost)] = lost
+        try:
+            if not await self._stopped(lost.job_id, entry, attempt, lost.worker_id):
+                self._report(lost)
+        finally:
+            del self._unanswered[id(lost)]
+            if not self._unanswered:
+                self._answered.set()
+
+    async def settle(self, timeout: float) -> None:
+        """As this worker stops: wait up to `timeout` seconds for the answers its reports
+        wait for (a live worker answers at once, a dying one is gone once its sessions
+        end), then say which attempts stay unreported."""
+        with anyio.move_on_after(timeout):
+            while self._unanswered:
+                self._answered = anyio.Event()
+                await self._answered.wait()
+        for lost in self._unanswered.values():
+            logger.warning(
+                "job %s: this worker stops before worker %s answered, so its attempt %s is "
+                "reported only if that worker lives",
+                lost.job_id,
+                lost.worker_id,
+                lost.attempt,
+            )
 
     def _report(self, lost: JobRun) -> None:
         if lost.duration is not None:

@@ -57,6 +57,9 @@ logger = logging.getLogger("asyncjobs.worker")
 CLAIM_BATCH = 50
 # Seconds a worker's teardown (its sessions closed, its row removed) may take at most.
 TEARDOWN_LIMIT = 10.0
+# Seconds a stopping worker waits at most for the answers its reports of lost attempts wait
+# for (see takeover.py); only while some are open, which takes two failures at once.
+SETTLE_REPORTS = 1.0
 
 _CHANGES = {
     "cancelled": CancelReason.CANCELLED,
@@ -399,6 +402,7 @@ class Worker:
                 await fetched.wait()
                 await self._shutdown()
             await self._drain(recorder)
+            await takeovers.settle(SETTLE_REPORTS)
             await call_each(hooks.worker_stop, self)
             services.cancel_scope.cancel()
         self._services = None
