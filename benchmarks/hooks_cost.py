@@ -8,6 +8,11 @@ Prints the best of `rounds` in µs of CPU per job (the process's: the SDK's expo
 counts too) for: no part (the hooks machinery only), each part alone, and all of them, each
 in a process of its own (an SDK's threads outlive its measurement). `--profile PART` runs
 cProfile over that part instead.
+
+Then the SDK's own floor, without asyncjobs: one span started and ended with no attribute
+(`sdk-span`), one histogram measurement with no attribute (`sdk-histogram`), on providers
+set up as drain_observed sets them up. Whatever asyncjobs does around them, a job recorded
+by the SDK costs at least one span and two measurements (run and wait time).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import uuid
 
 import asyncjobs
 from asyncjobs.hooks import Around, Hooks, JobRun, call_each
-from benchmarks.systems.asyncjobs_tasks import _observe
+from benchmarks.systems.asyncjobs_tasks import _observe, sdk_providers
 
 PARTS = {
     "hooks": set[str](),
@@ -35,6 +40,7 @@ PARTS = {
     "sampled+prometheus": {"trace-sampled", "prometheus"},
     "all": {"trace", "otel-metrics", "prometheus"},
 }
+FLOORS = ("sdk-span", "sdk-histogram")
 # A traceparent as an enqueue's span stores it: "trace-linked" runs jobs that carry one.
 TRACEPARENT = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 
@@ -81,7 +87,29 @@ async def _drive(hooks: Hooks, jobs: int, context: dict[str, str] | None) -> flo
     return (time.process_time() - started) / jobs * 1e6
 
 
+def _floor(name: str, jobs: int, rounds: int) -> float:
+    """The SDK alone: `name` (FLOORS) done `jobs` times; the best of `rounds`."""
+    tracer_provider, meter_provider = sdk_providers({"trace", "otel-metrics"})
+    tracer = tracer_provider.get_tracer("floor")
+    histogram = meter_provider.get_meter("floor").create_histogram("floor", unit="s")
+
+    def once(count: int) -> float:
+        started = time.process_time()
+        if name == "sdk-span":
+            for _ in range(count):
+                tracer.start_span("process default").end()
+        else:
+            for _ in range(count):
+                histogram.record(0.001)
+        return (time.process_time() - started) / count * 1e6
+
+    once(1000)
+    return min(once(jobs) for _ in range(rounds))
+
+
 async def _measure(name: str, jobs: int, rounds: int) -> float:
+    if name in FLOORS:
+        return _floor(name, jobs, rounds)
     app = _app(PARTS[name])
     context = TRACEPARENT if name == "trace-linked" else None
     await _drive(app.hooks, 1000, context)  # warm-up: caches, the SDK's first spans
@@ -93,7 +121,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=20_000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--profile", choices=sorted(PARTS))
-    p.add_argument("--only", choices=sorted(PARTS), help=argparse.SUPPRESS)
+    p.add_argument("--only", choices=[*sorted(PARTS), *FLOORS], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.only:
         print(f"{asyncio.run(_measure(args.only, args.jobs, args.rounds)):.1f}")
@@ -108,11 +136,11 @@ def main() -> None:
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
         return
-    for name in PARTS:
+    for name in [*PARTS, *FLOORS]:
         argv = [sys.executable, "-m", "benchmarks.hooks_cost", "--only", name]
         argv += ["--jobs", str(args.jobs), "--rounds", str(args.rounds)]
         cost = float(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
-        print(f"{name:<14} {cost:8.1f} µs/job", flush=True)
+        print(f"{name:<18} {cost:8.1f} µs/job", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 import asyncjobs
 from benchmarks.marks import emit
@@ -18,6 +19,19 @@ def _observe(app: asyncjobs.App, parts: set[str]) -> None:
     (the SDK's work, none of the network's); the Prometheus endpoint is the command's
     --metrics-port. `parts`: which of trace, trace-sampled (1% of traces recorded, as
     the README advises for a high-rate queue), otel-metrics (and prometheus) are on."""
+    from asyncjobs.observability.otel_metrics import OtelMetrics
+    from asyncjobs.observability.tracing import Tracing
+
+    tracer_provider, meter_provider = sdk_providers(parts)
+    if tracer_provider is not None:
+        Tracing(tracer_provider).install(app)
+    if meter_provider is not None:
+        OtelMetrics(meter_provider).install(app)
+
+
+def sdk_providers(parts: set[str]) -> tuple[Any, Any]:
+    """The SDK's tracer and meter providers for `parts` (None: that part is off), with
+    exporters that drop everything, as a user's SDK with its default processors."""
     from collections.abc import Sequence
 
     from opentelemetry.sdk.metrics import MeterProvider
@@ -29,9 +43,6 @@ def _observe(app: asyncjobs.App, parts: set[str]) -> None:
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-
-    from asyncjobs.observability.otel_metrics import OtelMetrics
-    from asyncjobs.observability.tracing import Tracing
 
     class NoSpans(SpanExporter):
         def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -47,14 +58,15 @@ def _observe(app: asyncjobs.App, parts: set[str]) -> None:
         def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
             pass
 
+    tracer_provider = meter_provider = None
     if "trace" in parts or "trace-sampled" in parts:
         sampler = ParentBased(TraceIdRatioBased(0.01)) if "trace-sampled" in parts else None
         tracer_provider = TracerProvider(sampler=sampler)
         tracer_provider.add_span_processor(BatchSpanProcessor(NoSpans()))
-        Tracing(tracer_provider).install(app)
     if "otel-metrics" in parts:
         reader = PeriodicExportingMetricReader(NoMetrics(), export_interval_millis=5000)
-        OtelMetrics(MeterProvider(metric_readers=[reader])).install(app)
+        meter_provider = MeterProvider(metric_readers=[reader])
+    return tracer_provider, meter_provider
 
 
 # Which parts drain_observed turns on: $BENCH_OBSERVE_PARTS, default all of them.
