@@ -6,8 +6,7 @@ object. Each parameter gets an `ArgumentType` from its annotation: `check` refus
 enqueue, a value that can't become that type, and `load` turns the stored JSON back into
 it on the worker. A parameter annotated with a plain JSON type (int, float, str, bool,
 None, list, dict, Any) needs no `load`: the worker only runs its `check` (a value enqueued
-by name, from SQL or the command line, was checked by nobody), so a task whose parameters
-are all plain keeps the worker's fast path. Annotations this module doesn't know (a class
+by name, from SQL or the command line, was checked by nobody). Annotations this module doesn't know (a class
 of yours, a Protocol, a TypeVar) are neither checked nor converted: the value arrives as
 JSON made it.
 """
@@ -347,8 +346,7 @@ def _hints(obj: Any) -> dict[str, Any]:
 
 class Arguments:
     """The parameters of a task that are checked or converted, by name; built once per task.
-
-    `plain` is true when no parameter needs converting on the worker (the fast path)."""
+    `loads` is empty when no parameter needs converting on the worker."""
 
     def __init__(self, signature: inspect.Signature, fn: Callable[..., Any]) -> None:
         hints = _hints(fn)
@@ -370,7 +368,6 @@ class Arguments:
             if kind is not _ANYTHING:
                 self.kinds[param.name] = kind
         self.loads = {name: k.load for name, k in self.kinds.items() if k.load is not None}
-        self.plain = not self.loads
         names = list(signature.parameters)
         # For positional arguments of a plain signature: each position's name and kind.
         self.by_position = [(n, self.kinds.get(n)) for n in names]

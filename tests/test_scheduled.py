@@ -61,7 +61,9 @@ async def test_a_scheduled_job_stays_scheduled_until_due_then_an_idle_worker_sta
 
     async with app.worker(poll_interval=POLL):
         await anyio.sleep(0.3)  # idle: nothing is due
-        run_at = _now() + datetime.timedelta(seconds=1.5)
+        # Due well after the check below: two test runs side by side (CI) once delayed a
+        # 0.8 s sleep and the read after it past a due time 1.5 s out.
+        run_at = _now() + datetime.timedelta(seconds=2.5)
         job_id = await client.enqueue(noop.options(run_at=run_at))
         await anyio.sleep(0.8)
         assert (await client.get(job_id)).state is asyncjobs.JobState.SCHEDULED
