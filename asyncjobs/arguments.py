@@ -6,9 +6,9 @@ object. Each parameter gets an `ArgumentType` from its annotation: `check` refus
 enqueue, a value that can't become that type, and `load` turns the stored JSON back into
 it on the worker. A parameter annotated with a plain JSON type (int, float, str, bool,
 None, list, dict, Any) needs no `load`: the worker only runs its `check` (a value enqueued
-by name, from SQL or the command line, was checked by nobody). Annotations this module doesn't know (a class
-of yours, a Protocol, a TypeVar) are neither checked nor converted: the value arrives as
-JSON made it.
+by name, from SQL or the command line, was checked by nobody). Annotations this module
+doesn't know (a class of yours, a Protocol, a TypeVar) are neither checked nor converted:
+the value arrives as JSON made it.
 """
 
 from __future__ import annotations
