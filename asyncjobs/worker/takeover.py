@@ -28,7 +28,9 @@ that of its lease session finds its key held, and can't tell it from a live work
 lost its claim. So the report waits for the answer: `released`, and the old worker lives
 and reported its attempt itself (before answering); gone, and this worker reports it. A
 job failed because that was its last attempt asks too, with no attempt of its own to
-wait (`report_if_gone`).
+wait (`report_if_gone`), and so does a start whose job's last attempt was another worker's
+than the one it waits for (a chain: that worker took the job over and lost it in turn). A
+worker that stops with such a question open waits a moment for its answer (`settle`).
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ class Takeovers:
             if not await self._stopped(lost.job_id, entry, attempt, lost.worker_id):
                 self._report(lost)
         finally:
-            del self._unanswered[id(lost)]
+            self._unanswered.pop(id(lost), None)
             if not self._unanswered:
                 self._answered.set()
 
