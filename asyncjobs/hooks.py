@@ -55,7 +55,7 @@ class Enqueueing:
     `traceparent` of its span); `job_ids` is set once they are stored, `error` if the
     enqueue raised."""
 
-    calls: list[TaskCall]
+    calls: list[TaskCall[Any]]
     tasks: tuple[str, ...]
     queues: tuple[str, ...]
     count: int

@@ -92,7 +92,7 @@ class Periodic:
     cron: str
     timezone: str
     missed: Missed
-    call: TaskCall
+    call: TaskCall[Any]
 
     def next_after(self, when: datetime.datetime) -> datetime.datetime:
         """The schedule's first tick strictly after `when`."""
@@ -200,7 +200,7 @@ class Schedule:
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in dict(row).items() if k in fields})
 
-    def call(self) -> TaskCall:
+    def call(self) -> TaskCall[Any]:
         """The job one tick enqueues."""
         options = JobOptions(
             queue=self.queue,

@@ -141,11 +141,23 @@ class SyncClient:
         (job_id,) = enqueue_in_transaction_sync(conn, client.sql, [call])
         return JobId(job_id)
 
-    def enqueue_many_tx(self, conn: SyncConnection, calls: Iterable[TaskCall]) -> list[int]:
-        """Many jobs in one statement on your own connection, inside your transaction."""
+    @overload
+    def enqueue_many_tx(
+        self, conn: SyncConnection, calls: Iterable[TaskCall[Coroutine[Any, Any, T]]]
+    ) -> list[JobId[T]]: ...
+    @overload
+    def enqueue_many_tx(
+        self, conn: SyncConnection, calls: Iterable[TaskCall[T]]
+    ) -> list[JobId[T]]: ...
+
+    def enqueue_many_tx(
+        self, conn: SyncConnection, calls: Iterable[TaskCall[Any]]
+    ) -> list[JobId[Any]]:
+        """Many jobs in one statement on your own connection, inside your transaction; their
+        ids in the calls' order."""
         batch = calls_list(calls)
         _, client = self._open()
-        return enqueue_in_transaction_sync(conn, client.sql, batch)
+        return list(map(JobId, enqueue_in_transaction_sync(conn, client.sql, batch)))
 
     @overload
     def get(self, job_id: JobId[T]) -> Job[T]: ...

@@ -38,6 +38,7 @@ async def test_enqueue_many_is_one_statement_and_keeps_order(
 
     ids = await client.enqueue_many(echo.call(i) for i in range(500))
     assert ids == sorted(ids) and len(set(ids)) == 500
+    assert all(isinstance(i, asyncjobs.JobId) for i in ids)  # as enqueue's, typed
     async with app.worker(concurrency=20):
         results = [await client.wait(i, timeout=20) for i in ids]
     assert results == list(range(500))

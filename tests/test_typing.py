@@ -28,6 +28,8 @@ REVEALED = {
     "R8": "asyncjobs.job.JobId[int]",
     "R9": "list[str] | None",
     "R10": "Any | None",
+    "R11": "list[asyncjobs.job.JobId[int]]",
+    "R12": "object",
 }
 # The marker comment on a line of typed_wrong.py -> a piece of the error mypy must give there.
 ERRORS = {

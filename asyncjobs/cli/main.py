@@ -456,7 +456,7 @@ def enqueue(
         named = found
         app = make_app(dsn, schema, like=defined)
 
-    def given(base: Task[Any, Any]) -> TaskCall:
+    def given(base: Task[Any, Any]) -> TaskCall[Any]:
         """The call of `base` with the options given on the command line."""
         try:
             return base.options(

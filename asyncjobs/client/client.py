@@ -139,7 +139,9 @@ class Client:
             (job_id,) = await self._store(self.pool, [call])
         return JobId(job_id)
 
-    async def call_of(self, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any) -> TaskCall:
+    async def call_of(
+        self, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any
+    ) -> TaskCall[Any]:
         """The call `enqueue(task, *args, **kwargs)` stores, for `enqueue_many`: a task's
         `task.call(...)`; for a name this app has no task of, a call with the default
         options its workers recorded as they started (queue, priority, attempts, timeout),
@@ -207,19 +209,38 @@ class Client:
         (job_id,) = await self._store(conn, [call])
         return JobId(job_id)
 
-    async def enqueue_many(self, calls: Iterable[TaskCall]) -> list[int]:
-        """Enqueue many jobs in one round trip: `enqueue_many(t.call(1), t.call(2))`.
-        All or none are stored; ConnectionLost as for `enqueue`."""
+    @overload
+    async def enqueue_many(
+        self, calls: Iterable[TaskCall[Coroutine[Any, Any, T]]]
+    ) -> list[JobId[T]]: ...
+    @overload
+    async def enqueue_many(self, calls: Iterable[TaskCall[T]]) -> list[JobId[T]]: ...
+
+    async def enqueue_many(self, calls: Iterable[TaskCall[Any]]) -> list[JobId[Any]]:
+        """Enqueue many jobs in one round trip: `enqueue_many([t.call(1), t.call(2)])`; their
+        ids in the calls' order (typed with what the tasks return). All or none are stored;
+        ConnectionLost as for `enqueue`."""
         batch = calls_list(calls)
         with lost_connection(f"enqueueing {len(batch)} jobs", writes=True):
-            return await self._store(self.pool, batch)
+            return list(map(JobId, await self._store(self.pool, batch)))
 
-    async def enqueue_many_tx(self, conn: Connection, calls: Iterable[TaskCall]) -> list[int]:
+    @overload
+    async def enqueue_many_tx(
+        self, conn: Connection, calls: Iterable[TaskCall[Coroutine[Any, Any, T]]]
+    ) -> list[JobId[T]]: ...
+    @overload
+    async def enqueue_many_tx(
+        self, conn: Connection, calls: Iterable[TaskCall[T]]
+    ) -> list[JobId[T]]: ...
+
+    async def enqueue_many_tx(
+        self, conn: Connection, calls: Iterable[TaskCall[Any]]
+    ) -> list[JobId[Any]]:
         """`enqueue_many` on your own connection, inside your transaction (the connections
         `enqueue_tx` takes)."""
-        return await self._store(conn, calls_list(calls))
+        return list(map(JobId, await self._store(conn, calls_list(calls))))
 
-    async def _store(self, conn: Connection | Pool, calls: list[TaskCall]) -> list[int]:
+    async def _store(self, conn: Connection | Pool, calls: list[TaskCall[Any]]) -> list[int]:
         """Store the calls' jobs (on the pool, or in the caller's transaction), through the
         app's enqueue hooks if it has any."""
         if isinstance(conn, Pool):

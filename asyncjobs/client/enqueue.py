@@ -33,7 +33,7 @@ def task_call(
     task: Task[Any, Any] | str,
     args: Sequence[Any],
     kwargs: dict[str, Any],
-) -> TaskCall:
+) -> TaskCall[Any]:
     """One job of `task` (a task, or the name of one, registered in `tasks` or not) with
     these arguments, ready to enqueue; a name not in `tasks` gets asyncjobs' default
     options (the client then puts in those its workers recorded)."""
@@ -54,7 +54,7 @@ def task_call(
 async def enqueue_calls(
     conn: asyncpg.Connection | Pool,
     sql: Queries,
-    calls: list[TaskCall],
+    calls: list[TaskCall[Any]],
     trace_context: str | None = None,
 ) -> list[int]:
     """Store these calls' jobs with one statement (`enqueue`, or `enqueue_unique_or_after`
@@ -69,7 +69,7 @@ async def enqueue_calls(
 
 
 def enqueue_statement(
-    sql: Queries, calls: list[TaskCall], trace_context: str | None = None
+    sql: Queries, calls: list[TaskCall[Any]], trace_context: str | None = None
 ) -> tuple[str, Enqueue | EnqueueUniqueOrAfter]:
     """The statement that stores these calls' jobs, and its parameters (`trace_context`:
     JSON text stored with every job of the batch)."""
@@ -93,10 +93,10 @@ RS = b"\x1e"
 
 # Stores a batch of calls with a trace context (or None): `enqueue_calls` on a pool or an
 # asyncpg connection, or the caller's transaction (client/transactions.py).
-Store = Callable[[list[TaskCall], "str | None"], Awaitable[list[int]]]
+Store = Callable[[list[TaskCall[Any]], "str | None"], Awaitable[list[int]]]
 
 
-async def enqueue_with_hooks(store: Store, calls: list[TaskCall], hooks: Hooks) -> list[int]:
+async def enqueue_with_hooks(store: Store, calls: list[TaskCall[Any]], hooks: Hooks) -> list[int]:
     """`store(calls, trace_context)` through the enqueue hooks (hooks.py), if there are
     any: the `around_enqueue` ones around it (what they put in the event's trace context is
     stored with the jobs), then the `on_enqueue` ones."""
@@ -120,7 +120,7 @@ async def enqueue_with_hooks(store: Store, calls: list[TaskCall], hooks: Hooks) 
 
 
 def enqueue_parameters(
-    calls: Sequence[TaskCall], trace_context: str | None = None
+    calls: Sequence[TaskCall[Any]], trace_context: str | None = None
 ) -> Enqueue | EnqueueUniqueOrAfter:
     """The parameters of statement `enqueue` for a batch of calls; when a call has a unique
     key or parents, those of `enqueue_unique_or_after`.
@@ -132,7 +132,7 @@ def enqueue_parameters(
     encodes a long array slowly, and per-call arrays of every option were much of a batch's
     time (figures: benchmarks/README.md)."""
     groups: dict[tuple[str, int], int] = {}
-    firsts: list[TaskCall] = []
+    firsts: list[TaskCall[Any]] = []
     rows: list[int] = []
     for call in calls:
         key = (call.task, id(call.options))
@@ -178,7 +178,7 @@ def enqueue_parameters(
     )
 
 
-def _refuse_big(calls: Sequence[TaskCall], size: int) -> None:
+def _refuse_big(calls: Sequence[TaskCall[Any]], size: int) -> None:
     """Raise SerializationError for a call whose arguments are over MAX_ARGUMENTS_BYTES of
     JSON, or for a batch (of `size` bytes in all) over MAX_BATCH_ARGUMENTS_BYTES."""
     for call in calls:
@@ -202,7 +202,7 @@ def _id_array(ids: tuple[int, ...]) -> str | None:
     return "{" + ",".join(str(i) for i in ids) + "}" if ids else None
 
 
-def calls_list(calls: Iterable[TaskCall]) -> list[TaskCall]:
+def calls_list(calls: Iterable[TaskCall[Any]]) -> list[TaskCall[Any]]:
     """`enqueue_many`'s argument as a list of calls, or ConfigurationError."""
     if isinstance(calls, TaskCall):  # a tuple itself: its parts would pass for calls
         raise ConfigurationError("enqueue_many takes a list of task.call(...) items, got one")

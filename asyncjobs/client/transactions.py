@@ -242,7 +242,7 @@ def _shown(conn: object) -> str:
 
 
 async def enqueue_in_transaction(
-    conn: Connection, sql: Queries, calls: list[TaskCall], trace_context: str | None = None
+    conn: Connection, sql: Queries, calls: list[TaskCall[Any]], trace_context: str | None = None
 ) -> list[int]:
     """Store these calls' jobs on the caller's connection, in its transaction; their ids."""
     if not calls:
@@ -255,7 +255,7 @@ async def enqueue_in_transaction(
 
 
 def enqueue_in_transaction_sync(
-    conn: SyncConnection, sql: Queries, calls: list[TaskCall]
+    conn: SyncConnection, sql: Queries, calls: list[TaskCall[Any]]
 ) -> list[int]:
     """`enqueue_in_transaction` on a sync connection (psycopg's or Django's)."""
     if not calls:

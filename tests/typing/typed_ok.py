@@ -34,6 +34,13 @@ async def main() -> None:
         stored: int = job_id  # a job id is an int
         reveal_type(await client.wait(stored))  # R6
         reveal_type(await client.wait(asyncjobs.JobId[int](stored)))  # R7
+        many = await client.enqueue_many(add.call(i, i) for i in range(3))
+        reveal_type(many)  # R11
+        reveal_type(await client.wait(many[0]))  # R2
+        mixed = await client.enqueue_many([add.call(1, 2), crunch.call(3)])
+        reveal_type(await client.wait(mixed[1]))  # R12
+        named = await client.enqueue_many([await client.call_of("app.add", 1, 2)])
+        reveal_type(await client.wait(named[0]))  # R5
 
 
 def sync_producer() -> None:
