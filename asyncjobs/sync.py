@@ -141,18 +141,7 @@ class SyncClient:
         (job_id,) = enqueue_in_transaction_sync(conn, client.sql, [call])
         return JobId(job_id)
 
-    @overload
-    def enqueue_many_tx(
-        self, conn: SyncConnection, calls: Iterable[TaskCall[Coroutine[Any, Any, T]]]
-    ) -> list[JobId[T]]: ...
-    @overload
-    def enqueue_many_tx(
-        self, conn: SyncConnection, calls: Iterable[TaskCall[T]]
-    ) -> list[JobId[T]]: ...
-
-    def enqueue_many_tx(
-        self, conn: SyncConnection, calls: Iterable[TaskCall[Any]]
-    ) -> list[JobId[Any]]:
+    def enqueue_many_tx(self, conn: SyncConnection, calls: Iterable[TaskCall[T]]) -> list[JobId[T]]:
         """Many jobs in one statement on your own connection, inside your transaction; their
         ids in the calls' order."""
         batch = calls_list(calls)

@@ -8,8 +8,8 @@ import datetime
 import functools
 import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, Literal, NamedTuple, ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any, Generic, Literal, NamedTuple, ParamSpec, TypeVar, overload
 
 import orjson
 
@@ -278,8 +278,16 @@ class Task(Generic[P, R_co]):
         task.defaults = options
         return task
 
-    def call(self, *args: P.args, **kwargs: P.kwargs) -> TaskCall[R_co]:
-        """A job of this task with these arguments, for `client.enqueue_many()`.
+    @overload
+    def call(
+        self: Task[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs
+    ) -> TaskCall[R]: ...
+    @overload
+    def call(self: Task[P, R], *args: P.args, **kwargs: P.kwargs) -> TaskCall[R]: ...
+
+    def call(self, *args: Any, **kwargs: Any) -> TaskCall[Any]:
+        """A job of this task with these arguments, for `client.enqueue_many()`, typed with
+        what the task returns (an async task's awaited result).
 
         Raises TypeError if the arguments don't fit the task's signature and
         SerializationError (a TypeError) if they can't be stored as JSON.

@@ -209,14 +209,7 @@ class Client:
         (job_id,) = await self._store(conn, [call])
         return JobId(job_id)
 
-    @overload
-    async def enqueue_many(
-        self, calls: Iterable[TaskCall[Coroutine[Any, Any, T]]]
-    ) -> list[JobId[T]]: ...
-    @overload
-    async def enqueue_many(self, calls: Iterable[TaskCall[T]]) -> list[JobId[T]]: ...
-
-    async def enqueue_many(self, calls: Iterable[TaskCall[Any]]) -> list[JobId[Any]]:
+    async def enqueue_many(self, calls: Iterable[TaskCall[T]]) -> list[JobId[T]]:
         """Enqueue many jobs in one round trip: `enqueue_many([t.call(1), t.call(2)])`; their
         ids in the calls' order (typed with what the tasks return). All or none are stored;
         ConnectionLost as for `enqueue`."""
@@ -224,18 +217,9 @@ class Client:
         with lost_connection(f"enqueueing {len(batch)} jobs", writes=True):
             return list(map(JobId, await self._store(self.pool, batch)))
 
-    @overload
-    async def enqueue_many_tx(
-        self, conn: Connection, calls: Iterable[TaskCall[Coroutine[Any, Any, T]]]
-    ) -> list[JobId[T]]: ...
-    @overload
     async def enqueue_many_tx(
         self, conn: Connection, calls: Iterable[TaskCall[T]]
-    ) -> list[JobId[T]]: ...
-
-    async def enqueue_many_tx(
-        self, conn: Connection, calls: Iterable[TaskCall[Any]]
-    ) -> list[JobId[Any]]:
+    ) -> list[JobId[T]]:
         """`enqueue_many` on your own connection, inside your transaction (the connections
         `enqueue_tx` takes)."""
         return list(map(JobId, await self._store(conn, calls_list(calls))))
