@@ -292,3 +292,43 @@ async def test_check_refuses_a_schema_missing_a_migration_below_the_newest(
     await admin.execute(f'DELETE FROM "{schema}".migrations WHERE version = $1', versions[0])
     with pytest.raises(asyncjobs.MigrationError, match=f"missing {versions[0]}"):
         await check(admin, schema)
+
+
+async def test_migration_17_keeps_what_was_granted_on_enqueue(
+    admin: asyncpg.Connection,
+    schema: str,
+    other_schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It replaces enqueue() (new parameters need a new function): a revoke from PUBLIC
+    and a grant to a role, made on the old one, hold for the new one."""
+    from asyncjobs.db import migrations
+
+    before = [m for m in available() if m.version < 17]
+    monkeypatch.setattr(migrations, "available", lambda: before)
+    for name in (schema, other_schema):
+        await migrate(admin, name)
+    old = (
+        f'"{schema}".enqueue(text, jsonb, jsonb, text, integer, integer, float8, float8, '
+        "timestamptz, text, text, boolean)"
+    )
+    await admin.execute(f"REVOKE ALL ON FUNCTION {old} FROM PUBLIC")
+    await admin.execute(f"GRANT EXECUTE ON FUNCTION {old} TO pg_monitor")
+    monkeypatch.undo()
+    for name in (schema, other_schema):
+        assert 17 in await migrate(admin, name)
+
+    def acl(name: str) -> str:
+        return (
+            "SELECT pronargs, proacl::text[],"
+            " has_function_privilege('pg_monitor', p.oid, 'EXECUTE')"
+            f" FROM pg_proc AS p WHERE p.oid = '\"{name}\".enqueue'::regproc"
+        )
+
+    nargs, granted, monitor = await admin.fetchrow(acl(schema))
+    assert nargs == 14
+    assert monitor
+    assert granted is not None
+    assert not any(item.startswith("=") for item in granted), granted  # not PUBLIC's
+    # Untouched privileges stay the defaults.
+    assert tuple(await admin.fetchrow(acl(other_schema))) == (14, None, True)

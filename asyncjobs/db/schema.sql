@@ -642,9 +642,12 @@ CREATE TABLE {schema}.task_names (
 -- enqueue it anyway), a bad queue name, max_attempts < 1, a timeout or delay that is not a
 -- finite number of seconds, delay and run_at together, a run_at before 1900 or from 9000,
 -- args not a JSON array, kwargs not an object, a number in them beyond a float's range (a
--- worker could not read it), a unique key that is empty or too long. With unique_key, a
--- task's active job with that key is returned instead (on_duplicate => 'raise': refused as
--- the client refuses it). Replaced by migration 16 (the run_at range, the numbers).
+-- worker could not read it), a unique key that is empty or too long, `after` empty or not
+-- job ids, an on_parent_failure other than 'cancel' or 'run', a parent that does not exist.
+-- With unique_key, a task's active job with that key is returned instead (on_duplicate =>
+-- 'raise': refused as the client refuses it). With after => ARRAY[ids], a continuation,
+-- stored as statement enqueue_unique_or_after (queries.sql) stores the client's. Replaced by
+-- migrations 16 (the run_at range, the numbers) and 17 (after, on_parent_failure).
 CREATE FUNCTION {schema}.enqueue(
     task text,
     args jsonb DEFAULT '[]',
@@ -657,7 +660,9 @@ CREATE FUNCTION {schema}.enqueue(
     run_at timestamptz DEFAULT NULL,
     unique_key text DEFAULT NULL,
     on_duplicate text DEFAULT 'existing',
-    allow_unknown_task boolean DEFAULT false
+    allow_unknown_task boolean DEFAULT false,
+    after bigint[] DEFAULT NULL,
+    on_parent_failure text DEFAULT 'cancel'
 ) RETURNS bigint
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -668,9 +673,16 @@ DECLARE
     job_timeout double precision;
     due timestamptz;
     new_id bigint := nextval('{schema}.jobs_id_seq');
-    entry bigint := nextval('{schema}.queue_id_seq');
+    entry bigint;
     stored record;
     close text;
+    parent_ids bigint[];
+    parent_states jsonb := '{}';
+    missing bigint[];
+    unfinished integer;
+    blocker bigint;
+    job_state text;
+    bad_id bigint;
 BEGIN
     IF enqueue.task IS NULL OR btrim(enqueue.task) = '' THEN
         RAISE EXCEPTION 'invalid task name %: it is empty', quote_nullable(enqueue.task)
@@ -773,18 +785,87 @@ BEGIN
                         '''raise'', got %', quote_nullable(enqueue.on_duplicate)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF enqueue.after IS NOT NULL THEN
+        IF cardinality(enqueue.after) = 0 THEN
+            RAISE EXCEPTION 'after needs at least one job id (or leave it out)'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- ARRAY[[1, 2]] is a bigint[] too; the client takes a flat list of ids only.
+        IF array_ndims(enqueue.after) > 1
+           OR EXISTS (SELECT FROM unnest(enqueue.after) AS p WHERE p IS NULL) THEN
+            RAISE EXCEPTION 'after must be job ids (integers), got %', enqueue.after
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        SELECT min(p) INTO bad_id FROM unnest(enqueue.after) AS p WHERE p < 1;
+        IF bad_id IS NOT NULL THEN
+            RAISE EXCEPTION 'a job id is an integer >= 1 (as enqueue returned it), got %', bad_id
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- As the client has them: in id order, each once.
+        parent_ids := ARRAY(SELECT DISTINCT p FROM unnest(enqueue.after) AS p ORDER BY p);
+    END IF;
+    IF enqueue.on_parent_failure IS NULL OR enqueue.on_parent_failure NOT IN ('cancel', 'run') THEN
+        RAISE EXCEPTION 'on_parent_failure must be ''cancel'' (the default) or ''run'' (run '
+                        'anyway), got %', quote_nullable(enqueue.on_parent_failure)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    IF parent_ids IS NOT NULL THEN
+        -- As statement enqueue_unique_or_after (queries.sql) does: the parents' rows are
+        -- locked in id order before their state is read, and a parent that ends holds the
+        -- same lock when its trigger looks for children, so a job enqueued here while its
+        -- parent ends is never missed by both.
+        SELECT coalesce(jsonb_object_agg(p.id::text, p.state), '{}') INTO parent_states
+          FROM (SELECT j.id, j.state FROM {schema}.jobs AS j
+                 WHERE j.id = ANY (parent_ids) ORDER BY j.id FOR NO KEY UPDATE) AS p;
+        SELECT array_agg(p ORDER BY p) INTO missing
+          FROM unnest(parent_ids) AS p WHERE NOT parent_states ? p::text;
+        IF missing IS NOT NULL THEN
+            -- The client's words; the SQLSTATE, constraint and DETAIL of the statement's
+            -- refusal (refuse_enqueue), so a caller tells it apart the same way.
+            RAISE EXCEPTION 'cannot enqueue after job %: no such job (it never existed or was '
+                            'deleted); nothing was enqueued', array_to_string(missing, ', ')
+                USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'asyncjobs_unknown_parent',
+                      DETAIL = array_to_string(missing, ',');
+        END IF;
+        UPDATE {schema}.jobs AS j SET has_children = true
+         WHERE j.id = ANY (parent_ids) AND NOT j.has_children;
+        SELECT count(*) INTO unfinished
+          FROM unnest(parent_ids) AS p
+         WHERE parent_states ->> p::text NOT IN ('succeeded', 'failed', 'cancelled');
+        IF enqueue.on_parent_failure = 'cancel' THEN
+            SELECT min(p) INTO blocker
+              FROM unnest(parent_ids) AS p
+             WHERE parent_states ->> p::text IN ('failed', 'cancelled');
+        END IF;
+    END IF;
 
     due := coalesce(enqueue.run_at, now() + make_interval(secs => coalesce(enqueue.delay, 0)));
+    -- A parent that already failed cancels the job at once (unless on_parent_failure =>
+    -- 'run'); one with unfinished parents waits for them in 'awaiting', without a queue row.
+    job_state := CASE WHEN blocker IS NOT NULL THEN 'cancelled'
+                      WHEN unfinished > 0 THEN 'awaiting'
+                      WHEN due > now() THEN 'scheduled'
+                      ELSE 'queued' END;
+    IF job_state IN ('queued', 'scheduled') THEN
+        entry := nextval('{schema}.queue_id_seq');
+    END IF;
     -- A unique key taken by an active job returns that row: ON CONFLICT DO UPDATE (a no-op
-    -- assignment) sees it even when it was committed after this statement began.
+    -- assignment) sees it even when it was committed after this statement began. A job
+    -- cancelled at once is not active, so it takes no key (and is stored, as the client's).
     INSERT INTO {schema}.jobs AS j
            (id, task, queue, priority, args, kwargs, max_attempts, timeout, run_at, state,
-            queue_entry, unique_key, active_key)
+            queue_entry, unique_key, active_key, parents, on_parent_failure, pending_parents,
+            finished_at, error)
     OVERRIDING SYSTEM VALUE
     VALUES (new_id, enqueue.task, job_queue, coalesce(enqueue.priority, known.priority, 0),
             coalesce(enqueue.args, '[]'), coalesce(enqueue.kwargs, '{}'), job_max_attempts,
-            job_timeout, due, CASE WHEN due > now() THEN 'scheduled' ELSE 'queued' END, entry,
-            enqueue.unique_key, enqueue.unique_key)
+            job_timeout, due, job_state, entry, enqueue.unique_key,
+            CASE WHEN job_state <> 'cancelled' THEN enqueue.unique_key END, parent_ids,
+            CASE WHEN parent_ids IS NOT NULL THEN enqueue.on_parent_failure END,
+            coalesce(unfinished, 0), CASE WHEN job_state = 'cancelled' THEN now() END,
+            CASE WHEN job_state = 'cancelled'
+                 THEN {schema}.parent_error(blocker, parent_states ->> blocker::text) END)
         ON CONFLICT (task, active_key) WHERE active_key IS NOT NULL
         DO UPDATE SET unique_key = EXCLUDED.unique_key
     RETURNING j.id, j.state, j.priority INTO stored;
@@ -796,9 +877,16 @@ BEGIN
         END IF;
         RETURN stored.id;
     END IF;
-    INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)
-    VALUES (entry, new_id, job_queue, stored.priority, due);
-    PERFORM {schema}.notify_enqueue(job_queue, due);
+    IF job_state = 'awaiting' THEN
+        -- One row per unfinished parent: settle_children finds the job through it.
+        INSERT INTO {schema}.job_parents (parent_id, job_id)
+        SELECT p, new_id FROM unnest(parent_ids) AS p
+         WHERE parent_states ->> p::text NOT IN ('succeeded', 'failed', 'cancelled');
+    ELSIF entry IS NOT NULL THEN
+        INSERT INTO {schema}.queue (id, job_id, queue, priority, run_at)
+        VALUES (entry, new_id, job_queue, stored.priority, due);
+        PERFORM {schema}.notify_enqueue(job_queue, due);
+    END IF;
     RETURN new_id;
 END $$;
 
@@ -830,10 +918,10 @@ CREATE VIEW {schema}.unfinished_jobs AS
       FROM {schema}.jobs AS j
      WHERE j.id IN (SELECT job_id FROM {schema}.job_parents) AND j.state = 'awaiting';
 
--- This file is migrations 1-16.
+-- This file is migrations 1-17.
 INSERT INTO {schema}.migrations (version, name)
 VALUES (1, 'initial'), (2, 'queue_order'), (3, 'lifecycle'), (4, 'unique_and_continuations'),
        (5, 'schedules'), (6, 'lean_enqueue'), (7, 'liveness'), (8, 'checkpoints'),
        (9, 'notify_enqueue'), (10, 'queue_pause'), (11, 'trace_context'), (12, 'sql_enqueue'),
        (13, 'lost_attempts'), (14, 'dashboard_lookups'), (15, 'unique_key_hash'),
-       (16, 'sql_function_checks');
+       (16, 'sql_function_checks'), (17, 'sql_enqueue_after');
