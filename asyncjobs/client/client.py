@@ -137,7 +137,7 @@ class Client:
         call = await self.call_of(task, *args, **kwargs)
         with lost_connection(f"enqueueing a job of task {call.task!r}", writes=True):
             (job_id,) = await self._store(self.pool, [call])
-        return JobId(job_id)
+        return job_id
 
     async def call_of(
         self, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any
@@ -207,7 +207,7 @@ class Client:
         NotInTransaction for a connection that would commit the job on its own."""
         call = await self.call_of(task, *args, **kwargs)
         (job_id,) = await self._store(conn, [call])
-        return JobId(job_id)
+        return job_id
 
     async def enqueue_many(self, calls: Iterable[TaskCall[T]]) -> list[JobId[T]]:
         """Enqueue many jobs in one round trip: `enqueue_many([t.call(1), t.call(2)])`; their
@@ -215,23 +215,23 @@ class Client:
         ConnectionLost as for `enqueue`."""
         batch = calls_list(calls)
         with lost_connection(f"enqueueing {len(batch)} jobs", writes=True):
-            return list(map(JobId, await self._store(self.pool, batch)))
+            return await self._store(self.pool, batch)
 
     async def enqueue_many_tx(
         self, conn: Connection, calls: Iterable[TaskCall[T]]
     ) -> list[JobId[T]]:
         """`enqueue_many` on your own connection, inside your transaction (the connections
         `enqueue_tx` takes)."""
-        return list(map(JobId, await self._store(conn, calls_list(calls))))
+        return await self._store(conn, calls_list(calls))
 
-    async def _store(self, conn: Connection | Pool, calls: list[TaskCall[Any]]) -> list[int]:
+    async def _store(self, conn: Connection | Pool, calls: list[TaskCall[Any]]) -> list[JobId[Any]]:
         """Store the calls' jobs (on the pool, or in the caller's transaction), through the
-        app's enqueue hooks if it has any."""
+        app's enqueue hooks if it has any; their ids, in order."""
         if isinstance(conn, Pool):
             store = functools.partial(enqueue_calls, conn, self.sql)
         else:
             store = functools.partial(enqueue_in_transaction, conn, self.sql)
-        return await enqueue_with_hooks(store, calls, self.app.hooks)
+        return list(map(JobId, await enqueue_with_hooks(store, calls, self.app.hooks)))
 
     # -- read -----------------------------------------------------------------------
 
